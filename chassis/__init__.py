@@ -1,0 +1,1 @@
+"""Code every loanbook process shares: configuration, logging, telemetry, gRPC server bootstrap, store clients."""

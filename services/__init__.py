@@ -1,0 +1,1 @@
+"""The loanbook gRPC microservices, one package per bounded context."""

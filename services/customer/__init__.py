@@ -1,0 +1,1 @@
+"""Customer and loan service: branches, officers, customers and loan applications on PostgreSQL."""

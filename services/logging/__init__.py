@@ -1,0 +1,1 @@
+"""Logging service: system logs on DynamoDB with a PostgreSQL fallback adapter."""

@@ -1,0 +1,1 @@
+"""Payment service: payment records on DynamoDB with a PostgreSQL fallback adapter."""

@@ -1,0 +1,1 @@
+"""Unit tests: domain logic and pure functions, no I/O."""
