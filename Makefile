@@ -1,0 +1,49 @@
+# loanbook developer commands. `make up` runs the system, `make test` runs the tests; both install what is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTO_FILES := $(shell find protos -name '*.proto' | sort)
+
+.PHONY: help install up test lint typecheck proto proto-check proto-lint clean-state
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: ## install uv, the locked Python dependencies and the npm tools (idempotent)
+	@bash scripts/bootstrap.sh
+
+up: install ## start PostgreSQL, DynamoDB Local, the three services and the gateway; Ctrl-C stops all
+	@$(PY) -m devstack up
+
+test: install ## run the whole test suite against real PostgreSQL and DynamoDB Local
+	@$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: install ## ruff (lint + format check) and buf lint
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/ruff format --check .
+	@npx --no-install buf lint
+
+typecheck: install ## mypy --strict on our code (generated code excluded)
+	@$(VENV)/bin/mypy
+
+proto: install ## regenerate Python code and type stubs from protos/ into gen/python
+	@rm -rf gen/python/loanbook
+	@mkdir -p gen/python
+	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(PY) -m grpc_tools.protoc \
+		-I protos -I third_party/protos \
+		--python_out=gen/python --mypy_out=quiet:gen/python \
+		--grpc_python_out=gen/python --mypy_grpc_out=quiet:gen/python \
+		$(PROTO_FILES)
+	@find gen/python/loanbook -type d -exec sh -c 'test -f "$$1/__init__.py" || : > "$$1/__init__.py"' _ {} \;
+	@echo "generated $$(find gen/python -name '*.py*' | wc -l) files in gen/python"
+
+proto-check: proto ## fail when committed generated code differs from what the protos produce
+	@if [ -n "$$(git status --porcelain -- gen/python)" ]; then \
+		git status --porcelain -- gen/python; git --no-pager diff --stat -- gen/python; \
+		echo "generated code drifted from protos/: run 'make proto' and commit gen/python" >&2; exit 1; \
+	fi
+	@echo "generated code matches protos/"
+
+clean-state: ## remove local PostgreSQL/DynamoDB state (.devstack)
+	@rm -rf .devstack
