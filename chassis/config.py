@@ -1,0 +1,101 @@
+"""Settings every loanbook process shares, read from the environment with a per-service prefix."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Self, TypeVar
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class ConfigurationError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class ProcessSettings(BaseSettings):
+    """Settings of any loanbook process; subclasses set `env_prefix` (LOANBOOK_<SERVICE>_)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    environment: Environment = Environment.DEVELOPMENT
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    # Log lines as JSON (one object per line) or as plain text for a human at a terminal.
+    log_json: bool = True
+
+
+class TlsSettings(BaseSettings):
+    """Optional TLS for gRPC: a server certificate, and a client CA to demand client certificates (mTLS)."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Servers: require client certificates signed by this CA. Clients: trust servers signed by this CA.
+    tls_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _cert_and_key_together(self) -> Self:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        for path in (self.tls_cert_file, self.tls_key_file, self.tls_ca_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"TLS file {path} does not exist")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None or self.tls_ca_file is not None
+
+
+class GrpcServiceSettings(ProcessSettings, TlsSettings):
+    """Settings of a gRPC microservice."""
+
+    grpc_host: str = "127.0.0.1"
+    grpc_port: int = Field(default=0, ge=0, le=65535)
+    # In-flight RPCs get this long to finish after SIGTERM before they are cancelled.
+    shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+
+
+class PostgresSettings(BaseSettings):
+    """Where a service's PostgreSQL is."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    postgres_dsn: SecretStr
+    postgres_pool_min_size: int = Field(default=1, ge=0, le=100)
+    postgres_pool_max_size: int = Field(default=10, ge=1, le=200)
+
+
+class DynamoSettings(BaseSettings):
+    """Where a service's DynamoDB is; an endpoint URL selects DynamoDB Local."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    dynamodb_endpoint: str | None = Field(default=None, pattern=r"^https?://")
+    aws_region: str = "us-east-1"
+    dynamodb_table_prefix: str = Field(default="loanbook", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def load_settings(settings_type: type[S]) -> S:
+    """Read settings from the environment, turning pydantic's error into one that names each variable."""
+    try:
+        return settings_type()
+    except ValidationError as error:
+        prefix = str(settings_type.model_config.get("env_prefix", ""))
+        problems = []
+        for issue in error.errors():
+            field = ".".join(str(part) for part in issue["loc"]) or "(settings)"
+            variable = f"{prefix}{field}".upper() if issue["loc"] else settings_type.__name__
+            problems.append(f"{variable}: {issue['msg']}")
+        raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None

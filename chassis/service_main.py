@@ -1,0 +1,51 @@
+"""The one way a loanbook gRPC service process starts: settings, logging, tracing, stores, server, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
+from typing import TypeVar
+
+from chassis.config import ConfigurationError, GrpcServiceSettings, load_settings
+from chassis.grpc_server import GrpcServer, ServiceBinding
+from chassis.stores import StoreUnavailable
+from chassis.structured_logging import configure_logging
+from chassis.telemetry import configure_telemetry
+
+logger = logging.getLogger(__name__)
+
+SettingsT = TypeVar("SettingsT", bound=GrpcServiceSettings)
+
+# Builds a service's dependencies inside the exit stack (so they close in reverse order) and returns
+# the gRPC services to serve. This is each service's composition root.
+Bootstrap = Callable[[SettingsT, AsyncExitStack], Awaitable[Sequence[ServiceBinding]]]
+
+EXIT_CONFIGURATION = 2
+EXIT_STORE_UNAVAILABLE = 3
+
+
+async def serve(settings: SettingsT, bootstrap: Bootstrap[SettingsT]) -> None:
+    async with AsyncExitStack() as stack:
+        services = await bootstrap(settings, stack)
+        await GrpcServer(settings, services).serve_until_signalled()
+
+
+def run_service(name: str, settings_type: type[SettingsT], bootstrap: Bootstrap[SettingsT]) -> None:
+    """Entry point of `python -m services.<name>`: exits 2 on bad configuration, 3 when a store is down."""
+    try:
+        settings = load_settings(settings_type)
+    except ConfigurationError as error:
+        print(f"loanbook-{name}: {error}", file=sys.stderr)
+        sys.exit(EXIT_CONFIGURATION)
+    configure_logging(f"loanbook-{name}", settings.log_level, json_lines=settings.log_json)
+    telemetry = configure_telemetry(f"loanbook-{name}")
+    try:
+        asyncio.run(serve(settings, bootstrap))
+    except StoreUnavailable as error:
+        logger.error("cannot start: %s", error)
+        sys.exit(EXIT_STORE_UNAVAILABLE)
+    finally:
+        telemetry.shutdown()

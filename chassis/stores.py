@@ -1,0 +1,62 @@
+"""Store clients created once per process: an asyncpg pool and an aiobotocore DynamoDB client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+import aioboto3
+import asyncpg
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from chassis.config import DynamoSettings, PostgresSettings
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+
+class StoreUnavailable(RuntimeError):
+    """A store could not be reached at start-up; the message says which and where (no credentials)."""
+
+
+@asynccontextmanager
+async def postgres_pool(settings: PostgresSettings) -> AsyncIterator[asyncpg.Pool]:
+    """An asyncpg pool, closed on exit; fails fast with StoreUnavailable when PostgreSQL does not answer."""
+    dsn = settings.postgres_dsn.get_secret_value()
+    try:
+        pool = await asyncpg.create_pool(
+            dsn,
+            min_size=settings.postgres_pool_min_size,
+            max_size=settings.postgres_pool_max_size,
+            timeout=10,
+        )
+    except (OSError, asyncpg.PostgresError, TimeoutError) as error:
+        raise StoreUnavailable(f"PostgreSQL unreachable: {type(error).__name__}: {error}") from error
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@asynccontextmanager
+async def dynamodb_client(settings: DynamoSettings) -> AsyncIterator[DynamoDBClient]:
+    """One aiobotocore DynamoDB client for the process, with bounded timeouts and standard retries."""
+    session = aioboto3.Session()
+    config = AioConfig(
+        connect_timeout=2,
+        read_timeout=5,
+        retries={"max_attempts": 3, "mode": "standard"},
+        max_pool_connections=64,
+    )
+    async with session.client(
+        "dynamodb", endpoint_url=settings.dynamodb_endpoint, region_name=settings.aws_region, config=config
+    ) as client:
+        try:
+            await client.list_tables(Limit=1)
+        except (BotoCoreError, ClientError) as error:
+            raise StoreUnavailable(
+                f"DynamoDB unreachable at {settings.dynamodb_endpoint or settings.aws_region}: {error}"
+            ) from error
+        yield client

@@ -1,0 +1,43 @@
+"""Runs the gateway: `python -m gateway`."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+from chassis.config import ConfigurationError, load_settings
+from chassis.structured_logging import configure_logging
+from chassis.telemetry import configure_telemetry
+from gateway.app import create_app
+from gateway.config import GatewaySettings
+
+
+def main() -> None:
+    try:
+        settings = load_settings(GatewaySettings)
+    except ConfigurationError as error:
+        print(f"loanbook-gateway: {error}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging("loanbook-gateway", settings.log_level, json_lines=settings.log_json)
+    telemetry = configure_telemetry("loanbook-gateway", instrument_grpc_server=False)
+    app = create_app(settings)
+    FastAPIInstrumentor.instrument_app(app)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,  # keep our structured logging
+            timeout_graceful_shutdown=10,
+        )
+    )
+    try:
+        server.run()
+    finally:
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    main()

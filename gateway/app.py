@@ -1,0 +1,86 @@
+"""The FastAPI application: one gRPC channel per downstream service, created at start-up."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated
+
+import grpc
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from chassis.grpc_client import create_channel
+from gateway.config import GatewaySettings
+from gateway.errors import error_response
+
+
+@dataclass
+class Downstreams:
+    """The gateway's gRPC channels, by service name."""
+
+    channels: dict[str, grpc.aio.Channel]
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self.channels.values()))
+
+
+def downstreams(request: Request) -> Downstreams:
+    result: Downstreams = request.app.state.downstreams
+    return result
+
+
+async def _health_of(name: str, channel: grpc.aio.Channel, deadline_seconds: float) -> tuple[str, str]:
+    try:
+        stub = health_pb2_grpc.HealthStub(channel)
+        response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=deadline_seconds)
+    except grpc.aio.AioRpcError as error:
+        return name, error.code().name
+    return name, health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def create_app(settings: GatewaySettings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.downstreams = Downstreams(
+            {
+                "customer": create_channel(settings.customer_addr, settings),
+                "payment": create_channel(settings.payment_addr, settings),
+                "logging": create_channel(settings.logging_addr, settings),
+            }
+        )
+        try:
+            yield
+        finally:
+            await app.state.downstreams.close()
+
+    app = FastAPI(title="loanbook gateway", version="1", lifespan=lifespan)
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness: the gateway process answers")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], summary="Readiness: every downstream gRPC service is SERVING")
+    async def readyz(services: Annotated[Downstreams, Depends(downstreams)]) -> JSONResponse:
+        results = dict(
+            await asyncio.gather(
+                *(
+                    _health_of(name, channel, settings.readiness_timeout_seconds)
+                    for name, channel in services.channels.items()
+                )
+            )
+        )
+        not_serving = {name: status for name, status in results.items() if status != "SERVING"}
+        if not_serving:
+            names = ", ".join(f"{name} ({status})" for name, status in sorted(not_serving.items()))
+            return error_response(
+                grpc.StatusCode.UNAVAILABLE,
+                f"not ready: {names}",
+                [{"service": name, "status": status} for name, status in sorted(results.items())],
+            )
+        return JSONResponse({"status": "ready", "services": results})
+
+    return app

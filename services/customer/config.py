@@ -1,0 +1,12 @@
+"""Customer service settings (environment prefix LOANBOOK_CUSTOMER_)."""
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from chassis.config import GrpcServiceSettings, PostgresSettings
+
+
+class CustomerSettings(GrpcServiceSettings, PostgresSettings):
+    model_config = SettingsConfigDict(env_prefix="LOANBOOK_CUSTOMER_", extra="ignore", frozen=True)
+
+    grpc_port: int = Field(default=50151, ge=0, le=65535)
