@@ -1,0 +1,149 @@
+"""The shared gRPC server: health, reflection, TLS/mTLS and graceful shutdown, on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from chassis.config import GrpcServiceSettings, TlsSettings
+from chassis.grpc_client import create_channel
+from chassis.grpc_server import GrpcServer, ServiceBinding
+
+SLOW_SERVICE = "loanbook.test.v1.SlowService"
+
+
+def _slow_service(started: asyncio.Event) -> ServiceBinding:
+    """A service whose one method sleeps, to hold an RPC in flight while the server stops."""
+
+    async def sleep(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        started.set()
+        await asyncio.sleep(float(request.decode()))
+        return b"done"
+
+    handler = grpc.method_handlers_generic_handler(SLOW_SERVICE, {"Sleep": grpc.unary_unary_rpc_method_handler(sleep)})
+    return ServiceBinding(SLOW_SERVICE, lambda server: server.add_generic_rpc_handlers((handler,)))
+
+
+def _sleep_call(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    return channel.unary_unary(f"/{SLOW_SERVICE}/Sleep")
+
+
+async def _sleep(channel: grpc.aio.Channel, seconds: str, timeout: float) -> bytes:
+    return await _sleep_call(channel)(seconds.encode(), timeout=timeout)
+
+
+@pytest.fixture
+async def running_server() -> AsyncIterator[tuple[GrpcServer, asyncio.Event]]:
+    started = asyncio.Event()
+    server = GrpcServer(GrpcServiceSettings(grpc_port=0), [_slow_service(started)])
+    await server.start()
+    try:
+        yield server, started
+    finally:
+        await server.stop(grace=0)
+
+
+async def test_reports_serving_for_the_server_and_each_service(
+    running_server: tuple[GrpcServer, asyncio.Event],
+) -> None:
+    server, _ = running_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SLOW_SERVICE):
+            response = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)
+            assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_lists_the_registered_services(running_server: tuple[GrpcServer, asyncio.Event]) -> None:
+    server, _ = running_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        responses = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        async for response in responses:
+            names = {service.name for service in response.list_services_response.service}
+            break
+
+    assert {SLOW_SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+async def test_stop_lets_in_flight_rpcs_finish_and_refuses_new_ones(
+    running_server: tuple[GrpcServer, asyncio.Event],
+) -> None:
+    server, started = running_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        in_flight = asyncio.create_task(_sleep(channel, "0.5", timeout=5))
+        await asyncio.wait_for(started.wait(), 2)
+
+        await server.stop(grace=5)
+
+        assert await in_flight == b"done"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await _sleep_call(channel)(b"0", timeout=1)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_stop_cancels_rpcs_that_outlive_the_grace_period(
+    running_server: tuple[GrpcServer, asyncio.Event],
+) -> None:
+    server, started = running_server
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        in_flight = asyncio.create_task(_sleep(channel, "30", timeout=10))
+        await asyncio.wait_for(started.wait(), 2)
+
+        await server.stop(grace=0.2)
+
+        with pytest.raises(grpc.aio.AioRpcError) as cancelled:
+            await in_flight
+        assert cancelled.value.code() in {grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE}
+
+
+def _make_certificates(directory: Path) -> dict[str, Path]:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=directory)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test-ca",
+        "-keyout", "ca.key", "-out", "ca.pem")  # fmt: skip
+    for name, extension in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}", "-keyout", f"{name}.key",
+            "-out", f"{name}.csr")  # fmt: skip
+        (directory / f"{name}.ext").write_text(extension + "\n")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-days", "1", "-extfile", f"{name}.ext", "-out", f"{name}.pem")  # fmt: skip
+    return {path.stem + path.suffix.replace(".", "_"): path for path in directory.iterdir()}
+
+
+async def test_mutual_tls_serves_clients_with_a_certificate_and_refuses_others(tmp_path: Path) -> None:
+    files = _make_certificates(tmp_path)
+    started = asyncio.Event()
+    server_settings = GrpcServiceSettings(
+        grpc_port=0, tls_cert_file=files["server_pem"], tls_key_file=files["server_key"], tls_ca_file=files["ca_pem"]
+    )
+    server = GrpcServer(server_settings, [_slow_service(started)])
+    await server.start()
+    try:
+        client_tls = TlsSettings(
+            tls_cert_file=files["client_pem"], tls_key_file=files["client_key"], tls_ca_file=files["ca_pem"]
+        )
+        async with create_channel(server.address, client_tls) as channel:
+            assert await _sleep_call(channel)(b"0", timeout=5) == b"done"
+
+        anonymous = TlsSettings(tls_ca_file=files["ca_pem"])
+        async with create_channel(server.address, anonymous) as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await _sleep_call(channel)(b"0", timeout=5)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+        async with grpc.aio.insecure_channel(server.address) as plaintext:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await _sleep_call(plaintext)(b"0", timeout=2)
+    finally:
+        await server.stop(grace=0)
