@@ -1,0 +1,78 @@
+"""A real OTLP/gRPC trace receiver built from opentelemetry-proto's service definition, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    service_name: str
+    name: str
+    kind: int
+    trace_id: str
+    span_id: str
+    parent_span_id: str
+    attributes: dict[str, str]
+
+
+class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    """Collects every span exported to it; `address` is what OTEL_EXPORTER_OTLP_ENDPOINT should name."""
+
+    def __init__(self) -> None:
+        self.spans: list[ReceivedSpan] = []
+        self._server = grpc.aio.server()
+        self._arrived = asyncio.Condition()
+        self.address = ""
+
+    async def Export(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest,
+        context: grpc.aio.ServicerContext[
+            trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse
+        ],
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        for resource_spans in request.resource_spans:
+            resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append(_received(resource.get("service.name", ""), span))
+        async with self._arrived:
+            self._arrived.notify_all()
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+    async def start(self) -> None:
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
+        port = self._server.add_insecure_port("127.0.0.1:0")
+        await self._server.start()
+        self.address = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        await self._server.stop(grace=0)
+
+    async def wait_for(self, trace_id: str, service_names: set[str], timeout: float) -> list[ReceivedSpan]:
+        """Spans of one trace, once spans from every named service have arrived (or the timeout passes)."""
+
+        def arrived() -> bool:
+            return service_names <= {s.service_name for s in self.spans if s.trace_id == trace_id}
+
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(arrived)
+        return [span for span in self.spans if span.trace_id == trace_id]
+
+
+def _received(service_name: str, span: trace_pb2.Span) -> ReceivedSpan:
+    return ReceivedSpan(
+        service_name=service_name,
+        name=span.name,
+        kind=span.kind,
+        trace_id=span.trace_id.hex(),
+        span_id=span.span_id.hex(),
+        parent_span_id=span.parent_span_id.hex(),
+        attributes={kv.key: kv.value.string_value for kv in span.attributes},
+    )
