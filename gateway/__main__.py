@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import uvicorn
@@ -33,6 +34,10 @@ def main() -> None:
             timeout_graceful_shutdown=10,
         )
     )
+    # uvicorn drains connections on SIGTERM/SIGINT and then re-raises the signal with the handler that was
+    # installed before it started; a no-op handler there makes a graceful stop exit 0, like the services.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: None)
     try:
         server.run()
     finally:
