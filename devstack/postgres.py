@@ -69,14 +69,16 @@ def _create_service_account() -> pwd.struct_passwd:
         try:
             return pwd.getpwnam(SERVICE_ACCOUNT)
         except KeyError:
-            log.warning("useradd %s failed (%s); using %s", SERVICE_ACCOUNT, result.stderr.strip(), FALLBACK_ACCOUNT)
+            log.warning(
+                "useradd %s failed (%s); using %s", SERVICE_ACCOUNT, result.stderr.strip(), FALLBACK_ACCOUNT
+            )
     else:
         log.warning("useradd is not available; running PostgreSQL as %s", FALLBACK_ACCOUNT)
     return pwd.getpwnam(FALLBACK_ACCOUNT)
 
 
 def traversable_by(path: Path, account: RunAs) -> bool:
-    """Whether `account` may search every folder from / down to `path` (projects often sit under 0700 /root)."""
+    """Whether `account` may search every folder from / down to `path` (projects may sit under 0700 /root)."""
     for folder in (path, *path.parents):
         mode = folder.stat()
         if mode.st_uid == account.uid:
@@ -205,7 +207,11 @@ class PostgresServer:
             death_signal=signal.SIGQUIT,
         )
         await wait_until_ready(
-            self.name, self._process, self._accepts_connections, timeout=self._start_timeout, log_path=self.log_path
+            self.name,
+            self._process,
+            self._accepts_connections,
+            limit=self._start_timeout,
+            log_path=self.log_path,
         )
         await self._ensure_app_role()
 
@@ -282,7 +288,8 @@ class PostgresServer:
             pwfile.unlink(missing_ok=True)
         if returncode != 0:
             raise StartupError(
-                f"initdb failed with code {returncode}; last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                f"initdb failed with code {returncode}; "
+                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
             )
 
     def _settings(self) -> list[str]:

@@ -135,8 +135,8 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-async def wait_gone(pids: Sequence[int], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
+async def wait_gone(pids: Sequence[int], within: float) -> bool:
+    deadline = time.monotonic() + within
     while any(is_running(pid) for pid in pids):
         if time.monotonic() > deadline:
             return False
@@ -172,11 +172,11 @@ async def wait_until_ready(
     process: asyncio.subprocess.Process,
     probe: Probe,
     *,
-    timeout: float,
+    limit: float,
     log_path: Path | None,
     interval: float = 0.1,
 ) -> None:
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit
     while True:
         if process.returncode is not None:
             raise StartupError(
@@ -187,7 +187,7 @@ async def wait_until_ready(
             return
         if time.monotonic() > deadline:
             raise StartupError(
-                f"{name} (pid {process.pid}) was not ready after {timeout:.0f} s; "
+                f"{name} (pid {process.pid}) was not ready after {limit:.0f} s; "
                 f"last lines of {log_path}:\n{log_tail(log_path)}"
             )
         await asyncio.sleep(interval)
