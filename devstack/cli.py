@@ -19,7 +19,13 @@ from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from devstack.processes import StartupError, is_running
 from devstack.supervisor import AppProcess, CommandProcess, StackStopped, Supervisor, grpc_health, http_ok
-from devstack.tools import MissingPrerequisite, project_root
+from devstack.tools import (
+    MissingPrerequisite,
+    find_dynamodb_local_jar,
+    find_java,
+    find_postgres_binaries,
+    project_root,
+)
 
 log = logging.getLogger("devstack")
 
@@ -221,11 +227,21 @@ async def run_stack(
         )
         return 1
     ports = Ports(**{key: getattr(args, key) for key in PORT_OPTIONS if hasattr(args, key)})
+    try:
+        # Every prerequisite is checked before anything starts, so a missing one costs no start-up time.
+        binaries = find_postgres_binaries()
+        java = find_java()
+        jar = find_dynamodb_local_jar()
+    except MissingPrerequisite as exc:
+        print(f"devstack: {exc}", file=sys.stderr, flush=True)
+        return 1
+    postgres = PostgresServer(state_dir, port=ports.pg_port, ephemeral=args.ephemeral, binaries=binaries)
+    dynamodb = DynamoDBLocal(
+        state_dir, port=ports.dynamodb_port, ephemeral=args.ephemeral, java=java, jar=jar
+    )
     supervisor = Supervisor(on_change=lambda pids: _write_state(state_dir, pids))
     supervisor.install_signal_handlers()
     _write_state(state_dir, {})
-    postgres = PostgresServer(state_dir, port=ports.pg_port, ephemeral=args.ephemeral)
-    dynamodb = DynamoDBLocal(state_dir, port=ports.dynamodb_port, ephemeral=args.ephemeral)
     try:
         await supervisor.start(postgres)
         await supervisor.start(dynamodb)
