@@ -1,1 +1,1 @@
-"""Embedded local infrastructure: PostgreSQL and DynamoDB Local as supervised processes, plus the whole stack."""
+"""Embedded local infrastructure: PostgreSQL and DynamoDB Local as supervised processes, plus the stack."""

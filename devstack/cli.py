@@ -1,0 +1,317 @@
+"""`python -m devstack`: run the local infrastructure, or the whole loanbook stack, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.dynamodb import DynamoDBLocal
+from devstack.postgres import PostgresServer
+from devstack.processes import StartupError, is_running
+from devstack.supervisor import AppProcess, CommandProcess, StackStopped, Supervisor, grpc_health, http_ok
+from devstack.tools import (
+    MissingPrerequisite,
+    find_dynamodb_local_jar,
+    find_java,
+    find_postgres_binaries,
+    project_root,
+)
+
+log = logging.getLogger("devstack")
+
+STATE_FILE = "devstack.json"
+
+# (flag, environment variable, default); defaults stay clear of the standard 5432 and 8000.
+PORT_OPTIONS = {
+    "pg_port": ("--pg-port", "DEVSTACK_PG_PORT", 55432),
+    "dynamodb_port": ("--dynamodb-port", "DEVSTACK_DYNAMODB_PORT", 58000),
+    "customer_port": ("--customer-port", "DEVSTACK_CUSTOMER_PORT", 50151),
+    "payment_port": ("--payment-port", "DEVSTACK_PAYMENT_PORT", 50152),
+    "logging_port": ("--logging-port", "DEVSTACK_LOGGING_PORT", 50153),
+    "gateway_port": ("--gateway-port", "DEVSTACK_GATEWAY_PORT", 58080),
+}
+INFRA_PORTS = ("pg_port", "dynamodb_port")
+
+
+@dataclass(frozen=True)
+class Ports:
+    pg_port: int = 55432
+    dynamodb_port: int = 58000
+    customer_port: int = 50151
+    payment_port: int = 50152
+    logging_port: int = 50153
+    gateway_port: int = 58080
+
+
+@dataclass(frozen=True)
+class StackEndpoints:
+    """What the application processes need to know once the infrastructure is up."""
+
+    postgres_dsn: str
+    dynamodb_endpoint: str
+    ports: Ports
+    state_dir: Path
+
+
+AppFactory = Callable[[StackEndpoints], Sequence[AppProcess]]
+ExtraLines = Callable[[StackEndpoints], Iterable[str]]
+
+AWS_LOCAL_ENV = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
+    """The three services and the gateway, in dependency order."""
+    ports = stack.ports
+    customer = f"127.0.0.1:{ports.customer_port}"
+    payment = f"127.0.0.1:{ports.payment_port}"
+    logging_addr = f"127.0.0.1:{ports.logging_port}"
+    gateway = f"http://127.0.0.1:{ports.gateway_port}"
+    python = sys.executable
+
+    def otel(name: str) -> dict[str, str]:
+        return {"OTEL_SERVICE_NAME": f"loanbook-{name}", "PYTHONUNBUFFERED": "1"}
+
+    return [
+        AppProcess(
+            name="customer",
+            argv=[python, "-m", "services.customer"],
+            env={
+                **otel("customer"),
+                "LOANBOOK_CUSTOMER_GRPC_PORT": str(ports.customer_port),
+                "LOANBOOK_CUSTOMER_POSTGRES_DSN": stack.postgres_dsn,
+            },
+            readiness=grpc_health(customer),
+            endpoint=f"{customer} (gRPC)",
+        ),
+        AppProcess(
+            name="payment",
+            argv=[python, "-m", "services.payment"],
+            env={
+                **otel("payment"),
+                **AWS_LOCAL_ENV,
+                "LOANBOOK_PAYMENT_GRPC_PORT": str(ports.payment_port),
+                "LOANBOOK_PAYMENT_POSTGRES_DSN": stack.postgres_dsn,
+                "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
+                "LOANBOOK_PAYMENT_CUSTOMER_ADDR": customer,
+            },
+            readiness=grpc_health(payment),
+            endpoint=f"{payment} (gRPC)",
+        ),
+        AppProcess(
+            name="logging",
+            argv=[python, "-m", "services.logging"],
+            env={
+                **otel("logging"),
+                **AWS_LOCAL_ENV,
+                "LOANBOOK_LOGGING_GRPC_PORT": str(ports.logging_port),
+                "LOANBOOK_LOGGING_POSTGRES_DSN": stack.postgres_dsn,
+                "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
+            },
+            readiness=grpc_health(logging_addr),
+            endpoint=f"{logging_addr} (gRPC)",
+        ),
+        AppProcess(
+            name="gateway",
+            argv=[python, "-m", "gateway"],
+            env={
+                **otel("gateway"),
+                "LOANBOOK_GATEWAY_HTTP_PORT": str(ports.gateway_port),
+                "LOANBOOK_GATEWAY_CUSTOMER_ADDR": customer,
+                "LOANBOOK_GATEWAY_PAYMENT_ADDR": payment,
+                "LOANBOOK_GATEWAY_LOGGING_ADDR": logging_addr,
+            },
+            readiness=http_ok(f"{gateway}/healthz"),
+            endpoint=gateway,
+        ),
+    ]
+
+
+def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"devstack: {name}={raw!r} is not a port number") from None
+
+
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    env = os.environ if env is None else env
+    parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(env.get("DEVSTACK_STATE_DIR") or project_root() / ".devstack"),
+        help="folder for data, logs and secrets (env DEVSTACK_STATE_DIR; default <project>/.devstack)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    infra = commands.add_parser("infra", parents=[common], help="PostgreSQL and DynamoDB Local until Ctrl-C")
+    up = commands.add_parser("up", parents=[common], help="infrastructure plus the loanbook services")
+    for sub, keys in ((infra, INFRA_PORTS), (up, tuple(PORT_OPTIONS))):
+        for key in keys:
+            flag, variable, default = PORT_OPTIONS[key]
+            sub.add_argument(
+                flag, dest=key, type=int, default=_env_int(env, variable, default), help=f"env {variable}"
+            )
+        sub.add_argument(
+            "--ephemeral",
+            action="store_true",
+            help="throw-away speed settings: fsync off, DynamoDB in memory",
+        )
+    commands.add_parser("status", parents=[common], help="show whether a stack runs from this state folder")
+    commands.add_parser("stop", parents=[common], help="stop the stack running from this state folder")
+    return parser
+
+
+def _read_state(state_dir: Path) -> dict[str, object] | None:
+    try:
+        loaded = json.loads((state_dir / STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
+def _running_supervisor(state_dir: Path) -> int | None:
+    state = _read_state(state_dir)
+    pid = state.get("supervisor_pid") if state else None
+    return pid if isinstance(pid, int) and is_running(pid) else None
+
+
+def _write_state(state_dir: Path, pids: Mapping[str, int]) -> None:
+    path = state_dir / STATE_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps({"supervisor_pid": os.getpid(), "processes": dict(pids)}, indent=2))
+    temporary.replace(path)
+
+
+def ready_block(stack: StackEndpoints, apps: Sequence[AppProcess], extra_lines: Sequence[ExtraLines]) -> str:
+    lines = [
+        "devstack is ready:",
+        f"  {'PostgreSQL':<12} {stack.postgres_dsn}",
+        f"  {'DynamoDB':<12} {stack.dynamodb_endpoint}",
+        *(f"  {app.name:<12} {app.endpoint}" for app in apps if app.endpoint),
+        f"  {'state':<12} {stack.state_dir} (logs: *.log there and in logs/)",
+    ]
+    for extra in extra_lines:
+        lines.extend(f"  {line}" for line in extra(stack))
+    lines.append("Press Ctrl-C to stop.")
+    return "\n".join(lines)
+
+
+async def run_stack(
+    args: argparse.Namespace, apps: AppFactory | None, extra_lines: Sequence[ExtraLines] = ()
+) -> int:
+    """Start infrastructure (and apps when `apps` is given), print the endpoints, run until stopped."""
+    state_dir: Path = args.state_dir
+    running = _running_supervisor(state_dir)
+    if running is not None:
+        print(
+            f"devstack: already running from {state_dir} (pid {running}); use `devstack stop`",
+            file=sys.stderr,
+        )
+        return 1
+    ports = Ports(**{key: getattr(args, key) for key in PORT_OPTIONS if hasattr(args, key)})
+    try:
+        # Every prerequisite is checked before anything starts, so a missing one costs no start-up time.
+        binaries = find_postgres_binaries()
+        java = find_java()
+        jar = find_dynamodb_local_jar()
+    except MissingPrerequisite as exc:
+        print(f"devstack: {exc}", file=sys.stderr, flush=True)
+        return 1
+    postgres = PostgresServer(state_dir, port=ports.pg_port, ephemeral=args.ephemeral, binaries=binaries)
+    dynamodb = DynamoDBLocal(
+        state_dir, port=ports.dynamodb_port, ephemeral=args.ephemeral, java=java, jar=jar
+    )
+    supervisor = Supervisor(on_change=lambda pids: _write_state(state_dir, pids))
+    supervisor.install_signal_handlers()
+    _write_state(state_dir, {})
+    try:
+        await supervisor.start(postgres)
+        await supervisor.start(dynamodb)
+        stack = StackEndpoints(postgres.dsn, dynamodb.endpoint, ports, state_dir)
+        app_list = list(apps(stack)) if apps is not None else []
+        for app in app_list:
+            await supervisor.start(CommandProcess(app, log_dir=state_dir / "logs", cwd=project_root()))
+        print(ready_block(stack, app_list, extra_lines), flush=True)
+        return await supervisor.wait()
+    except StackStopped:
+        return supervisor.exit_code
+    except (StartupError, MissingPrerequisite) as exc:
+        print(f"devstack: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        await supervisor.stop_all()
+        (state_dir / STATE_FILE).unlink(missing_ok=True)
+        log.info("stopped")
+
+
+def status(state_dir: Path) -> int:
+    state = _read_state(state_dir)
+    supervisor = _running_supervisor(state_dir)
+    if state is None or supervisor is None:
+        print(f"devstack: not running from {state_dir}")
+        return 3
+    print(f"devstack: running from {state_dir} (supervisor pid {supervisor})")
+    processes = state.get("processes")
+    if isinstance(processes, dict):
+        for name, pid in processes.items():
+            alive = isinstance(pid, int) and is_running(pid)
+            print(f"  {name:<14} pid {pid} {'running' if alive else 'gone'}")
+    return 0
+
+
+def stop(state_dir: Path, timeout: float = 60.0) -> int:
+    supervisor = _running_supervisor(state_dir)
+    if supervisor is None:
+        print(f"devstack: not running from {state_dir}")
+        return 0
+    os.kill(supervisor, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while is_running(supervisor):
+        if time.monotonic() > deadline:
+            print(
+                f"devstack: supervisor pid {supervisor} still running after {timeout:.0f} s", file=sys.stderr
+            )
+            return 1
+        time.sleep(0.1)
+    print("devstack: stopped")
+    return 0
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    apps: AppFactory = loanbook_apps,
+    extra_lines: Sequence[ExtraLines] = (),
+) -> int:
+    """Entry point; `apps` and `extra_lines` are injection points (tests, development tokens)."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s", stream=sys.stderr)
+    # Readiness probes poll over HTTP; one log line per probe would bury the useful ones.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    if args.command == "status":
+        return status(args.state_dir.resolve())
+    if args.command == "stop":
+        return stop(args.state_dir.resolve())
+    args.state_dir = args.state_dir.resolve()
+    args.state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_stack(args, apps if args.command == "up" else None, extra_lines))
+    return 130
