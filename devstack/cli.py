@@ -166,9 +166,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     for sub, keys in ((infra, INFRA_PORTS), (up, tuple(PORT_OPTIONS))):
         for key in keys:
             flag, variable, default = PORT_OPTIONS[key]
-            sub.add_argument(
-                flag, dest=key, type=int, default=_env_int(env, variable, default), help=f"env {variable}"
-            )
+            sub.add_argument(flag, dest=key, type=int, default=_env_int(env, variable, default), help=f"env {variable}")
         sub.add_argument(
             "--ephemeral",
             action="store_true",
@@ -214,9 +212,7 @@ def ready_block(stack: StackEndpoints, apps: Sequence[AppProcess], extra_lines: 
     return "\n".join(lines)
 
 
-async def run_stack(
-    args: argparse.Namespace, apps: AppFactory | None, extra_lines: Sequence[ExtraLines] = ()
-) -> int:
+async def run_stack(args: argparse.Namespace, apps: AppFactory | None, extra_lines: Sequence[ExtraLines] = ()) -> int:
     """Start infrastructure (and apps when `apps` is given), print the endpoints, run until stopped."""
     state_dir: Path = args.state_dir
     running = _running_supervisor(state_dir)
@@ -236,9 +232,7 @@ async def run_stack(
         print(f"devstack: {exc}", file=sys.stderr, flush=True)
         return 1
     postgres = PostgresServer(state_dir, port=ports.pg_port, ephemeral=args.ephemeral, binaries=binaries)
-    dynamodb = DynamoDBLocal(
-        state_dir, port=ports.dynamodb_port, ephemeral=args.ephemeral, java=java, jar=jar
-    )
+    dynamodb = DynamoDBLocal(state_dir, port=ports.dynamodb_port, ephemeral=args.ephemeral, java=java, jar=jar)
     supervisor = Supervisor(on_change=lambda pids: _write_state(state_dir, pids))
     supervisor.install_signal_handlers()
     _write_state(state_dir, {})
@@ -286,9 +280,7 @@ def stop(state_dir: Path, timeout: float = 60.0) -> int:
     deadline = time.monotonic() + timeout
     while is_running(supervisor):
         if time.monotonic() > deadline:
-            print(
-                f"devstack: supervisor pid {supervisor} still running after {timeout:.0f} s", file=sys.stderr
-            )
+            print(f"devstack: supervisor pid {supervisor} still running after {timeout:.0f} s", file=sys.stderr)
             return 1
         time.sleep(0.1)
     print("devstack: stopped")

@@ -69,9 +69,7 @@ def _create_service_account() -> pwd.struct_passwd:
         try:
             return pwd.getpwnam(SERVICE_ACCOUNT)
         except KeyError:
-            log.warning(
-                "useradd %s failed (%s); using %s", SERVICE_ACCOUNT, result.stderr.strip(), FALLBACK_ACCOUNT
-            )
+            log.warning("useradd %s failed (%s); using %s", SERVICE_ACCOUNT, result.stderr.strip(), FALLBACK_ACCOUNT)
     else:
         log.warning("useradd is not available; running PostgreSQL as %s", FALLBACK_ACCOUNT)
     return pwd.getpwnam(FALLBACK_ACCOUNT)
@@ -288,8 +286,7 @@ class PostgresServer:
             pwfile.unlink(missing_ok=True)
         if returncode != 0:
             raise StartupError(
-                f"initdb failed with code {returncode}; "
-                f"last lines of {self.log_path}:\n{log_tail(self.log_path)}"
+                f"initdb failed with code {returncode}; last lines of {self.log_path}:\n{log_tail(self.log_path)}"
             )
 
     def _settings(self) -> list[str]:

@@ -146,9 +146,7 @@ class StackStopped(Exception):
 class Supervisor:
     """Owns the children; `start()` each in order, then `wait()`; always finish with `stop_all()`."""
 
-    def __init__(
-        self, *, out: TextIO | None = None, on_change: Callable[[dict[str, int]], None] | None = None
-    ) -> None:
+    def __init__(self, *, out: TextIO | None = None, on_change: Callable[[dict[str, int]], None] | None = None) -> None:
         self._out = out if out is not None else sys.stderr
         self._on_change = on_change
         self._processes: list[ManagedProcess] = []
@@ -213,14 +211,11 @@ class Supervisor:
         if self._stopping.is_set():
             return
         self.failure = (
-            f"devstack: {process.name} (pid {process.pid}) exited unexpectedly with code {code}; "
-            "stopping the stack"
+            f"devstack: {process.name} (pid {process.pid}) exited unexpectedly with code {code}; stopping the stack"
         )
         print(self.failure, file=self._out, flush=True)
         if process.log_path is not None:
-            print(
-                f"last lines of {process.log_path}:\n{log_tail(process.log_path)}", file=self._out, flush=True
-            )
+            print(f"last lines of {process.log_path}:\n{log_tail(process.log_path)}", file=self._out, flush=True)
         self._stopping.set()
 
     def _changed(self) -> None:

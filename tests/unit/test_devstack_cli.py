@@ -103,9 +103,7 @@ def test_ports_come_from_flags_over_environment_over_defaults() -> None:
 
 
 def test_the_ready_banner_lists_every_endpoint_then_extra_lines_then_how_to_stop() -> None:
-    banner = ready_block(
-        STACK, loanbook_apps(STACK), [lambda stack: [f"dev token for {stack.ports.gateway_port}"]]
-    )
+    banner = ready_block(STACK, loanbook_apps(STACK), [lambda stack: [f"dev token for {stack.ports.gateway_port}"]])
 
     lines = banner.splitlines()
     assert STACK.postgres_dsn in banner
