@@ -1,31 +1,22 @@
-"""Runs the three services and the gateway as real processes against the test stores."""
+"""Runs the three services and the gateway as real processes, exactly as `make up` describes them."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
-import httpx
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from devstack.cli import Ports, StackEndpoints, loanbook_apps
+from devstack.processes import free_port
+from devstack.supervisor import AppProcess, Readiness
 from tests.e2e.otlp_receiver import OtlpTraceReceiver
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -47,60 +38,48 @@ class RunningProcess:
             await self.process.wait()
             raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM:\n{self.log()}") from None
 
+    async def wait_until_ready(self, readiness: Readiness, timeout: float = 30) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            if self.process.returncode is not None:
+                raise AssertionError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+            if await readiness():
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{self.name} not ready within {timeout}s:\n{self.log()}")
 
-async def start_process(name: str, module: str, env: Mapping[str, str], log_dir: Path) -> RunningProcess:
+
+async def start_process(name: str, argv: Sequence[str], env: Mapping[str, str], log_dir: Path) -> RunningProcess:
     log_path = log_dir / f"{name}.log"
     with log_path.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", module, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=log, stderr=log
+            *argv, cwd=PROJECT_ROOT, env={**os.environ, **env}, stdout=log, stderr=log
         )
     return RunningProcess(name, process, log_path)
 
 
-async def wait_until_serving(running: RunningProcess, address: str, timeout: float = 30) -> None:
-    async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        deadline = asyncio.get_running_loop().time() + timeout
-        while asyncio.get_running_loop().time() < deadline:
-            if running.process.returncode is not None:
-                raise AssertionError(f"{running.name} exited with {running.process.returncode}:\n{running.log()}")
-            try:
-                response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.aio.AioRpcError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{running.name} not SERVING within {timeout}s:\n{running.log()}")
-
-
-async def wait_until_live(running: RunningProcess, url: str, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    async with httpx.AsyncClient() as client:
-        while asyncio.get_running_loop().time() < deadline:
-            if running.process.returncode is not None:
-                raise AssertionError(f"{running.name} exited with {running.process.returncode}:\n{running.log()}")
-            try:
-                if (await client.get(url, timeout=1)).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{running.name} not live within {timeout}s:\n{running.log()}")
-
-
 @dataclass
 class RunningSystem:
-    grpc_addresses: dict[str, str]
-    gateway_url: str
+    apps: dict[str, AppProcess]
     processes: dict[str, RunningProcess]
+    ports: Ports
     receiver: OtlpTraceReceiver
-    base_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.gateway_port}"
+
+    @property
+    def grpc_addresses(self) -> dict[str, str]:
+        return {
+            "customer": f"127.0.0.1:{self.ports.customer_port}",
+            "payment": f"127.0.0.1:{self.ports.payment_port}",
+            "logging": f"127.0.0.1:{self.ports.logging_port}",
+        }
 
 
-def telemetry_env(receiver: OtlpTraceReceiver, service: str) -> dict[str, str]:
+def telemetry_env(receiver: OtlpTraceReceiver) -> dict[str, str]:
     return {
-        "OTEL_SERVICE_NAME": f"loanbook-{service}",
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.address,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
@@ -114,46 +93,22 @@ async def running_system(
     receiver = OtlpTraceReceiver()
     await receiver.start()
     log_dir = tmp_path_factory.mktemp("system-logs")
-    ports = {name: free_port() for name in ("customer", "payment", "logging", "gateway")}
-    addresses = {name: f"127.0.0.1:{ports[name]}" for name in ("customer", "payment", "logging")}
-    aws = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1"}
-    service_env = {
-        "customer": {
-            "LOANBOOK_CUSTOMER_GRPC_PORT": str(ports["customer"]),
-            "LOANBOOK_CUSTOMER_POSTGRES_DSN": postgres_dsn,
-        },
-        "payment": {
-            **aws,
-            "LOANBOOK_PAYMENT_GRPC_PORT": str(ports["payment"]),
-            "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres_dsn,
-            "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
-            "LOANBOOK_PAYMENT_CUSTOMER_ADDR": addresses["customer"],
-        },
-        "logging": {
-            **aws,
-            "LOANBOOK_LOGGING_GRPC_PORT": str(ports["logging"]),
-            "LOANBOOK_LOGGING_POSTGRES_DSN": postgres_dsn,
-            "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": dynamodb_endpoint,
-        },
-    }
+    ports = Ports(
+        pg_port=0,
+        dynamodb_port=0,
+        customer_port=free_port(),
+        payment_port=free_port(),
+        logging_port=free_port(),
+        gateway_port=free_port(),
+    )
+    apps = loanbook_apps(StackEndpoints(postgres_dsn, dynamodb_endpoint, ports, log_dir))
     processes: dict[str, RunningProcess] = {}
     try:
-        for name, env in service_env.items():
-            processes[name] = await start_process(
-                name, f"services.{name}", {**env, **telemetry_env(receiver, name)}, log_dir
-            )
-        for name, address in addresses.items():
-            await wait_until_serving(processes[name], address)
-        gateway_env = {
-            "LOANBOOK_GATEWAY_HTTP_PORT": str(ports["gateway"]),
-            **{f"LOANBOOK_GATEWAY_{name.upper()}_ADDR": address for name, address in addresses.items()},
-        }
-        processes["gateway"] = await start_process(
-            "gateway", "gateway", {**gateway_env, **telemetry_env(receiver, "gateway")}, log_dir
-        )
-        gateway_url = f"http://127.0.0.1:{ports['gateway']}"
-        await wait_until_live(processes["gateway"], f"{gateway_url}/healthz")
-        yield RunningSystem(addresses, gateway_url, processes, receiver, gateway_env)
+        for app in apps:  # in dependency order, each ready before the next starts
+            running = await start_process(app.name, app.argv, {**app.env, **telemetry_env(receiver)}, log_dir)
+            processes[app.name] = running
+            await running.wait_until_ready(app.readiness)
+        yield RunningSystem({app.name: app for app in apps}, processes, ports, receiver)
     finally:
         for running in reversed(processes.values()):
             if running.process.returncode is None:

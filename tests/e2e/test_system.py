@@ -13,10 +13,12 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from devstack.processes import free_port
+from devstack.supervisor import http_ok
 from services.customer.bootstrap import SERVICE_NAME as CUSTOMER_SERVICE
 from services.logging.bootstrap import SERVICE_NAME as LOGGING_SERVICE
 from services.payment.bootstrap import SERVICE_NAME as PAYMENT_SERVICE
-from tests.e2e.conftest import PROJECT_ROOT, RunningSystem, free_port, start_process, wait_until_live
+from tests.e2e.conftest import PROJECT_ROOT, RunningSystem, start_process
 
 SERVICE_NAMES = {"customer": CUSTOMER_SERVICE, "payment": PAYMENT_SERVICE, "logging": LOGGING_SERVICE}
 
@@ -74,15 +76,16 @@ async def test_gateway_readiness_names_a_downstream_that_does_not_serve(
     running_system: RunningSystem, tmp_path: Path
 ) -> None:
     port = free_port()
+    app = running_system.apps["gateway"]
     env = {
-        **running_system.base_env,
+        **app.env,
         "LOANBOOK_GATEWAY_HTTP_PORT": str(port),
         "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{free_port()}",  # nothing listens there
         "OTEL_TRACES_EXPORTER": "none",
     }
-    gateway = await start_process("gateway-degraded", "gateway", env, tmp_path)
+    gateway = await start_process("gateway-degraded", app.argv, env, tmp_path)
     try:
-        await wait_until_live(gateway, f"http://127.0.0.1:{port}/healthz")
+        await gateway.wait_until_ready(http_ok(f"http://127.0.0.1:{port}/healthz"))
         async with httpx.AsyncClient() as client:
             response = await client.get(f"http://127.0.0.1:{port}/readyz")
     finally:
