@@ -13,6 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chassis.config import GrpcServiceSettings, TlsSettings
+from chassis.grpc_errors import DomainErrorInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ class GrpcServer:
     ) -> None:
         self._settings = settings
         self._services = services
-        self._server = grpc.aio.server(interceptors=list(interceptors))
+        # Domain errors become status codes here, for every service, after any interceptor given.
+        self._server = grpc.aio.server(interceptors=[*interceptors, DomainErrorInterceptor()])
         self._health = health.aio.HealthServicer()
         self.port: int | None = None
 
