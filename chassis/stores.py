@@ -60,3 +60,15 @@ async def dynamodb_client(settings: DynamoSettings) -> AsyncIterator[DynamoDBCli
                 f"DynamoDB unreachable at {settings.dynamodb_endpoint or settings.aws_region}: {error}"
             ) from error
         yield client
+
+
+# Errors that mean "the database is not reachable right now" (retryable), as opposed to a bad query.
+POSTGRES_CONNECTIVITY_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.InterfaceError,
+)
