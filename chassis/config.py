@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Self, TypeVar
@@ -62,6 +63,21 @@ class GrpcServiceSettings(ProcessSettings, TlsSettings):
     grpc_port: int = Field(default=0, ge=0, le=65535)
     # In-flight RPCs get this long to finish after SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    # Signs page tokens; every replica of a service needs the same one. Optional only in development and
+    # tests, where a random per-process secret is used (tokens then do not survive a restart).
+    page_token_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _page_token_secret_outside_development(self) -> Self:
+        secret = self.page_token_secret.get_secret_value() if self.page_token_secret else ""
+        if self.environment is Environment.PRODUCTION and len(secret) < 32:
+            raise ValueError("page_token_secret of at least 32 characters is required in production")
+        return self
+
+    def page_token_secret_or_random(self) -> str:
+        if self.page_token_secret is not None:
+            return self.page_token_secret.get_secret_value()
+        return secrets.token_urlsafe(32)
 
 
 class PostgresSettings(BaseSettings):

@@ -93,6 +93,7 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 **otel("customer"),
                 "LOANBOOK_CUSTOMER_GRPC_PORT": str(ports.customer_port),
                 "LOANBOOK_CUSTOMER_POSTGRES_DSN": stack.postgres_dsn,
+                "LOANBOOK_CUSTOMER_SEED_DEMO_DATA": "true",
             },
             readiness=grpc_health(customer),
             endpoint=f"{customer} (gRPC)",

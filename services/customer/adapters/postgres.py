@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
 import asyncpg
@@ -43,7 +43,7 @@ def _inserted(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-def translated(method: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+def translated(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
     """Store errors become domain errors: a uniqueness clash, or the database being unreachable."""
 
     @functools.wraps(method)

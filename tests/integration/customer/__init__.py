@@ -1,0 +1,1 @@
+"""Customer service through its gRPC API against real PostgreSQL."""
