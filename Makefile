@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: help install up test lint typecheck proto proto-check proto-lint clean-state
+.PHONY: help install up test lint typecheck proto proto-check bench clean-state
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ proto-check: proto ## fail when committed generated code differs from what the p
 		echo "generated code drifted from protos/: run 'make proto' and commit gen/python" >&2; exit 1; \
 	fi
 	@echo "generated code matches protos/"
+
+bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
+	@$(PY) -m bench.customer_reads
 
 clean-state: ## remove local PostgreSQL/DynamoDB state (.devstack)
 	@rm -rf .devstack

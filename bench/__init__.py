@@ -1,0 +1,1 @@
+"""Benchmark harness: side-by-side measurements in one run, written to bench/results/."""

@@ -1,0 +1,88 @@
+"""Shared benchmark plumbing: latency statistics, interleaved timing, a store to run against, a report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from devstack.postgres import PostgresServer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Latencies:
+    name: str
+    seconds: list[float]
+
+    def percentile(self, p: float) -> float:
+        ordered = sorted(self.seconds)
+        return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))] * 1000
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.seconds) * 1000
+
+    def row(self) -> str:
+        return (
+            f"| {self.name} | {len(self.seconds)} | {self.p50:.3f} | {self.percentile(95):.3f} | "
+            f"{self.percentile(99):.3f} |"
+        )
+
+
+async def interleaved(
+    calls: dict[str, Callable[[int], Awaitable[object]]], iterations: int, warmup: int = 200
+) -> dict[str, Latencies]:
+    """Time each call in turn, round-robin, so drift in the machine's load hits every contender alike."""
+    for i in range(warmup):
+        for call in calls.values():
+            await call(i)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    for i in range(iterations):
+        for name, call in calls.items():
+            started = time.perf_counter()
+            await call(i)
+            samples[name].append(time.perf_counter() - started)
+    return {name: Latencies(name, values) for name, values in samples.items()}
+
+
+@asynccontextmanager
+async def postgres_for_bench() -> AsyncIterator[str]:
+    """LOANBOOK_BENCH_POSTGRES_DSN if set, else a throw-away local PostgreSQL (fsync off, like the tests)."""
+    if dsn := os.environ.get("LOANBOOK_BENCH_POSTGRES_DSN"):
+        yield dsn
+        return
+    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
+        async with PostgresServer(Path(state), ephemeral=True) as server:
+            yield server.dsn
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {sys.version.split()[0]}"
+
+
+def write_report(name: str, body: str) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.md"
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    path.write_text(f"# {name}\n\nMeasured {stamp} on {machine()}.\n\n{body}\n")
+    return path
+
+
+async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"{what} not ready within {timeout}s")
