@@ -1,0 +1,64 @@
+"""Payment entities and rules; no gRPC, no store."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+from enum import StrEnum
+
+from chassis.errors import FailedPrecondition
+from chassis.money import Money
+
+
+class PaymentMethod(StrEnum):
+    ACH = "ACH"
+    CARD = "CARD"
+    WIRE = "WIRE"
+    CASH = "CASH"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "PENDING"
+    SETTLED = "SETTLED"
+    FAILED = "FAILED"
+    REVERSED = "REVERSED"
+
+
+@dataclass(frozen=True)
+class Payment:
+    """One payment against a funded loan. `version` starts at 1 and grows with every change."""
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    loan_id: uuid.UUID
+    amount: Money
+    method: PaymentMethod
+    status: PaymentStatus
+    paid_at: datetime
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    idempotency_key: str
+    # Digest of what was asked, so a replayed key with a different request can be told apart.
+    request_fingerprint: str
+
+    def reversed_at(self, when: datetime) -> Payment:
+        if self.status is not PaymentStatus.SETTLED:
+            raise FailedPrecondition(f"only a SETTLED payment can be reversed; this one is {self.status.value}")
+        return replace(self, status=PaymentStatus.REVERSED, updated_at=when, version=self.version + 1)
+
+
+def request_fingerprint(customer_id: uuid.UUID, loan_id: uuid.UUID, amount: Money, method: PaymentMethod,
+                        paid_at: datetime) -> str:  # fmt: skip
+    canonical = f"{customer_id}|{loan_id}|{amount.currency}|{amount.minor_units}|{method.value}|{paid_at.isoformat()}"
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, order=True)
+class PaymentCursor:
+    """A position in a newest-first listing: the last (paid_at, id) returned. Identical for every back end."""
+
+    paid_at: datetime
+    payment_id: uuid.UUID
