@@ -1,6 +1,6 @@
 """${message}"""
 
-from services.customer.migrations import execute_script
+from chassis.migrations import execute_script
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}
