@@ -191,6 +191,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
         details = _validation_details(error)
+        if any(detail["description"].startswith("malformed JSON") for detail in details):
+            return error_response(grpc.StatusCode.INVALID_ARGUMENT, "malformed JSON in the request body", details)
         fields = ", ".join(detail["field"] for detail in details)
         return error_response(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {fields}", details)
 
