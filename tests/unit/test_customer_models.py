@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from google.protobuf.descriptor import Descriptor
 from google.type import date_pb2, money_pb2
@@ -11,7 +13,7 @@ from gateway import customer_models as m
 from loanbook.customer.v1 import customer_pb2 as pb
 
 # (model, message, JSON fields of the message that REST takes from the path instead of the body)
-MIRRORS: list[tuple[type[BaseModel], Descriptor, set[str]]] = [
+MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
     (m.Money, money_pb2.Money.DESCRIPTOR, set()),
     (m.MoneyOut, money_pb2.Money.DESCRIPTOR, set()),
     (m.Date, date_pb2.Date.DESCRIPTOR, set()),

@@ -29,7 +29,12 @@ def test_only_a_customer_carries_a_customer_id_key() -> None:
 
 
 def test_other_metadata_is_ignored() -> None:
-    metadata = [("traceparent", "00-..."), (ROLE_KEY, "officer"), ("x-other", b"\x00"), (SUBJECT_KEY, "o-1")]
+    metadata: list[tuple[str, str | bytes]] = [
+        ("traceparent", "00-..."),
+        (ROLE_KEY, "officer"),
+        ("x-other-bin", b"\x00"),
+        (SUBJECT_KEY, "o-1"),
+    ]
 
     assert caller_from_metadata(metadata) == Caller(Role.OFFICER, "o-1")
 
