@@ -97,9 +97,7 @@ class BodySizeLimitMiddleware:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             # Refused before a byte of it is read, whichever route it was meant for.
-            response = error_response(
-                GRPC_CODE_BY_HTTP_STATUS[413], self._message(), status_code=413, headers={"Connection": "close"}
-            )
+            response = error_response(GRPC_CODE_BY_HTTP_STATUS[413], self._message(), status_code=413)
             await response(scope, receive, send)
             return
         received = 0
