@@ -63,6 +63,9 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], error: Exception) 
     if isinstance(error, DomainError):
         status = status_for(error)
         await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(error, NotImplementedError):
+        # What the generated base servicer raises for an RPC the service does not implement (yet): not a bug.
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this method is not implemented")
     # A bug: log it whole (with the trace id from the logging filter) and tell the caller nothing more.
     logger.error("unhandled error in RPC", exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)

@@ -2,6 +2,6 @@
 
 import sys
 
-from devstack.cli import main
+from devstack.cli import development_tokens, main
 
-sys.exit(main())
+sys.exit(main(extra_lines=[development_tokens]))

@@ -8,11 +8,13 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from devstack.dynamodb import DynamoDBLocal
@@ -30,6 +32,11 @@ from devstack.tools import (
 log = logging.getLogger("devstack")
 
 STATE_FILE = "devstack.json"
+# The HS256 secret the local gateway verifies bearer tokens with; generated once per state folder.
+JWT_SECRET_FILE = "gateway-jwt-secret"  # noqa: S105 (a file name, not a secret)
+DEV_TOKEN_TTL_HOURS = 24
+# The customer token is for the demo customer the customer service seeds in the local stack.
+DEV_CUSTOMER_ID = "0193a000-0000-7000-8000-000000000c01"  # services.customer.demo.DEMO_CUSTOMER_ID
 
 # (flag, environment variable, default); defaults stay clear of the standard 5432 and 8000.
 PORT_OPTIONS = {
@@ -71,6 +78,34 @@ AWS_LOCAL_ENV = {
     "AWS_SECRET_ACCESS_KEY": "local",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
+
+
+def gateway_jwt_secret(state_dir: Path) -> str:
+    """The state folder's gateway signing secret, created (0600) on first use."""
+    path = state_dir / JWT_SECRET_FILE
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    return secret
+
+
+def development_tokens(stack: StackEndpoints) -> list[str]:
+    """Banner lines: one development bearer token per role, signed with the stack's gateway secret."""
+    from chassis.identity import Role
+    from gateway.tokens import mint_token
+
+    secret = gateway_jwt_secret(stack.state_dir)
+    ttl = timedelta(hours=DEV_TOKEN_TTL_HOURS)
+    lines = [f"development bearer tokens (valid {DEV_TOKEN_TTL_HOURS} h; Authorization: Bearer <token>):"]
+    for role in (Role.ADMIN, Role.OFFICER, Role.SERVICE):
+        lines.append(f"  {role.value:<9} {mint_token(secret, role, f'dev-{role.value}', ttl=ttl)}")
+    customer = mint_token(secret, Role.CUSTOMER, "dev-customer", customer_id=DEV_CUSTOMER_ID, ttl=ttl)
+    lines.append(f"  {'customer':<9} {customer}")
+    lines.append(f"            (the customer token is for the demo customer Casey Demo, customerId {DEV_CUSTOMER_ID})")
+    return lines
 
 
 def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
@@ -134,6 +169,7 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 "LOANBOOK_GATEWAY_CUSTOMER_ADDR": customer,
                 "LOANBOOK_GATEWAY_PAYMENT_ADDR": payment,
                 "LOANBOOK_GATEWAY_LOGGING_ADDR": logging_addr,
+                "LOANBOOK_GATEWAY_JWT_SECRET": gateway_jwt_secret(stack.state_dir),
             },
             readiness=http_ok(f"{gateway}/healthz"),
             endpoint=gateway,

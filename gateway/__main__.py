@@ -6,7 +6,6 @@ import signal
 import sys
 
 import uvicorn
-from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from chassis.config import ConfigurationError, load_settings
 from chassis.structured_logging import configure_logging
@@ -24,13 +23,15 @@ def main() -> None:
     configure_logging("loanbook-gateway", settings.log_level, json_lines=settings.log_json)
     telemetry = configure_telemetry("loanbook-gateway", instrument_grpc_server=False)
     app = create_app(settings)
-    FastAPIInstrumentor.instrument_app(app)
     server = uvicorn.Server(
         uvicorn.Config(
             app,
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,  # keep our structured logging
+            access_log=False,  # gateway.access logs each request once, without query strings
+            server_header=False,
+            timeout_keep_alive=settings.http_keep_alive_seconds,
             timeout_graceful_shutdown=10,
         )
     )

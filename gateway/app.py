@@ -12,10 +12,16 @@ import grpc
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from chassis.grpc_client import create_channel
+from gateway.auth import TokenVerifier
 from gateway.config import GatewaySettings
-from gateway.errors import error_response
+from gateway.customer_routes import CustomerService
+from gateway.customer_routes import router as customer_router
+from gateway.errors import error_response, install_error_handlers
+from gateway.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, TraceIdMiddleware
+from loanbook.customer.v1 import customer_pb2_grpc
 
 
 @dataclass
@@ -43,6 +49,8 @@ async def _health_of(name: str, channel: grpc.aio.Channel, deadline_seconds: flo
 
 
 def create_app(settings: GatewaySettings) -> FastAPI:
+    """The gateway, traced: W3C `traceparent` is honoured and every response names its trace in X-Trace-Id."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.downstreams = Downstreams(
@@ -52,12 +60,30 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 "logging": create_channel(settings.logging_addr, settings),
             }
         )
+        app.state.customer_service = CustomerService(
+            customer_pb2_grpc.CustomerServiceStub(app.state.downstreams.channels["customer"]),
+            settings.grpc_deadline_seconds,
+        )
         try:
             yield
         finally:
             await app.state.downstreams.close()
 
-    app = FastAPI(title="loanbook gateway", version="1", lifespan=lifespan)
+    app = FastAPI(
+        title="loanbook gateway",
+        version="1",
+        lifespan=lifespan,
+        description="REST/JSON in front of the loanbook gRPC services. Bodies use protobuf's canonical JSON "
+        "mapping (lowerCamelCase; int64 as strings in responses). Every failure is "
+        '`{"error": {"code", "message", "details"}}`; every response carries `X-Trace-Id`.',
+    )
+    app.state.token_verifier = TokenVerifier(settings)
+    install_error_handlers(app)
+    # Added innermost first: the access log sees every status, including 413s and the trace id stamp.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(TraceIdMiddleware)
+    app.add_middleware(AccessLogMiddleware)
+    app.include_router(customer_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the gateway process answers")
     async def healthz() -> dict[str, str]:
@@ -83,4 +109,6 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             )
         return JSONResponse({"status": "ready", "services": results})
 
+    # Wraps the whole stack (outside the middlewares above), so the request's span is current in all of them.
+    FastAPIInstrumentor.instrument_app(app)
     return app

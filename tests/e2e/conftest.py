@@ -70,6 +70,11 @@ class RunningSystem:
         return f"http://127.0.0.1:{self.ports.gateway_port}"
 
     @property
+    def jwt_secret(self) -> str:
+        """The secret devstack generated for this stack's gateway; tests mint tokens with it."""
+        return self.apps["gateway"].env["LOANBOOK_GATEWAY_JWT_SECRET"]
+
+    @property
     def grpc_addresses(self) -> dict[str, str]:
         return {
             "customer": f"127.0.0.1:{self.ports.customer_port}",

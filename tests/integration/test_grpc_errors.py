@@ -32,6 +32,7 @@ ERRORS: dict[str, Exception] = {
     "illegal": FailedPrecondition("application is FUNDED; cannot approve"),
     "stale": VersionConflict("customer", "c-1", expected=1, actual=2),
     "down": Unavailable("customer service unavailable"),
+    "unimplemented": NotImplementedError("Method not implemented!"),
     "bug": RuntimeError("secret national id 123-45-6789 leaked into an exception"),
 }
 
@@ -102,3 +103,12 @@ async def test_an_unexpected_exception_is_internal_with_a_generic_message(channe
     assert error.code() == grpc.StatusCode.INTERNAL
     assert "123-45-6789" not in (error.details() or "")
     assert "trace id" in (error.details() or "")
+
+
+async def test_a_method_the_servicer_does_not_implement_is_unimplemented_not_internal(
+    channel: grpc.aio.Channel,
+) -> None:
+    error = await _call(channel, "unimplemented")
+
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+    assert error.details() == "this method is not implemented"

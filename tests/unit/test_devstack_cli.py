@@ -8,17 +8,32 @@ from pathlib import Path
 
 import pytest
 
-from devstack.cli import Ports, StackEndpoints, build_parser, loanbook_apps, ready_block
+from chassis.identity import Role
+from devstack.cli import (
+    DEV_CUSTOMER_ID,
+    Ports,
+    StackEndpoints,
+    build_parser,
+    development_tokens,
+    gateway_jwt_secret,
+    loanbook_apps,
+    ready_block,
+)
 from devstack.postgres import relocated_root, traversable_by
 from devstack.processes import RunAs
 from devstack.tools import MissingPrerequisite, find_dynamodb_local_jar, find_java, find_postgres_binaries
+from gateway.auth import TokenVerifier
+from gateway.config import GatewaySettings
 
-STACK = StackEndpoints(
-    postgres_dsn="postgresql://loanbook:pw@127.0.0.1:55432/loanbook",
-    dynamodb_endpoint="http://127.0.0.1:58000",
-    ports=Ports(),
-    state_dir=Path("/p/.devstack"),
-)
+
+@pytest.fixture
+def stack(tmp_path: Path) -> StackEndpoints:
+    return StackEndpoints(
+        postgres_dsn="postgresql://loanbook:pw@127.0.0.1:55432/loanbook",
+        dynamodb_endpoint="http://127.0.0.1:58000",
+        ports=Ports(),
+        state_dir=tmp_path,
+    )
 
 
 def test_an_empty_pg_bin_folder_names_the_debian_package_to_install(tmp_path: Path) -> None:
@@ -74,21 +89,21 @@ def test_relocated_data_gets_a_readable_name_and_a_hash_of_the_state_path() -> N
     assert first != second
 
 
-def test_the_payment_service_gets_its_stores_its_peer_and_local_aws_credentials() -> None:
-    payment = {app.name: app for app in loanbook_apps(STACK)}["payment"]
+def test_the_payment_service_gets_its_stores_its_peer_and_local_aws_credentials(stack: StackEndpoints) -> None:
+    payment = {app.name: app for app in loanbook_apps(stack)}["payment"]
 
     assert payment.argv[1:] == ["-m", "services.payment"]
     assert payment.env["LOANBOOK_PAYMENT_GRPC_PORT"] == "50152"
-    assert payment.env["LOANBOOK_PAYMENT_POSTGRES_DSN"] == STACK.postgres_dsn
-    assert payment.env["LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT"] == STACK.dynamodb_endpoint
+    assert payment.env["LOANBOOK_PAYMENT_POSTGRES_DSN"] == stack.postgres_dsn
+    assert payment.env["LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT"] == stack.dynamodb_endpoint
     assert payment.env["LOANBOOK_PAYMENT_CUSTOMER_ADDR"] == "127.0.0.1:50151"
     assert payment.env["AWS_ACCESS_KEY_ID"] == "local"
     assert payment.env["AWS_DEFAULT_REGION"] == "us-east-1"
     assert payment.env["OTEL_SERVICE_NAME"] == "loanbook-payment"
 
 
-def test_the_stack_starts_services_before_the_gateway_that_calls_them() -> None:
-    apps = loanbook_apps(STACK)
+def test_the_stack_starts_services_before_the_gateway_that_calls_them(stack: StackEndpoints) -> None:
+    apps = loanbook_apps(stack)
 
     assert [app.name for app in apps] == ["customer", "payment", "logging", "gateway"]
     assert apps[-1].env["LOANBOOK_GATEWAY_LOGGING_ADDR"] == "127.0.0.1:50153"
@@ -102,13 +117,56 @@ def test_ports_come_from_flags_over_environment_over_defaults() -> None:
     assert (args.pg_port, args.dynamodb_port, args.gateway_port) == (6000, 58000, 6200)
 
 
-def test_the_ready_banner_lists_every_endpoint_then_extra_lines_then_how_to_stop() -> None:
-    banner = ready_block(STACK, loanbook_apps(STACK), [lambda stack: [f"dev token for {stack.ports.gateway_port}"]])
+def test_the_ready_banner_lists_every_endpoint_then_extra_lines_then_how_to_stop(stack: StackEndpoints) -> None:
+    banner = ready_block(stack, loanbook_apps(stack), [lambda stack: [f"dev token for {stack.ports.gateway_port}"]])
 
     lines = banner.splitlines()
-    assert STACK.postgres_dsn in banner
-    assert STACK.dynamodb_endpoint in banner
+    assert stack.postgres_dsn in banner
+    assert stack.dynamodb_endpoint in banner
     assert "127.0.0.1:50153 (gRPC)" in banner
     assert "http://127.0.0.1:58080" in banner
     assert lines[-2].strip() == "dev token for 58080"
     assert lines[-1] == "Press Ctrl-C to stop."
+
+
+def test_the_gateway_gets_a_generated_secret_kept_private_and_stable_in_the_state_folder(stack: StackEndpoints) -> None:
+    first = {app.name: app for app in loanbook_apps(stack)}["gateway"].env["LOANBOOK_GATEWAY_JWT_SECRET"]
+    second = {app.name: app for app in loanbook_apps(stack)}["gateway"].env["LOANBOOK_GATEWAY_JWT_SECRET"]
+
+    secret_file = stack.state_dir / "gateway-jwt-secret"
+    assert first == second == secret_file.read_text().strip()
+    assert len(first) >= 32
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+def test_each_state_folder_gets_its_own_secret(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+
+    assert gateway_jwt_secret(tmp_path / "a") != gateway_jwt_secret(tmp_path / "b")
+
+
+async def test_the_banner_tokens_are_accepted_by_a_gateway_with_the_stack_secret(stack: StackEndpoints) -> None:
+    settings = GatewaySettings(
+        customer_addr="127.0.0.1:1",
+        payment_addr="127.0.0.1:1",
+        logging_addr="127.0.0.1:1",
+        environment="test",
+        jwt_secret=gateway_jwt_secret(stack.state_dir),
+    )
+    verifier = TokenVerifier(settings)
+    lines = development_tokens(stack)
+    tokens = {line.split()[0]: line.split()[1] for line in lines[1:] if len(line.split()) == 2}
+
+    callers = {role: await verifier.verify(token) for role, token in tokens.items()}
+
+    assert set(callers) == {"admin", "officer", "service", "customer"}
+    assert all(caller.role == Role(role) for role, caller in callers.items())
+    assert callers["customer"].customer_id == DEV_CUSTOMER_ID
+    assert any(DEV_CUSTOMER_ID in line and "demo customer" in line for line in lines)
+
+
+def test_the_development_customer_token_names_the_seeded_demo_customer() -> None:
+    from services.customer.demo import DEMO_CUSTOMER_ID
+
+    assert str(DEMO_CUSTOMER_ID) == DEV_CUSTOMER_ID

@@ -4,8 +4,12 @@ import json
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+from google.rpc import error_details_pb2, status_pb2
+from grpc.aio import AioRpcError
 
-from gateway.errors import error_response, http_status_for
+from gateway.errors import error_response, field_violations, grpc_error_response, http_status_for, to_json_path
 
 
 @pytest.mark.parametrize(
@@ -35,3 +39,84 @@ def test_error_body_has_code_message_and_details() -> None:
     assert json.loads(bytes(response.body)) == {
         "error": {"code": "NOT_FOUND", "message": "customer c-1 not found", "details": [{"field": "id"}]}
     }
+
+
+@pytest.mark.parametrize(
+    ("proto_path", "json_path"),
+    [
+        ("date_of_birth", "dateOfBirth"),
+        ("principal.currency_code", "principal.currencyCode"),
+        ("annual_rate_bps", "annualRateBps"),
+        ("entries[2].trace_id", "entries[2].traceId"),
+        ("name", "name"),
+        ("", ""),
+    ],
+)
+def test_field_paths_become_the_json_names_of_the_rest_body(proto_path: str, json_path: str) -> None:
+    assert to_json_path(proto_path) == json_path
+
+
+def _status_bin(*details: Message) -> bytes:
+    status = status_pb2.Status(code=3, message="invalid request")
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    return status.SerializeToString()
+
+
+def test_bad_request_field_violations_are_passed_through_with_json_field_names() -> None:
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="date_of_birth", description="must be in the past"),
+            error_details_pb2.BadRequest.FieldViolation(field="principal.currency_code", description="not ISO 4217"),
+        ]
+    )
+
+    assert field_violations(_status_bin(error_details_pb2.ErrorInfo(reason="X"), bad_request)) == [
+        {"field": "dateOfBirth", "description": "must be in the past"},
+        {"field": "principal.currencyCode", "description": "not ISO 4217"},
+    ]
+
+
+@pytest.mark.parametrize("raw", [None, b"", b"\xff\xfenot a status"])
+def test_missing_or_unparseable_status_details_give_no_violations(raw: bytes | None) -> None:
+    assert field_violations(raw) == []
+
+
+def _rpc_error(code: grpc.StatusCode, message: str, trailing: tuple[tuple[str, str | bytes], ...] = ()) -> AioRpcError:
+    return AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details=message)
+
+
+def test_an_invalid_argument_from_a_service_keeps_its_message_and_violations() -> None:
+    violation = error_details_pb2.BadRequest.FieldViolation(field="national_id", description="required")
+    trailing = (("grpc-status-details-bin", _status_bin(error_details_pb2.BadRequest(field_violations=[violation]))),)
+
+    response = grpc_error_response(_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "invalid request: x", trailing), "c")
+
+    assert response.status_code == 400
+    assert json.loads(bytes(response.body))["error"] == {
+        "code": "INVALID_ARGUMENT",
+        "message": "invalid request: x",
+        "details": [{"field": "nationalId", "description": "required"}],
+    }
+
+
+@pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS])
+def test_a_bug_in_a_service_is_a_500_with_a_generic_message(code: grpc.StatusCode) -> None:
+    response = grpc_error_response(_rpc_error(code, "KeyError: 'national_id' for Jane Doe 1980-01-01"), "customer")
+
+    body = json.loads(bytes(response.body))
+    assert response.status_code == 500
+    assert body["error"]["code"] == code.name
+    assert "Jane" not in body["error"]["message"]
+    assert "KeyError" not in body["error"]["message"]
+
+
+def test_an_unreachable_service_is_a_503_that_does_not_name_internal_addresses() -> None:
+    error = _rpc_error(grpc.StatusCode.UNAVAILABLE, "failed to connect to all addresses; last error: 10.0.0.7:50151")
+
+    response = grpc_error_response(error, "customer")
+
+    assert response.status_code == 503
+    assert json.loads(bytes(response.body))["error"]["message"] == "the customer service is unavailable; retry later"

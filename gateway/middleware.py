@@ -1,0 +1,114 @@
+"""ASGI middleware: the trace id on every response, one access log line per request, a request body size limit."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.errors import GRPC_CODE_BY_HTTP_STATUS, TRACE_ID_HEADER, current_trace_id, error_response
+
+access_log = logging.getLogger("gateway.access")
+
+
+class TraceIdMiddleware:
+    """Adds `X-Trace-Id` (the request span's trace id) so a client can hand it to whoever reads the traces.
+
+    Runs inside the OpenTelemetry middleware, where the request's server span is current.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        trace_id = current_trace_id()
+        header = (TRACE_ID_HEADER.lower().encode(), trace_id.encode()) if trace_id else None
+
+        async def send_with_trace_id(message: Message) -> None:
+            if message["type"] == "http.response.start" and header:
+                message["headers"] = [*message.get("headers", []), header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_trace_id)
+
+
+class AccessLogMiddleware:
+    """One structured line per request: method, route template, status, duration; never headers, query or body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: dict[str, Any] = {"code": 500}  # what the client sees if the app raises before responding
+
+        async def record_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, record_status)
+        finally:
+            route = scope.get("route")
+            # The template (/v1/customers/{id}), not the path: ids stay out of the log and lines group by route.
+            template = getattr(route, "path_format", None) or "(no route)"
+            access_log.info(
+                "%s %s %s",
+                scope["method"],
+                template,
+                status["code"],
+                extra={
+                    "http_method": scope["method"],
+                    "http_route": template,
+                    "http_status": status["code"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies over `max_bytes` with 413, by Content-Length up front or while a body streams in."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes"
+
+    def _too_large(self) -> HTTPException:
+        # Raised from receive(): FastAPI re-raises HTTPException from body reading, and the handler renders it.
+        return HTTPException(413, self._message())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            # Refused before a byte of it is read, whichever route it was meant for.
+            response = error_response(GRPC_CODE_BY_HTTP_STATUS[413], self._message(), status_code=413)
+            await response(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, counting_receive, send)

@@ -1,0 +1,72 @@
+"""The REST models mirror the customer context's protobuf messages field by field, in protobuf's JSON names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from google.protobuf.descriptor import Descriptor
+from google.type import date_pb2, money_pb2
+from pydantic import BaseModel
+
+from gateway import customer_models as m
+from loanbook.customer.v1 import customer_pb2 as pb
+
+# (model, message, JSON fields of the message that REST takes from the path instead of the body)
+MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
+    (m.Money, money_pb2.Money.DESCRIPTOR, set()),
+    (m.MoneyOut, money_pb2.Money.DESCRIPTOR, set()),
+    (m.Date, date_pb2.Date.DESCRIPTOR, set()),
+    (m.Branch, pb.Branch.DESCRIPTOR, set()),
+    (m.LoanOfficer, pb.LoanOfficer.DESCRIPTOR, set()),
+    (m.Customer, pb.Customer.DESCRIPTOR, set()),
+    (m.LoanApplication, pb.LoanApplication.DESCRIPTOR, set()),
+    (m.ListBranchesResponse, pb.ListBranchesResponse.DESCRIPTOR, set()),
+    (m.ListLoanOfficersResponse, pb.ListLoanOfficersResponse.DESCRIPTOR, set()),
+    (m.ListCustomersResponse, pb.ListCustomersResponse.DESCRIPTOR, set()),
+    (m.ListLoanApplicationsResponse, pb.ListLoanApplicationsResponse.DESCRIPTOR, set()),
+    (m.StatusTotals, pb.StatusTotals.DESCRIPTOR, set()),
+    (m.OfficerPortfolio, pb.OfficerPortfolio.DESCRIPTOR, set()),
+    (m.GetBranchPortfolioResponse, pb.GetBranchPortfolioResponse.DESCRIPTOR, set()),
+    (m.CreateBranchBody, pb.CreateBranchRequest.DESCRIPTOR, set()),
+    (m.CreateLoanOfficerBody, pb.CreateLoanOfficerRequest.DESCRIPTOR, set()),
+    (m.CreateCustomerBody, pb.CreateCustomerRequest.DESCRIPTOR, set()),
+    (m.UpdateCustomerBody, pb.UpdateCustomerRequest.DESCRIPTOR, {"customerId"}),
+    (m.SubmitLoanApplicationBody, pb.SubmitLoanApplicationRequest.DESCRIPTOR, set()),
+    (m.TransitionBody, pb.TransitionLoanApplicationRequest.DESCRIPTOR, {"applicationId", "action"}),
+]
+
+
+@pytest.mark.parametrize(("model", "message", "from_path"), MIRRORS, ids=[model.__name__ for model, _, _ in MIRRORS])
+def test_a_model_has_exactly_the_json_fields_of_its_message(
+    model: type[BaseModel], message: Descriptor, from_path: set[str]
+) -> None:
+    aliases = {field.alias or name for name, field in model.model_fields.items()}
+
+    assert aliases == {field.json_name for field in message.fields} - from_path
+
+
+def test_the_status_enum_has_exactly_the_proto_value_names() -> None:
+    assert {status.value for status in m.ApplicationStatus} == set(pb.ApplicationStatus.keys())
+
+
+def test_every_rest_action_is_a_proto_action_and_every_proto_action_has_a_route() -> None:
+    assert {action.proto_name for action in m.ApplicationAction} == set(pb.ApplicationAction.keys()) - {
+        "APPLICATION_ACTION_UNSPECIFIED"
+    }
+
+
+def test_unknown_fields_are_refused_and_known_ones_become_protobuf_json() -> None:
+    body = m.SubmitLoanApplicationBody.model_validate(
+        {"customerId": "c", "principal": {"currencyCode": "EUR", "units": "1500"}, "termMonths": 12}
+    )
+
+    assert body.to_proto_json() == {
+        "customerId": "c",
+        "principal": {"currencyCode": "EUR", "units": 1500},
+        "termMonths": 12,
+    }
+    with pytest.raises(ValueError, match="Extra inputs"):
+        m.CreateBranchBody.model_validate({"code": "B1", "colour": "red"})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        m.CreateBranchBody.model_validate({"branch_code": "B1"})  # proto names are not the REST names
