@@ -1,0 +1,226 @@
+"""The control plane: each table's live stage in PostgreSQL, changed with an audit row and a NOTIFY."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from migration.stages import ORDER, TABLES, Stage, TableMode, stage_from_seed_flags
+
+logger = logging.getLogger(__name__)
+
+# A connection as a pool hands it out; guards run inside the change's transaction on it.
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+CHANNEL = "loanbook_migration_modes"
+DEFAULT_MODE = {"stage": Stage.POSTGRES_ONLY, "fallback": True}
+
+# Checks a change before it is made: (connection, current, wanted) -> None, or raise FailedPrecondition.
+Guard = Callable[["Connection", TableMode, TableMode], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ModeChange:
+    table: str
+    from_stage: Stage | None
+    to_stage: Stage
+    from_fallback: bool | None
+    to_fallback: bool
+    changed_by: str
+    reason: str
+    changed_at: datetime
+
+
+def _mode(row: asyncpg.Record) -> TableMode:
+    return TableMode(row["table_name"], Stage(row["stage"]), row["fallback"], row["revision"])
+
+
+def parse_stage(value: str, field: str = "stage") -> Stage:
+    try:
+        return Stage(value)
+    except ValueError:
+        choices = ", ".join(stage.value for stage in Stage)
+        raise InvalidArgument([FieldViolation(field, f"unknown stage {value!r}; one of {choices}")]) from None
+
+
+def check_table(table: str) -> str:
+    if table not in TABLES:
+        raise InvalidArgument([FieldViolation("table", f"unknown table {table!r}; one of {', '.join(TABLES)}")])
+    return table
+
+
+async def require_clean_full_verification(connection: Connection, current: TableMode, wanted: TableMode) -> None:
+    """Invariant 5: PostgreSQL stops receiving writes only after a clean, full verification."""
+    if wanted.stage is not Stage.DYNAMO_ONLY or current.stage is Stage.DYNAMO_ONLY:
+        return
+    latest = await connection.fetchrow(
+        """SELECT clean, full_scan, finished_at FROM migration.verifications
+           WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1""",
+        wanted.table,
+    )
+    if latest is None or not (latest["clean"] and latest["full_scan"]):
+        raise FailedPrecondition(
+            f"{wanted.table}: moving to dynamo_only needs a clean full verification first "
+            "(run `loanbook migrate verify`); PostgreSQL would stop receiving writes"
+        )
+
+
+class ControlPlane:
+    """Reads and changes table modes. Every replica learns of a change through LISTEN (see ModeWatcher)."""
+
+    def __init__(self, pool: asyncpg.Pool, guards: tuple[Guard, ...] = (require_clean_full_verification,)) -> None:
+        self._pool = pool
+        self._guards = guards
+
+    async def seed(self, modes: Mapping[str, TableMode], who: str) -> list[str]:
+        """Create the modes of tables that have none yet; existing modes are left alone. Returns the created."""
+        created = []
+        async with self._pool.acquire() as connection, connection.transaction():
+            for table, mode in modes.items():
+                inserted = await connection.fetchval(
+                    """INSERT INTO migration.table_modes (table_name, stage, fallback, updated_by)
+                       VALUES ($1, $2, $3, $4) ON CONFLICT (table_name) DO NOTHING RETURNING table_name""",
+                    check_table(table), mode.stage.value, mode.fallback, who,
+                )  # fmt: skip
+                if inserted:
+                    await connection.execute(
+                        """INSERT INTO migration.mode_changes (table_name, to_stage, to_fallback, changed_by, reason)
+                           VALUES ($1, $2, $3, $4, 'initial mode')""",
+                        table, mode.stage.value, mode.fallback, who,
+                    )  # fmt: skip
+                    await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({"table": table}))
+                    created.append(table)
+        return created
+
+    async def modes(self) -> dict[str, TableMode]:
+        rows = await self._pool.fetch("SELECT * FROM migration.table_modes ORDER BY table_name")
+        return {row["table_name"]: _mode(row) for row in rows}
+
+    async def mode(self, table: str) -> TableMode:
+        row = await self._pool.fetchrow("SELECT * FROM migration.table_modes WHERE table_name = $1", check_table(table))
+        if row is None:
+            raise NotFound("migration mode of table", table)
+        return _mode(row)
+
+    async def change(
+        self, table: str, *, stage: Stage | None = None, fallback: bool | None = None, who: str, reason: str = ""
+    ) -> TableMode:
+        """Set a table's stage and/or fallback: guarded, audited and announced in one transaction."""
+        check_table(table)
+        if not who:
+            raise InvalidArgument([FieldViolation("who", "a change must name who makes it")])
+        async with self._pool.acquire() as connection, connection.transaction():
+            row = await connection.fetchrow(
+                "SELECT * FROM migration.table_modes WHERE table_name = $1 FOR UPDATE", table
+            )
+            if row is None:
+                raise NotFound("migration mode of table", table)
+            current = _mode(row)
+            wanted = TableMode(
+                table,
+                stage if stage is not None else current.stage,
+                fallback if fallback is not None else current.fallback,
+            )
+            if (wanted.stage, wanted.fallback) == (current.stage, current.fallback):
+                return current
+            for guard in self._guards:
+                await guard(connection, current, wanted)
+            updated = await connection.fetchrow(
+                """UPDATE migration.table_modes
+                   SET stage = $2, fallback = $3, revision = revision + 1, updated_at = now(), updated_by = $4
+                   WHERE table_name = $1 RETURNING *""",
+                table, wanted.stage.value, wanted.fallback, who,
+            )  # fmt: skip
+            await connection.execute(
+                """INSERT INTO migration.mode_changes
+                       (table_name, from_stage, to_stage, from_fallback, to_fallback, changed_by, reason)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                table, current.stage.value, wanted.stage.value, current.fallback, wanted.fallback, who, reason,
+            )  # fmt: skip
+            # Delivered at commit, to every replica listening.
+            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({"table": table}))
+        assert updated is not None
+        logger.info(
+            "migration mode changed",
+            extra={"table": table, "from": current.stage.value, "to": wanted.stage.value, "by": who},
+        )
+        return _mode(updated)
+
+    async def history(self, table: str, limit: int = 50) -> list[ModeChange]:
+        rows = await self._pool.fetch(
+            "SELECT * FROM migration.mode_changes WHERE table_name = $1 ORDER BY id DESC LIMIT $2",
+            check_table(table), limit,
+        )  # fmt: skip
+        return [
+            ModeChange(
+                table=row["table_name"],
+                from_stage=Stage(row["from_stage"]) if row["from_stage"] else None,
+                to_stage=Stage(row["to_stage"]),
+                from_fallback=row["from_fallback"],
+                to_fallback=row["to_fallback"],
+                changed_by=row["changed_by"],
+                reason=row["reason"],
+                changed_at=row["changed_at"],
+            )
+            for row in rows
+        ]
+
+
+def is_rollback(current: Stage, wanted: Stage) -> bool:
+    return ORDER.index(wanted) < ORDER.index(current)
+
+
+# --- the settings file -----------------------------------------------------------------------------------
+
+SEED_SECTIONS = {"PaymentSettings": "payments", "LogSettings": "logs", "LoggingSettings": "logs"}
+
+
+def modes_from_settings(document: Mapping[str, Any], source: str = "settings") -> dict[str, TableMode]:
+    """Initial modes from a settings document, in loanbook's shape or the seed's.
+
+    loanbook: {"tables": {"payments": {"stage": "dual_write", "fallback": true}, ...}}
+    seed:     {"PaymentSettings": {"ReadFromDynamoDB": true, "EnableFallback": true}}
+    """
+    modes: dict[str, TableMode] = {}
+    unknown = set(document) - {"tables", *SEED_SECTIONS}
+    if unknown:
+        raise InvalidArgument([FieldViolation(key, f"unknown key in {source}") for key in sorted(unknown)])
+    for table, entry in dict(document.get("tables", {})).items():
+        if not isinstance(entry, Mapping):
+            raise InvalidArgument([FieldViolation(f"tables.{table}", "must be an object")])
+        stage = parse_stage(str(entry.get("stage", DEFAULT_MODE["stage"])), f"tables.{table}.stage")
+        fallback = entry.get("fallback", DEFAULT_MODE["fallback"])
+        if not isinstance(fallback, bool):
+            raise InvalidArgument([FieldViolation(f"tables.{table}.fallback", "must be true or false")])
+        modes[check_table(table)] = TableMode(table, stage, fallback)
+    for section, table in SEED_SECTIONS.items():
+        if section not in document:
+            continue
+        entry = document[section]
+        flags = {key: entry.get(key, False) if isinstance(entry, Mapping) else None for key in
+                 ("ReadFromDynamoDB", "EnableFallback")}  # fmt: skip
+        bad = [key for key, value in flags.items() if not isinstance(value, bool)]
+        if bad:
+            raise InvalidArgument([FieldViolation(f"{section}.{key}", "must be true or false") for key in bad])
+        modes[table] = TableMode(
+            table, stage_from_seed_flags(bool(flags["ReadFromDynamoDB"])), bool(flags["EnableFallback"])
+        )
+    return modes
+
+
+def load_settings_file(path: Path) -> dict[str, TableMode]:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise InvalidArgument([FieldViolation(str(path), f"cannot read migration settings: {error}")]) from None
+    if not isinstance(document, dict):
+        raise InvalidArgument([FieldViolation(str(path), "must hold a JSON object")])
+    return modes_from_settings(document, str(path))
