@@ -1,0 +1,94 @@
+"""The write journal (outbox): one entry per PostgreSQL write that DynamoDB does not hold yet."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+Executor = asyncpg.Connection | asyncpg.Pool | asyncpg.pool.PoolConnectionProxy
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    id: int
+    item_key: str
+    item_version: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class Backlog:
+    pending: int
+    oldest_age_seconds: float
+    retrying: int  # entries that failed at least once
+
+
+def retry_delay(attempts: int, base: float = 0.2, cap: float = 60.0) -> timedelta:
+    """Exponential backoff with full jitter, so many failed entries do not retry in lockstep."""
+    return timedelta(seconds=random.uniform(0, min(cap, base * 2**attempts)))  # noqa: S311 - jitter, not secrets
+
+
+class Journal:
+    """Entries of one table. `append` runs inside the caller's transaction, so the entry and the row it stands
+    for commit (or roll back) together."""
+
+    def __init__(self, pool: asyncpg.Pool, table: str, lease: timedelta = timedelta(seconds=30)) -> None:
+        self._pool = pool
+        self.table = table
+        self._lease = lease
+
+    async def append(self, connection: Executor, item_key: str, item_version: int, routing_keys: Sequence[str]) -> int:
+        entry_id: int = await connection.fetchval(
+            """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
+               VALUES ($1, $2, $3, $4) RETURNING id""",
+            self.table, item_key, item_version, list(routing_keys),
+        )  # fmt: skip
+        return entry_id
+
+    async def complete(self, entry_ids: Sequence[int]) -> None:
+        await self._pool.execute("DELETE FROM migration.journal WHERE id = ANY($1::bigint[])", list(entry_ids))
+
+    async def has_pending(self, routing_keys: Sequence[str]) -> bool:
+        """Whether a write touching any of these keys is still missing from DynamoDB."""
+        pending: bool = await self._pool.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM migration.journal WHERE table_name = $1 AND routing_keys && $2::text[])""",
+            self.table, list(routing_keys),
+        )  # fmt: skip
+        return pending
+
+    async def claim_due(self, limit: int) -> list[JournalEntry]:
+        """Lease up to `limit` due entries to this caller. A relay that dies holding a lease loses it when the
+        lease runs out, and another relay picks the entries up: nothing is lost, at worst copied twice."""
+        rows = await self._pool.fetch(
+            """UPDATE migration.journal SET next_attempt_at = now() + $3::interval, attempts = attempts + 1
+               WHERE id IN (SELECT id FROM migration.journal
+                            WHERE table_name = $1 AND next_attempt_at <= now()
+                            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+               RETURNING id, item_key, item_version, attempts""",
+            self.table, limit, self._lease,
+        )  # fmt: skip
+        return sorted((JournalEntry(r["id"], r["item_key"], r["item_version"], r["attempts"]) for r in rows),
+                      key=lambda entry: entry.id)  # fmt: skip
+
+    async def retry_later(self, entries: Sequence[JournalEntry], error: BaseException) -> None:
+        # The error's class and first line are enough to diagnose; item contents never go here.
+        message = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:500]
+        async with self._pool.acquire() as connection:
+            await connection.executemany(
+                "UPDATE migration.journal SET next_attempt_at = now() + $2::interval, last_error = $3 WHERE id = $1",
+                [(entry.id, retry_delay(entry.attempts), message) for entry in entries],
+            )
+
+    async def backlog(self) -> Backlog:
+        row = await self._pool.fetchrow(
+            """SELECT count(*) AS pending, count(*) FILTER (WHERE last_error IS NOT NULL) AS retrying,
+                      coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
+               FROM migration.journal WHERE table_name = $1""",
+            self.table,
+        )
+        assert row is not None
+        return Backlog(row["pending"], float(row["oldest"]), row["retrying"])

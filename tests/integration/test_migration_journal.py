@@ -1,0 +1,133 @@
+"""The journal commits with the write it stands for; the relay drains it with leases, retries and backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from migration.journal import Journal
+from migration.relay import Relay
+from migration.schema import upgrade_to_head
+
+
+@pytest.fixture
+async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    await upgrade_to_head(postgres_dsn)
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=6)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def journal(pool: asyncpg.Pool) -> Journal:
+    # A table name of its own per test keeps tests apart on the shared journal.
+    return Journal(pool, f"test-{uuid.uuid4().hex[:8]}", lease=timedelta(seconds=30))
+
+
+async def append(pool: asyncpg.Pool, journal: Journal, key: str, version: int = 1) -> int:
+    async with pool.acquire() as connection, connection.transaction():
+        return await journal.append(connection, key, version, [f"item:{key}", "owner:o-1"])
+
+
+async def test_an_entry_commits_or_rolls_back_with_its_transaction(pool: asyncpg.Pool, journal: Journal) -> None:
+    async def failed_write() -> None:
+        async with pool.acquire() as connection, connection.transaction():
+            await journal.append(connection, "lost", 1, ["item:lost"])
+            raise RuntimeError("the write failed")
+
+    with pytest.raises(RuntimeError):
+        await failed_write()
+    await append(pool, journal, "kept")
+
+    assert not await journal.has_pending(["item:lost"])
+    assert await journal.has_pending(["item:kept"])
+    assert await journal.has_pending(["owner:o-1", "something-else"])
+    assert not await journal.has_pending(["owner:o-2"])
+    assert (await journal.backlog()).pending == 1
+
+
+async def test_the_relay_copies_each_key_once_and_empties_the_journal(pool: asyncpg.Pool, journal: Journal) -> None:
+    for version in (1, 2, 3):
+        await append(pool, journal, "a", version)
+    await append(pool, journal, "b")
+    copies: Counter[str] = Counter()
+
+    async def replicate(key: str) -> None:
+        copies[key] += 1
+
+    completed = await Relay(journal, replicate).drain()
+
+    assert completed == 4
+    assert copies == {"a": 1, "b": 1}
+    assert (await journal.backlog()).pending == 0
+    assert not await journal.has_pending(["item:a", "item:b"])
+
+
+async def test_a_failed_copy_stays_journaled_and_is_retried_after_a_backoff(
+    pool: asyncpg.Pool, journal: Journal
+) -> None:
+    await append(pool, journal, "flaky")
+    outcomes = iter([ConnectionError("DynamoDB down"), None])
+
+    async def replicate(key: str) -> None:
+        if (error := next(outcomes)) is not None:
+            raise error
+
+    relay = Relay(journal, replicate)
+    assert await relay.drain_once() == 0
+    backlog = await journal.backlog()
+    row = await pool.fetchrow(
+        "SELECT attempts, last_error, next_attempt_at > now() AS later FROM migration.journal WHERE table_name = $1",
+        journal.table,
+    )
+
+    assert (backlog.pending, backlog.retrying) == (1, 1)
+    assert row is not None
+    assert (row["attempts"], row["last_error"]) == (1, "ConnectionError: DynamoDB down")
+    # Make it due now instead of waiting out the jittered delay, then the retry succeeds.
+    await pool.execute("UPDATE migration.journal SET next_attempt_at = now() WHERE table_name = $1", journal.table)
+    assert await relay.drain() == 1
+    assert (await journal.backlog()).pending == 0
+
+
+async def test_entries_leased_by_a_relay_that_died_are_picked_up_after_the_lease(pool: asyncpg.Pool) -> None:
+    journal = Journal(pool, f"test-{uuid.uuid4().hex[:8]}", lease=timedelta(seconds=0.5))
+    await append(pool, journal, "orphaned")
+    copied: list[str] = []
+
+    async def replicate(key: str) -> None:
+        copied.append(key)
+
+    claimed = await journal.claim_due(10)  # a relay claims, then dies before copying
+    assert [entry.item_key for entry in claimed] == ["orphaned"]
+    assert await Relay(journal, replicate).drain() == 0  # still leased: nobody else takes it
+    await asyncio.sleep(0.6)
+
+    assert await Relay(journal, replicate).drain() == 1
+    assert copied == ["orphaned"]
+
+
+async def test_two_relays_draining_together_never_take_the_same_entry(pool: asyncpg.Pool, journal: Journal) -> None:
+    for i in range(200):
+        await append(pool, journal, f"k{i}")
+    copies: Counter[str] = Counter()
+
+    async def replicate(key: str) -> None:
+        await asyncio.sleep(0.001)
+        copies[key] += 1
+
+    relays = [Relay(journal, replicate, batch_size=7) for _ in range(2)]
+    completed = await asyncio.gather(*(relay.drain() for relay in relays))
+
+    assert sum(completed) == 200
+    assert len(copies) == 200
+    assert set(copies.values()) == {1}
+    assert all(relay.copied > 0 for relay in relays)
