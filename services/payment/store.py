@@ -1,0 +1,138 @@
+"""HybridPaymentStore: the PaymentRepository the service uses, routing each call by the live migration stage."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+
+from migration.hybrid import Connection, HybridTable, JournalItem
+from services.payment.domain import Payment, PaymentCursor
+from services.payment.ports import PaymentRepository
+
+PAYMENT_FIELDS = tuple(field.name for field in dataclasses.fields(Payment))
+
+
+def routing_keys(payment: Payment) -> list[str]:
+    """Every read a write to this payment can change: itself, its key, its customer's and its loan's lists."""
+    return [
+        f"payment:{payment.id}",
+        f"idempotency:{payment.idempotency_key}",
+        f"customer:{payment.customer_id}",
+        f"loan:{payment.loan_id}",
+    ]
+
+
+def journal_item(payment: Payment) -> JournalItem:
+    return JournalItem(str(payment.id), payment.version, routing_keys(payment))
+
+
+def compare_payment(served: Payment | None, other: Payment | None) -> list[str]:
+    if served is None or other is None:
+        return [] if served is other else ["<presence>"]
+    return [name for name in PAYMENT_FIELDS if getattr(served, name) != getattr(other, name)]
+
+
+def compare_pages(served: list[Payment], other: list[Payment]) -> list[str]:
+    if [p.id for p in served] != [p.id for p in other]:
+        return ["<items>"]
+    return sorted({name for a, b in zip(served, other, strict=True) for name in compare_payment(a, b)})
+
+
+class HybridPaymentStore:
+    """PostgreSQL and DynamoDB behind one PaymentRepository, as the table's stage says (see migration.hybrid)."""
+
+    backend = "hybrid"
+
+    def __init__(
+        self,
+        table: HybridTable,
+        postgres: PaymentRepository,
+        postgres_on: Callable[[Connection], PaymentRepository],
+        dynamo: PaymentRepository,
+    ) -> None:
+        self._table = table
+        self._postgres = postgres
+        self._postgres_on = postgres_on  # the PostgreSQL adapter on a connection inside a transaction
+        self._dynamo = dynamo
+
+    async def replicate(self, key: str) -> None:
+        """The relay's copy: PostgreSQL's current version of one payment into DynamoDB, never overwriting newer."""
+        payment = await self._postgres.get(uuid.UUID(key))
+        if payment is not None:
+            await self._dynamo.put_if_newer(payment)
+
+    async def create(self, payment: Payment) -> Payment:
+        return await self._table.write(
+            "create",
+            postgres=lambda connection: self._postgres_on(connection).create(payment),
+            journal_item=journal_item,
+            copy_to_dynamo=self._dynamo.put_if_newer,
+            dynamo_only=lambda: self._dynamo.create(payment),
+        )
+
+    async def update(self, payment: Payment, expected_version: int) -> bool:
+        return await self._table.write(
+            "update",
+            postgres=lambda connection: self._postgres_on(connection).update(payment, expected_version),
+            journal_item=lambda updated: journal_item(payment) if updated else None,
+            copy_to_dynamo=lambda _: self._dynamo.put_if_newer(payment),
+            dynamo_only=lambda: self._dynamo.update(payment, expected_version),
+        )
+
+    async def put_if_newer(self, payment: Payment) -> bool:
+        return await self._table.write(
+            "put_if_newer",
+            postgres=lambda connection: self._postgres_on(connection).put_if_newer(payment),
+            journal_item=lambda wrote: journal_item(payment) if wrote else None,
+            copy_to_dynamo=lambda _: self._dynamo.put_if_newer(payment),
+            dynamo_only=lambda: self._dynamo.put_if_newer(payment),
+        )
+
+    async def get(self, payment_id: uuid.UUID) -> Payment | None:
+        return await self._table.read(
+            "get",
+            postgres=lambda: self._postgres.get(payment_id),
+            dynamo=lambda: self._dynamo.get(payment_id),
+            routing_keys=[f"payment:{payment_id}"],
+            compare=compare_payment,
+            item_key=str(payment_id),
+        )
+
+    async def get_by_idempotency_key(self, key: str) -> Payment | None:
+        return await self._table.read(
+            "get_by_idempotency_key",
+            postgres=lambda: self._postgres.get_by_idempotency_key(key),
+            dynamo=lambda: self._dynamo.get_by_idempotency_key(key),
+            routing_keys=[f"idempotency:{key}"],
+            compare=compare_payment,
+            item_key=f"idempotency:{key}",
+        )
+
+    async def list_for_customer(
+        self,
+        customer_id: uuid.UUID,
+        paid_from: datetime | None,
+        paid_to: datetime | None,
+        after: PaymentCursor | None,
+        limit: int,
+    ) -> list[Payment]:
+        return await self._table.read(
+            "list_for_customer",
+            postgres=lambda: self._postgres.list_for_customer(customer_id, paid_from, paid_to, after, limit),
+            dynamo=lambda: self._dynamo.list_for_customer(customer_id, paid_from, paid_to, after, limit),
+            routing_keys=[f"customer:{customer_id}"],
+            compare=compare_pages,
+            item_key=f"customer:{customer_id}",
+        )
+
+    async def list_for_loan(self, loan_id: uuid.UUID, after: PaymentCursor | None, limit: int) -> list[Payment]:
+        return await self._table.read(
+            "list_for_loan",
+            postgres=lambda: self._postgres.list_for_loan(loan_id, after, limit),
+            dynamo=lambda: self._dynamo.list_for_loan(loan_id, after, limit),
+            routing_keys=[f"loan:{loan_id}"],
+            compare=compare_pages,
+            item_key=f"loan:{loan_id}",
+        )
