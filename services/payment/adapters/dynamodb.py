@@ -226,7 +226,11 @@ class DynamoPaymentRepository:
             "TableName": self._table,
             "IndexName": index,
             "KeyConditionExpression": condition,
-            "ExpressionAttributeNames": {"#owner": owner_attribute, "#sk": SORT_KEY},
+            # DynamoDB refuses unused names, so "#sk" is only declared when the sort key is constrained.
+            "ExpressionAttributeNames": {
+                "#owner": owner_attribute,
+                **({"#sk": SORT_KEY} if "#sk" in condition else {}),
+            },
             "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
         }
