@@ -49,6 +49,36 @@ def _payment(row: asyncpg.Record) -> Payment:
     )
 
 
+def listing_query(
+    column: Literal["customer_id", "loan_id"],
+    owner: uuid.UUID,
+    paid_from: datetime | None,
+    paid_to: datetime | None,
+    after: PaymentCursor | None,
+    limit: int,
+) -> tuple[str, *tuple[Any, ...]]:
+    """The SELECT of one newest-first page and its arguments (public so tests can EXPLAIN it)."""
+    # Only the bounds given become predicates, so every page is one range scan of the owner's index.
+    conditions = [f"{column} = $1"]
+    arguments: list[Any] = [owner]
+    if paid_from is not None:
+        arguments.append(paid_from)
+        conditions.append(f"paid_at >= ${len(arguments)}")
+    if paid_to is not None:
+        arguments.append(paid_to)
+        conditions.append(f"paid_at < ${len(arguments)}")
+    if after is not None:
+        arguments.extend((after.paid_at, after.payment_id))
+        conditions.append(f"(paid_at, id) < (${len(arguments) - 1}, ${len(arguments)})")
+    arguments.append(limit)
+    # Built only from the fixed column names above; every value is a bind parameter.
+    query = (
+        f"SELECT * FROM payment.payments WHERE {' AND '.join(conditions)} "  # noqa: S608
+        f"ORDER BY paid_at DESC, id DESC LIMIT ${len(arguments)}"
+    )
+    return (query, *arguments)
+
+
 class PostgresPaymentRepository:
     backend = "postgres"
 
@@ -110,25 +140,7 @@ class PostgresPaymentRepository:
     ) -> list[Payment]:
         if limit < 1:
             return []
-        # Only the bounds given become predicates, so every page is a plain range scan of one index.
-        conditions = [f"{column} = $1"]
-        arguments: list[Any] = [owner]
-        if paid_from is not None:
-            arguments.append(paid_from)
-            conditions.append(f"paid_at >= ${len(arguments)}")
-        if paid_to is not None:
-            arguments.append(paid_to)
-            conditions.append(f"paid_at < ${len(arguments)}")
-        if after is not None:
-            arguments.extend((after.paid_at, after.payment_id))
-            conditions.append(f"(paid_at, id) < (${len(arguments) - 1}, ${len(arguments)})")
-        arguments.append(limit)
-        # Built only from the fixed column names above; every value is a bind parameter.
-        query = (
-            f"SELECT * FROM payment.payments WHERE {' AND '.join(conditions)} "  # noqa: S608
-            f"ORDER BY paid_at DESC, id DESC LIMIT ${len(arguments)}"
-        )
-        rows = await self._pool.fetch(query, *arguments)
+        rows = await self._pool.fetch(*listing_query(column, owner, paid_from, paid_to, after, limit))
         return [_payment(row) for row in rows]
 
     @translated
