@@ -314,7 +314,8 @@ class DynamoPaymentRepository:
                 if not RETRYABLE_CANCELLATIONS.intersection(codes):
                     raise
                 # Real DynamoDB cancels a transaction that races another on the same item: back off, retry.
-                await asyncio.sleep(0.02 * 2**attempt)
+                if attempt + 1 < TRANSACTION_ATTEMPTS:
+                    await asyncio.sleep(0.02 * 2**attempt)
             else:
                 return ["None"] * len(items)
         raise Unavailable("the payments table in DynamoDB is busy; retry later")

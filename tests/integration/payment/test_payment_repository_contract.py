@@ -9,12 +9,13 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import aioboto3
 import asyncpg
 import pytest
 from aiobotocore.config import AioConfig
+from botocore.exceptions import ClientError
 
 from chassis.errors import AlreadyExists, Unavailable
 from chassis.ids import new_id
@@ -559,6 +560,44 @@ async def test_an_unreachable_dynamodb_is_unavailable() -> None:
             await repository.get(new_id())
         with pytest.raises(Unavailable):
             await repository.create(a_payment())
+
+
+class FlakyTransactions:
+    """Stands in for the client where DynamoDB Local cannot: it cancels transactions as real DynamoDB may."""
+
+    def __init__(self, *failures: str) -> None:
+        self.failures = list(failures)
+        self.attempts = 0
+
+    async def transact_write_items(self, **_: Any) -> dict[str, Any]:
+        self.attempts += 1
+        if not self.failures:
+            return {}
+        code = self.failures.pop(0)
+        if code == "ThrottlingException":
+            raise ClientError({"Error": {"Code": code, "Message": "slow down"}}, "TransactWriteItems")
+        cancelled = {
+            "Error": {"Code": "TransactionCanceledException", "Message": "cancelled"},
+            "CancellationReasons": [{"Code": code}, {"Code": "None"}],
+        }
+        raise ClientError(cancelled, "TransactWriteItems")  # type: ignore[arg-type]
+
+
+async def test_a_dynamodb_transaction_conflict_is_retried_until_it_commits() -> None:
+    client = FlakyTransactions("TransactionConflict", "TransactionConflict")
+    repository = DynamoPaymentRepository(cast("DynamoDBClient", client), "payments")
+    payment = a_payment()
+
+    assert await repository.create(payment) == payment
+    assert client.attempts == 3
+
+
+@pytest.mark.parametrize("failures", [["ThrottlingException"], ["TransactionConflict"] * 4], ids=["throttled", "busy"])
+async def test_a_throttled_or_persistently_busy_dynamodb_is_unavailable(failures: list[str]) -> None:
+    repository = DynamoPaymentRepository(cast("DynamoDBClient", FlakyTransactions(*failures)), "payments")
+
+    with pytest.raises(Unavailable):
+        await repository.put_if_newer(a_payment())
 
 
 async def test_an_unreachable_postgres_is_unavailable(postgres_dsn: str) -> None:
