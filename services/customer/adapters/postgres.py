@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Coroutine
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import asyncpg
 
-from chassis.errors import AlreadyExists, Unavailable
 from chassis.money import Money
-from chassis.stores import POSTGRES_CONNECTIVITY_ERRORS
+from chassis.store_errors import postgres_errors_translated
 from services.customer.domain import (
     ApplicationAction,
     ApplicationFilter,
@@ -25,9 +22,6 @@ from services.customer.domain import (
     LoanStanding,
     StatusTotal,
 )
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 # Unique constraint -> (resource, field) for AlreadyExists.
 UNIQUE_CONSTRAINTS = {
@@ -43,20 +37,8 @@ def _inserted(row: asyncpg.Record | None) -> asyncpg.Record:
     return row
 
 
-def translated(method: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Store errors become domain errors: a uniqueness clash, or the database being unreachable."""
-
-    @functools.wraps(method)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await method(*args, **kwargs)
-        except asyncpg.UniqueViolationError as error:
-            resource, field = UNIQUE_CONSTRAINTS.get(error.constraint_name or "", ("record", "key"))
-            raise AlreadyExists(resource, field) from error
-        except POSTGRES_CONNECTIVITY_ERRORS as error:
-            raise Unavailable("the customer database is unavailable; retry later") from error
-
-    return wrapper
+# Store errors become domain errors: a uniqueness clash, or the database being unreachable.
+translated = postgres_errors_translated("customer", UNIQUE_CONSTRAINTS)
 
 
 def _branch(row: asyncpg.Record) -> Branch:

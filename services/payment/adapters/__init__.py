@@ -1,0 +1,1 @@
+"""Adapters of the payment context: where its port meets a real store."""

@@ -1,0 +1,1 @@
+"""Payment stores against real PostgreSQL and DynamoDB Local."""
