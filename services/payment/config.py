@@ -1,5 +1,7 @@
 """Payment service settings (environment prefix LOANBOOK_PAYMENT_)."""
 
+from pathlib import Path
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -13,3 +15,15 @@ class PaymentSettings(GrpcServiceSettings, PostgresSettings, DynamoSettings):
     # The customer service, asked whether a loan exists, belongs to the customer and is funded.
     customer_addr: str = Field(min_length=3)
     customer_deadline_seconds: float = Field(default=1.0, gt=0, le=30)
+    migrate_on_start: bool = True
+    # Initial migration modes (loanbook's shape or the seed's {"PaymentSettings": {...}}); only tables with no
+    # mode yet are seeded — after that the control plane (`loanbook migrate switch`) is the source of truth.
+    migration_settings_file: Path | None = None
+    dynamo_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
+    shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)
+    shadow_budget_seconds: float = Field(default=0.5, gt=0, le=30)
+    # How often a replica re-reads the modes even without a notification (the notification is the fast path).
+    mode_poll_seconds: float = Field(default=5.0, gt=0, le=300)
+    relay_enabled: bool = True

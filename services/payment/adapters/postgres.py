@@ -82,7 +82,8 @@ def listing_query(
 class PostgresPaymentRepository:
     backend = "postgres"
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool | asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> None:
+        # A pool, or one connection whose open transaction the writes join (the hybrid store's journal).
         self._pool = pool
 
     @translated

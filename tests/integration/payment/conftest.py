@@ -1,0 +1,185 @@
+"""Hybrid payment stores built as the service builds them, on real PostgreSQL and DynamoDB Local."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import secrets
+import signal
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import aioboto3
+import asyncpg
+import pytest
+from aiobotocore.config import AioConfig
+
+from chassis.ids import new_id
+from chassis.money import Money
+from devstack.dynamodb import DynamoDBLocal
+from migration.control import ControlPlane
+from migration.hybrid import HybridSettings, HybridTable
+from migration.journal import Journal
+from migration.relay import Relay
+from migration.schema import upgrade_to_head as upgrade_migration_schema
+from migration.stages import Stage, TableMode
+from migration.watcher import ModeWatcher
+from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_payment_table
+from services.payment.adapters.postgres import PostgresPaymentRepository
+from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
+from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from services.payment.store import HybridPaymentStore
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+TABLE = "payments"
+T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def a_payment(customer_id: object = None, loan_id: object = None, paid_at: datetime = T0, **changes: object) -> Payment:
+    """A valid version-1 payment with fresh ids and key, so tests on shared stores never collide."""
+    customer, loan = customer_id or new_id(), loan_id or new_id()
+    amount = Money("USD", 10_000)
+    payment = Payment(
+        id=new_id(), customer_id=customer, loan_id=loan, amount=amount, method=PaymentMethod.CARD,  # type: ignore[arg-type]
+        status=PaymentStatus.SETTLED, paid_at=paid_at, created_at=paid_at, updated_at=paid_at, version=1,
+        idempotency_key=f"key-{secrets.token_hex(8)}",
+        request_fingerprint=request_fingerprint(customer, loan, amount, PaymentMethod.CARD, paid_at),  # type: ignore[arg-type]
+    )  # fmt: skip
+    return dataclasses.replace(payment, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
+    await upgrade_payment_schema(postgres_dsn)
+    await upgrade_migration_schema(postgres_dsn)
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=2, max_size=12)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+def session_for(endpoint: str) -> aioboto3.Session:
+    return aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+
+
+@dataclass
+class Replica:
+    """One service replica's view: its mode watcher, hybrid table, store and relay."""
+
+    watcher: ModeWatcher
+    hybrid: HybridTable
+    store: HybridPaymentStore
+    relay: Relay
+
+
+@dataclass
+class Harness:
+    postgres_dsn: str
+    pool: asyncpg.Pool
+    dynamo_client: DynamoDBClient
+    table_name: str
+    control: ControlPlane
+    postgres: PostgresPaymentRepository
+    dynamo: DynamoPaymentRepository
+    replicas: list[Replica] = field(default_factory=list)
+
+    async def replica(self, **settings: float) -> Replica:
+        watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
+        await watcher.start()
+        defaults: dict[str, float] = {"dynamo_timeout_seconds": 0.5, "breaker_recovery_seconds": 1.0,
+                                      "shadow_sample_ratio": 1.0}  # fmt: skip
+        hybrid = HybridTable(
+            TABLE, lambda: watcher.mode(TABLE), self.pool, Journal(self.pool, TABLE, lease=timedelta(seconds=1)),
+            HybridSettings(**{**defaults, **settings}),  # type: ignore[arg-type]
+        )  # fmt: skip
+        store = HybridPaymentStore(hybrid, self.postgres, PostgresPaymentRepository, self.dynamo)
+        replica = Replica(watcher, hybrid, store, Relay(hybrid.journal, store.replicate))
+        self.replicas.append(replica)
+        return replica
+
+    async def set_stage(self, stage: Stage, fallback: bool = True) -> None:
+        """Change the mode through the control plane and wait until every replica follows (≤ 1 s)."""
+        await self.control.change(TABLE, stage=stage, fallback=fallback, who="test")
+        async with asyncio.timeout(1.0):
+            while any((r.watcher.mode(TABLE).stage, r.watcher.mode(TABLE).fallback) != (stage, fallback)
+                      for r in self.replicas):  # fmt: skip
+                await asyncio.sleep(0.01)
+
+    async def in_postgres(self, payment: Payment) -> Payment | None:
+        return await self.postgres.get(payment.id)
+
+    async def in_dynamo(self, payment: Payment) -> Payment | None:
+        return await self.dynamo.get(payment.id)
+
+
+async def _harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> AsyncIterator[Harness]:
+    config = AioConfig(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+    async with session_for(endpoint).client("dynamodb", endpoint_url=endpoint, config=config) as client:
+        table_name = f"payments-hybrid-{secrets.token_hex(4)}"
+        await ensure_payment_table(client, table_name)
+        # Tests move through every stage; the dynamo_only guard (a clean verification) is the toolkit's
+        # business and has its own test in test_migration_control.
+        control = ControlPlane(pool, guards=())
+        await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
+        harness = Harness(
+            postgres_dsn, pool, client, table_name, control, PostgresPaymentRepository(pool),
+            DynamoPaymentRepository(client, table_name),
+        )  # fmt: skip
+        try:
+            yield harness
+        finally:
+            for replica in harness.replicas:
+                await replica.hybrid.wait_for_shadow_reads()
+                await replica.watcher.stop()
+            await pool.execute("DELETE FROM migration.journal WHERE table_name = $1", TABLE)
+
+
+@pytest.fixture
+async def harness(postgres_dsn: str, pool: asyncpg.Pool, dynamodb_endpoint: str) -> AsyncIterator[Harness]:
+    async for value in _harness(postgres_dsn, pool, dynamodb_endpoint):
+        yield value
+
+
+@dataclass
+class OwnDynamo:
+    """A DynamoDB Local only this test module uses, so it can be frozen (SIGSTOP) or killed safely."""
+
+    server: DynamoDBLocal
+
+    def freeze(self) -> None:
+        assert self.server.pid is not None
+        os.kill(self.server.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        assert self.server.pid is not None
+        os.kill(self.server.pid, signal.SIGCONT)
+
+
+@pytest.fixture(scope="module")
+async def own_dynamo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OwnDynamo]:
+    server = DynamoDBLocal(Path(tmp_path_factory.mktemp("own-dynamodb")), ephemeral=True)
+    await server.start()
+    own = OwnDynamo(server)
+    try:
+        yield own
+    finally:
+        own.thaw()
+        await server.stop()
+
+
+@pytest.fixture
+async def outage_harness(
+    postgres_dsn: str, pool: asyncpg.Pool, own_dynamo: OwnDynamo
+) -> AsyncIterator[tuple[Harness, OwnDynamo]]:
+    async for value in _harness(postgres_dsn, pool, own_dynamo.server.endpoint):
+        try:
+            yield value, own_dynamo
+        finally:
+            own_dynamo.thaw()

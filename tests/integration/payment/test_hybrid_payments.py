@@ -1,0 +1,234 @@
+"""The six stages at run time on real PostgreSQL and DynamoDB Local: where writes land, where reads are served,
+read-your-writes, shadow comparison, fallback during an outage, relay crashes, live stage changes."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+
+import pytest
+
+from chassis.errors import Unavailable
+from chassis.page_tokens import PageTokens
+from migration.stages import POLICIES, Backend, Stage
+from services.payment.domain import Payment, PaymentStatus
+from services.payment.store import journal_item
+from services.payment.use_cases import PaymentUseCases
+from tests.integration.payment.conftest import T0, Harness, OwnDynamo, a_payment
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+async def test_writes_land_where_the_stage_says(harness: Harness, stage: Stage) -> None:
+    replica = await harness.replica()
+    await harness.set_stage(stage)
+    policy = POLICIES[stage]
+
+    created = await replica.store.create(payment := a_payment())
+    reversed_payment = dataclasses.replace(created, status=PaymentStatus.REVERSED, version=2)
+    assert await replica.store.update(reversed_payment, expected_version=1)
+
+    assert (await harness.in_postgres(payment) == reversed_payment) is policy.writes_postgres
+    assert (await harness.in_dynamo(payment) == reversed_payment) is policy.writes_dynamo
+    # An inline copy that succeeded leaves nothing for the relay.
+    assert not await replica.hybrid.journal.has_pending([f"payment:{payment.id}"])
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+async def test_reads_are_served_where_the_stage_says(harness: Harness, stage: Stage) -> None:
+    replica = await harness.replica()
+    await harness.set_stage(stage)
+    payment = a_payment()
+    # Make the stores disagree on purpose, so the answer shows which one served it.
+    await harness.postgres.put_if_newer(dataclasses.replace(payment, method=payment.method, version=1))
+    in_dynamo = dataclasses.replace(payment, status=PaymentStatus.REVERSED, version=1)
+    await harness.dynamo.put_if_newer(in_dynamo)
+
+    served = await replica.store.get(payment.id)
+    history = await replica.store.list_for_customer(payment.customer_id, None, None, None, 10)
+    await replica.hybrid.wait_for_shadow_reads()
+
+    expected = in_dynamo if POLICIES[stage].serves is Backend.DYNAMODB else payment
+    assert served == expected
+    assert history == [expected]
+    compared = POLICIES[stage].compares
+    assert (replica.hybrid.shadow.mismatched >= 2) is compared
+    if compared:
+        assert (str(payment.id), ["status"]) in replica.hybrid.shadow.mismatches
+        recorded = await harness.pool.fetchval(
+            "SELECT fields FROM migration.shadow_mismatches WHERE item_key = $1 ORDER BY id DESC LIMIT 1",
+            str(payment.id),
+        )
+        assert recorded == ["status"]
+
+
+async def test_a_key_with_a_pending_journal_entry_is_read_from_postgres(harness: Harness) -> None:
+    replica = await harness.replica()
+    await harness.set_stage(Stage.DYNAMO_PRIMARY)
+    payment = a_payment()
+    # An acknowledged write whose DynamoDB copy has not happened yet (inline copy failed, relay behind).
+    async with harness.pool.acquire() as connection, connection.transaction():
+        await harness.postgres.__class__(connection).create(payment)
+        item = journal_item(payment)
+        await replica.hybrid.journal.append(connection, item.key, item.version, item.routing_keys)
+
+    assert await harness.in_dynamo(payment) is None
+    assert await replica.store.get(payment.id) == payment
+    assert await replica.store.list_for_customer(payment.customer_id, None, None, None, 5) == [payment]
+    assert await replica.store.get_by_idempotency_key(payment.idempotency_key) == payment
+
+    await replica.relay.drain()
+    assert await harness.in_dynamo(payment) == payment
+
+
+async def test_shadow_comparison_does_not_report_keys_with_writes_in_flight(harness: Harness) -> None:
+    replica = await harness.replica()
+    await harness.set_stage(Stage.SHADOW)
+    payment = a_payment()
+    async with harness.pool.acquire() as connection, connection.transaction():
+        await harness.postgres.__class__(connection).create(payment)
+        item = journal_item(payment)
+        await replica.hybrid.journal.append(connection, item.key, item.version, item.routing_keys)
+
+    await replica.store.get(payment.id)
+    await replica.hybrid.wait_for_shadow_reads()
+
+    assert replica.hybrid.shadow.mismatched == 0
+    assert replica.hybrid.shadow.skipped_pending == 1
+
+
+async def test_a_dynamodb_outage_under_load_fails_no_read_and_loses_no_write(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=3)
+    await harness.set_stage(Stage.DYNAMO_LIVE, fallback=True)
+    customer = a_payment().customer_id
+    before = [await replica.store.create(a_payment(customer, paid_at=T0 + timedelta(minutes=i))) for i in range(5)]
+
+    dynamo.freeze()
+    written, read_failures = [], 0
+    for i in range(20):
+        written.append(await replica.store.create(a_payment(customer, paid_at=T0 + timedelta(hours=1, minutes=i))))
+        try:
+            history = await replica.store.list_for_customer(customer, None, None, None, 100)
+            assert {p.id for p in before + written} <= {p.id for p in history}
+            assert await replica.store.get(before[0].id) == before[0]
+        except Unavailable:
+            read_failures += 1
+    backlog = await replica.hybrid.journal.backlog()
+    dynamo.thaw()
+
+    assert read_failures == 0
+    assert backlog.pending >= len(written) - 1  # the inline copies failed: the journal holds them
+    await asyncio.sleep(1.1)  # the breaker's recovery time and the journal's lease
+    await harness.pool.execute("UPDATE migration.journal SET next_attempt_at = now() WHERE table_name = 'payments'")
+    await replica.relay.drain()
+    assert (await replica.hybrid.journal.backlog()).pending == 0
+    for payment in before + written:
+        assert await harness.in_dynamo(payment) == await harness.in_postgres(payment) == payment
+
+
+async def test_without_fallback_or_in_dynamo_only_an_outage_is_unavailable(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2)
+    payment = await replica.store.create(a_payment())
+
+    dynamo.freeze()
+    await harness.set_stage(Stage.DYNAMO_LIVE, fallback=False)
+    with pytest.raises(Unavailable):
+        await replica.store.get(payment.id)
+    await harness.set_stage(Stage.DYNAMO_ONLY, fallback=True)
+    with pytest.raises(Unavailable):
+        await replica.store.get(payment.id)
+    with pytest.raises(Unavailable):
+        await replica.store.create(a_payment())
+    dynamo.thaw()
+
+
+async def test_a_relay_that_dies_mid_drain_loses_nothing_and_never_writes_back_an_old_version(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
+    await harness.set_stage(Stage.DUAL_WRITE)
+    dynamo.freeze()
+    payments = [await replica.store.create(a_payment()) for _ in range(12)]
+    dynamo.thaw()
+
+    # A relay claims a batch and dies before copying it: its lease is all that is left of it.
+    claimed = await replica.hybrid.journal.claim_due(5)
+    assert len(claimed) == 5
+    # Meanwhile new versions of two of the claimed payments are written (and copied inline).
+    newer = []
+    for payment in payments[:2]:
+        changed = dataclasses.replace(payment, status=PaymentStatus.REVERSED, version=2)
+        assert await replica.store.update(changed, expected_version=1)
+        newer.append(changed)
+    # A restarted relay drains everything once the dead one's lease has run out.
+    await asyncio.sleep(1.1)
+    await replica.relay.drain()
+
+    assert (await replica.hybrid.journal.backlog()).pending == 0
+    for payment in newer + payments[2:]:
+        assert await harness.in_dynamo(payment) == payment
+    customers = {p.customer_id for p in payments}
+    listed = [p for c in customers for p in await harness.dynamo.list_for_customer(c, None, None, None, 10)]
+    assert len(listed) == len(payments)  # no duplicates
+
+
+async def test_a_stage_change_during_traffic_is_followed_by_every_replica_without_errors(harness: Harness) -> None:
+    replicas = [await harness.replica(), await harness.replica()]
+    await harness.set_stage(Stage.DUAL_WRITE)
+    acknowledged = []
+    errors: list[BaseException] = []
+    stop = asyncio.Event()
+
+    async def traffic(index: int) -> None:
+        store = replicas[index].store
+        while not stop.is_set():
+            try:
+                payment = await store.create(a_payment())
+                acknowledged.append(payment)
+                assert await store.get(payment.id) == payment
+            except Exception as error:
+                errors.append(error)
+
+    workers = [asyncio.create_task(traffic(i % 2)) for i in range(4)]
+    for stage in (Stage.SHADOW, Stage.DYNAMO_LIVE, Stage.DYNAMO_PRIMARY, Stage.DYNAMO_LIVE, Stage.DUAL_WRITE):
+        await asyncio.sleep(0.3)
+        await harness.set_stage(stage)  # fails unless both replicas follow within 1 s
+    stop.set()
+    await asyncio.gather(*workers)
+
+    assert errors == []
+    assert len(acknowledged) > 20
+    for payment in acknowledged:
+        assert await harness.in_postgres(payment) == payment
+        assert await harness.in_dynamo(payment) == payment
+
+
+async def test_a_page_token_from_postgres_continues_on_dynamodb_after_a_stage_change(harness: Harness) -> None:
+    replica = await harness.replica()
+    await harness.set_stage(Stage.DUAL_WRITE)
+
+    class FundedLoans:
+        async def standing(self, loan_id: object, customer_id: object) -> object:
+            raise AssertionError("not used by listings")
+
+    use_cases = PaymentUseCases(replica.store, FundedLoans(), PageTokens("p" * 32, "payment"))  # type: ignore[arg-type]
+    customer = a_payment().customer_id
+    created = [await replica.store.create(a_payment(customer, paid_at=T0 + timedelta(minutes=i))) for i in range(7)]
+
+    first = await use_cases.list_customer_payments(str(customer), None, None, 3, "")
+    await harness.set_stage(Stage.DYNAMO_PRIMARY)
+    rest: list[Payment] = []
+    token = first.next_page_token
+    while token:
+        page = await use_cases.list_customer_payments(str(customer), None, None, 3, token)
+        rest.extend(page.items)
+        token = page.next_page_token
+
+    assert [p.id for p in [*first.items, *rest]] == [p.id for p in reversed(created)]
