@@ -51,8 +51,11 @@ class Payment:
 
 
 def request_fingerprint(customer_id: uuid.UUID, loan_id: uuid.UUID, amount: Money, method: PaymentMethod,
-                        paid_at: datetime) -> str:  # fmt: skip
-    canonical = f"{customer_id}|{loan_id}|{amount.currency}|{amount.minor_units}|{method.value}|{paid_at.isoformat()}"
+                        paid_at: datetime | None) -> str:  # fmt: skip
+    """A digest of the request as the caller sent it: an omitted paid time stays omitted, so a retry of the
+    same request (which would default to a later "now") still matches."""
+    paid = paid_at.isoformat() if paid_at is not None else "-"
+    canonical = f"{customer_id}|{loan_id}|{amount.currency}|{amount.minor_units}|{method.value}|{paid}"
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

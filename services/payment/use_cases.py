@@ -100,7 +100,7 @@ class PaymentUseCases:
         if violations:
             raise InvalidArgument(violations)
         assert customer_id is not None and loan_id is not None and amount is not None and command.method
-        fingerprint = request_fingerprint(customer_id, loan_id, amount, command.method, paid_at)
+        fingerprint = request_fingerprint(customer_id, loan_id, amount, command.method, command.paid_at)
 
         if (earlier := await self._store.get_by_idempotency_key(key)) is not None:
             return self._replay(earlier, fingerprint)

@@ -1,0 +1,160 @@
+"""The payment service as deployed: gRPC in, a deadline-bound loan check against the real customer service,
+idempotency, bad input, and one trace across both services."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+from google.type import money_pb2
+
+from devstack.processes import free_port
+from devstack.supervisor import grpc_health
+from loanbook.payment.v1 import payment_pb2 as pb
+from loanbook.payment.v1 import payment_pb2_grpc
+from services.customer.demo import APPLICATIONS, CUSTOMERS
+from tests.e2e.conftest import RunningSystem, start_process
+
+if TYPE_CHECKING:
+    Stub = payment_pb2_grpc.PaymentServiceAsyncStub
+
+CASEY = str(CUSTOMERS[0].id)
+CASEY_FUNDED_LOAN = str(APPLICATIONS[0][0].id)
+CASEY_LOAN_UNDER_REVIEW = str(APPLICATIONS[3][0].id)
+DEVONS_LOAN = str(APPLICATIONS[1][0].id)
+
+
+@pytest.fixture(scope="module")
+async def stub(running_system: RunningSystem) -> AsyncIterator[Stub]:
+    async with grpc.aio.insecure_channel(running_system.grpc_addresses["payment"]) as channel:
+        yield payment_pb2_grpc.PaymentServiceStub(channel)
+
+
+def record(key: str | None = None, /, **overrides: object) -> pb.RecordPaymentRequest:
+    fields: dict[str, object] = {
+        "idempotency_key": key or f"e2e-{secrets.token_hex(6)}",
+        "customer_id": CASEY,
+        "loan_id": CASEY_FUNDED_LOAN,
+        "amount": money_pb2.Money(currency_code="USD", units=250, nanos=750_000_000),
+        "method": pb.PAYMENT_METHOD_ACH,
+    }
+    fields.update(overrides)
+    return pb.RecordPaymentRequest(**fields)  # type: ignore[arg-type]
+
+
+def fields_of(error: grpc.aio.AioRpcError) -> list[str]:
+    metadata = dict(error.trailing_metadata() or ())
+    status = status_pb2.Status.FromString(metadata["grpc-status-details-bin"])
+    bad_request = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad_request)
+    return [violation.field for violation in bad_request.field_violations]
+
+
+async def test_records_reads_lists_and_reverses_a_payment(stub: Stub) -> None:
+    recorded = await stub.RecordPayment(record())
+    payment = recorded.payment
+
+    fetched = await stub.GetPayment(pb.GetPaymentRequest(payment_id=payment.id))
+    history = await stub.ListCustomerPayments(pb.ListCustomerPaymentsRequest(customer_id=CASEY, page_size=500))
+    by_loan = await stub.ListLoanPayments(pb.ListLoanPaymentsRequest(loan_id=CASEY_FUNDED_LOAN, page_size=500))
+    reversed_payment = await stub.ReversePayment(pb.ReversePaymentRequest(payment_id=payment.id, version=1))
+
+    assert not recorded.replayed
+    assert (payment.amount.units, payment.amount.nanos, payment.status) == (250, 750_000_000, pb.PAYMENT_STATUS_SETTLED)
+    assert fetched.payment == payment
+    assert payment.id in [p.id for p in history.payments]
+    assert payment.id in [p.id for p in by_loan.payments]
+    assert (reversed_payment.payment.status, reversed_payment.payment.version) == (pb.PAYMENT_STATUS_REVERSED, 2)
+
+
+async def test_a_repeated_request_returns_the_original_and_a_changed_one_is_refused(stub: Stub) -> None:
+    key = f"e2e-{secrets.token_hex(6)}"
+    first = await stub.RecordPayment(record(key))
+    again = await stub.RecordPayment(record(key))
+    with pytest.raises(grpc.aio.AioRpcError) as changed:
+        await stub.RecordPayment(record(key, amount=money_pb2.Money(currency_code="USD", units=1)))
+
+    assert again.replayed
+    assert again.payment == first.payment
+    assert changed.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "different payment request" in (changed.value.details() or "")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "code", "fields"),
+    [
+        ({"idempotency_key": ""}, grpc.StatusCode.INVALID_ARGUMENT, ["idempotency_key"]),
+        ({"amount": money_pb2.Money(currency_code="USD", units=-1)}, grpc.StatusCode.INVALID_ARGUMENT, ["amount"]),
+        ({"amount": money_pb2.Money(currency_code="USD", units=1, nanos=1)}, grpc.StatusCode.INVALID_ARGUMENT,
+         ["amount.nanos"]),
+        ({"amount": money_pb2.Money(currency_code="XTS", units=1)}, grpc.StatusCode.INVALID_ARGUMENT,
+         ["amount.currency_code"]),
+        ({"loan_id": str(uuid.uuid4())}, grpc.StatusCode.NOT_FOUND, None),
+        ({"loan_id": DEVONS_LOAN}, grpc.StatusCode.NOT_FOUND, None),
+        ({"loan_id": CASEY_LOAN_UNDER_REVIEW}, grpc.StatusCode.FAILED_PRECONDITION, None),
+    ],
+)  # fmt: skip
+async def test_bad_payments_are_refused_precisely_and_nothing_is_written(
+    stub: Stub, overrides: dict[str, object], code: grpc.StatusCode, fields: list[str] | None
+) -> None:
+    request = record(None, **overrides)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.RecordPayment(request)
+
+    assert refused.value.code() == code
+    if fields is not None:
+        assert fields_of(refused.value) == fields
+    if request.idempotency_key:
+        # Nothing was recorded under that key: the same key with a valid request now succeeds as new.
+        fresh = await stub.RecordPayment(record(request.idempotency_key))
+        assert not fresh.replayed
+
+
+async def test_a_forged_page_token_is_invalid(stub: Stub) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListCustomerPayments(pb.ListCustomerPaymentsRequest(customer_id=CASEY, page_token="forged.token"))
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields_of(refused.value) == ["page_token"]
+
+
+async def test_recording_a_payment_is_one_trace_through_both_services(
+    stub: Stub, running_system: RunningSystem
+) -> None:
+    trace_id, parent = secrets.token_hex(16), secrets.token_hex(8)
+
+    await stub.RecordPayment(record(), metadata=(("traceparent", f"00-{trace_id}-{parent}-01"),))
+
+    spans = await running_system.receiver.wait_for(trace_id, {"loanbook-payment", "loanbook-customer"}, timeout=15)
+    names = {(s.service_name, s.name) for s in spans}
+    assert ("loanbook-customer", "/loanbook.customer.v1.CustomerService/CheckLoanStanding") in names
+    stores = [s for s in spans if "loanbook.store.backend" in s.attributes]
+    assert stores, names
+    assert all(s.attributes["loanbook.migration.stage"] for s in stores)
+
+
+async def test_with_the_customer_service_down_a_payment_is_refused_as_unavailable(
+    running_system: RunningSystem, tmp_path: Path
+) -> None:
+    app = running_system.apps["payment"]
+    port = free_port()
+    env = {**app.env, "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
+           "LOANBOOK_PAYMENT_CUSTOMER_ADDR": f"127.0.0.1:{free_port()}", "OTEL_TRACES_EXPORTER": "none"}  # fmt: skip
+    payment = await start_process("payment-orphan", [sys.executable, "-m", "services.payment"], env, tmp_path)
+    try:
+        await payment.wait_until_ready(grpc_health(f"127.0.0.1:{port}"))
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await payment_pb2_grpc.PaymentServiceStub(channel).RecordPayment(record(), timeout=10)
+    finally:
+        assert await payment.terminate() == 0
+
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "customer service" in (refused.value.details() or "")
