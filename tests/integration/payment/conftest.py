@@ -17,6 +17,10 @@ import aioboto3
 import asyncpg
 import pytest
 from aiobotocore.config import AioConfig
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chassis.ids import new_id
 from chassis.money import Money
@@ -183,3 +187,15 @@ async def outage_harness(
             yield value, own_dynamo
         finally:
             own_dynamo.thaw()
+
+
+@pytest.fixture(scope="session")
+def spans() -> InMemorySpanExporter:
+    """Every span this test process ends, collected in memory (the SDK's own test exporter)."""
+    exporter = InMemorySpanExporter()
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

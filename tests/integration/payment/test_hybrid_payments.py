@@ -8,6 +8,7 @@ import dataclasses
 from datetime import timedelta
 
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chassis.errors import Unavailable
 from chassis.page_tokens import PageTokens
@@ -232,3 +233,36 @@ async def test_a_page_token_from_postgres_continues_on_dynamodb_after_a_stage_ch
         token = page.next_page_token
 
     assert [p.id for p in [*first.items, *rest]] == [p.id for p in reversed(created)]
+
+
+async def test_store_calls_are_spans_tagged_with_backend_stage_and_fallback(
+    outage_harness: tuple[Harness, OwnDynamo], spans: InMemorySpanExporter
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2)
+    await harness.set_stage(Stage.DYNAMO_LIVE, fallback=True)
+    payment = await replica.store.create(a_payment())
+    spans.clear()
+
+    await replica.store.get(payment.id)
+    await replica.hybrid.wait_for_shadow_reads()
+    served = [s for s in spans.get_finished_spans() if s.name == "payments.get dynamodb"]
+    shadow = [s for s in spans.get_finished_spans() if s.name == "payments.get shadow-compare"]
+    spans.clear()
+    dynamo.freeze()
+    await replica.store.get(payment.id)
+    dynamo.thaw()
+    fallback = [s for s in spans.get_finished_spans() if s.name == "payments.get postgres"]
+
+    assert served[0].attributes == {"loanbook.store.backend": "dynamodb", "loanbook.migration.stage": "dynamo_live"}
+    assert shadow[0].attributes is not None
+    assert shadow[0].attributes["loanbook.store.backend"] == "postgres"
+    assert shadow[0].attributes["loanbook.shadow.result"] == "match"
+    assert fallback[0].attributes == {
+        "loanbook.store.backend": "postgres",
+        "loanbook.migration.stage": "dynamo_live",
+        "loanbook.store.fallback": True,
+    }
+    # No customer data in any attribute: only ids of the store and stage vocabulary.
+    for span in spans.get_finished_spans():
+        assert str(payment.customer_id) not in str(span.attributes)
