@@ -143,6 +143,8 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 "LOANBOOK_PAYMENT_POSTGRES_DSN": stack.postgres_dsn,
                 "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
                 "LOANBOOK_PAYMENT_CUSTOMER_ADDR": customer,
+                # The workshop's switch file: ReadFromDynamoDB=false starts payments in dual_write.
+                "LOANBOOK_PAYMENT_MIGRATION_SETTINGS_FILE": str(project_root() / "deploy" / "migration-settings.json"),
             },
             readiness=grpc_health(payment),
             endpoint=f"{payment} (gRPC)",

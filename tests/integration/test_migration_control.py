@@ -194,3 +194,9 @@ def test_a_bad_settings_document_names_the_key(document: dict[str, object], fiel
         modes_from_settings(document)
 
     assert refused.value.violations[0].field == field
+
+
+def test_the_local_stack_settings_file_starts_payments_in_dual_write() -> None:
+    path = Path(__file__).resolve().parents[2] / "deploy" / "migration-settings.json"
+
+    assert load_settings_file(path) == {"payments": TableMode("payments", Stage.DUAL_WRITE, True)}
