@@ -29,7 +29,7 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 @dataclass(frozen=True)
 class HybridSettings:
-    dynamo_timeout_seconds: float = 0.5
+    dynamo_timeout_seconds: float = 0.2
     breaker_failure_threshold: int = 5
     breaker_recovery_seconds: float = 5.0
     shadow_sample_ratio: float = 0.1

@@ -19,7 +19,9 @@ class PaymentSettings(GrpcServiceSettings, PostgresSettings, DynamoSettings):
     # Initial migration modes (loanbook's shape or the seed's {"PaymentSettings": {...}}); only tables with no
     # mode yet are seeded — after that the control plane (`loanbook migrate switch`) is the source of truth.
     migration_settings_file: Path | None = None
-    dynamo_timeout_seconds: float = Field(default=0.5, gt=0, le=30)
+    # Per DynamoDB call; past it a read falls back (where allowed). Above DynamoDB's normal tail, well under
+    # what a caller waits: it bounds the latency of the few calls that pay for detecting an outage.
+    dynamo_timeout_seconds: float = Field(default=0.2, gt=0, le=30)
     breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
     breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
     shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)

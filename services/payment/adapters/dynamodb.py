@@ -77,7 +77,7 @@ def _marker_key(idempotency_key: str) -> Item:
     return {"pk": {"S": f"{MARKER_PREFIX}{idempotency_key}"}}
 
 
-def _item(payment: Payment) -> Item:
+def payment_item(payment: Payment) -> Item:
     return {
         "pk": {"S": str(payment.id)},
         "customer_id": {"S": str(payment.customer_id)},
@@ -138,7 +138,7 @@ class DynamoPaymentRepository:
     async def create(self, payment: Payment) -> Payment:
         codes = await self._transact(
             [
-                {"Put": {"TableName": self._table, "Item": _item(payment),
+                {"Put": {"TableName": self._table, "Item": payment_item(payment),
                          "ConditionExpression": "attribute_not_exists(pk)"}},
                 {"Put": {"TableName": self._table, "Item": self._marker(payment),
                          "ConditionExpression": "attribute_not_exists(pk)"}},
@@ -150,7 +150,7 @@ class DynamoPaymentRepository:
             raise IdempotencyKeyTaken(await self._holder_of(payment.idempotency_key))
         if codes[0] == "ConditionalCheckFailed":
             raise AlreadyExists("payment", "id")
-        return _payment(_item(payment))  # as stored: timestamps in UTC
+        return _payment(payment_item(payment))  # as stored: timestamps in UTC
 
     @translated
     async def get(self, payment_id: uuid.UUID) -> Payment | None:
@@ -252,7 +252,7 @@ class DynamoPaymentRepository:
         try:
             await self._client.put_item(
                 TableName=self._table,
-                Item=_item(payment),
+                Item=payment_item(payment),
                 # The idempotency key is fixed at create: its marker keeps pointing at this payment.
                 ConditionExpression="#version = :expected AND idempotency_key = :key",
                 ExpressionAttributeNames={"#version": "version"},
@@ -274,7 +274,7 @@ class DynamoPaymentRepository:
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": _item(payment),
+                        "Item": payment_item(payment),
                         "ConditionExpression": "attribute_not_exists(pk) OR #version < :version",
                         "ExpressionAttributeNames": {"#version": "version"},
                         "ExpressionAttributeValues": {":version": {"N": str(payment.version)}},

@@ -24,7 +24,7 @@ VALUES = "$1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13"
 IDEMPOTENCY_KEY_CONSTRAINT = "payments_idempotency_key_key"
 
 
-def _row_values(payment: Payment) -> tuple[Any, ...]:
+def row_values(payment: Payment) -> tuple[Any, ...]:
     return (
         payment.id, payment.customer_id, payment.loan_id, payment.amount.minor_units, payment.amount.currency,
         payment.method.value, payment.status.value, payment.paid_at, payment.created_at, payment.updated_at,
@@ -93,7 +93,7 @@ class PostgresPaymentRepository:
         row = await self._pool.fetchrow(
             f"""INSERT INTO payment.payments ({COLUMNS}) VALUES ({VALUES})
                 ON CONFLICT (idempotency_key) DO NOTHING RETURNING *""",  # noqa: S608 - fixed column lists
-            *_row_values(payment),
+            *row_values(payment),
         )
         if row is not None:
             return _payment(row)
@@ -152,7 +152,7 @@ class PostgresPaymentRepository:
                 SET customer_id = $2, loan_id = $3, amount_minor = $4, currency = $5, method = $6, status = $7,
                     paid_at = $8, created_at = $9, updated_at = $10, version = $11, request_fingerprint = $13
                 WHERE id = $1 AND idempotency_key = $12 AND version = $14""",
-            *_row_values(payment), expected_version,
+            *row_values(payment), expected_version,
         )  # fmt: skip
         return bool(status == "UPDATE 1")
 
@@ -170,7 +170,7 @@ class PostgresPaymentRepository:
                         request_fingerprint = EXCLUDED.request_fingerprint
                     WHERE payment.payments.version < EXCLUDED.version
                     RETURNING id""",  # noqa: S608 - fixed column lists
-                *_row_values(payment),
+                *row_values(payment),
             )
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name != IDEMPOTENCY_KEY_CONSTRAINT:

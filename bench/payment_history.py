@@ -1,0 +1,292 @@
+"""Customer payment history (50 newest) through the payment service on each back end, next to the raw store
+query in the same run; the shadow stage against the single-store stage; p99 while DynamoDB is frozen.
+
+Run: `.venv/bin/python -m bench.payment_history [--payments 1000000 --customers 20000]`.
+Targets (issue 4): gRPC p50 within 1.0 ms of the raw query on each back end; shadow p50 at most 1.3x the
+single-store stage; p99 during a DynamoDB outage (fallback on) under 250 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aioboto3
+import asyncpg
+import grpc
+from aiobotocore.config import AioConfig
+
+from bench.harness import Latencies, interleaved, wait_for, write_report
+from chassis.ids import new_id
+from chassis.money import Money
+from devstack.dynamodb import DynamoDBLocal
+from devstack.postgres import PostgresServer
+from devstack.processes import free_port
+from devstack.supervisor import grpc_health
+from loanbook.payment.v1 import payment_pb2 as pb
+from loanbook.payment.v1 import payment_pb2_grpc
+from migration.control import ControlPlane
+from migration.schema import upgrade_to_head as upgrade_migration_schema
+from migration.stages import Stage, TableMode
+from services.payment.adapters.dynamodb import ensure_payment_table, payment_item
+from services.payment.adapters.postgres import COLUMNS, listing_query, row_values
+from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
+from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+
+TABLE_PREFIX = "bench"
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def payments_for(customers: list[uuid.UUID], count: int, rng: random.Random) -> list[Payment]:
+    loans = {customer: new_id() for customer in customers}
+    result = []
+    for i in range(count):
+        customer = customers[i % len(customers)]
+        paid_at = T0 + timedelta(seconds=rng.randrange(0, 365 * 24 * 3600), microseconds=rng.randrange(1_000_000))
+        amount = Money("USD", rng.randrange(1_000, 500_000))
+        result.append(
+            Payment(
+                id=new_id(), customer_id=customer, loan_id=loans[customer], amount=amount,
+                method=PaymentMethod.ACH, status=PaymentStatus.SETTLED, paid_at=paid_at, created_at=paid_at,
+                updated_at=paid_at, version=1, idempotency_key=f"bench-{i}",
+                request_fingerprint=request_fingerprint(customer, loans[customer], amount, PaymentMethod.ACH, paid_at),
+            )
+        )  # fmt: skip
+    return result
+
+
+async def load_postgres(dsn: str, payments: list[Payment]) -> float:
+    started = time.perf_counter()
+    connection = await asyncpg.connect(dsn)
+    try:
+        columns = [c.strip() for c in COLUMNS.split(",")]
+        await connection.copy_records_to_table(
+            "payments", schema_name="payment", records=[row_values(p) for p in payments], columns=columns
+        )
+        await connection.execute("ANALYZE payment.payments")
+    finally:
+        await connection.close()
+    return time.perf_counter() - started
+
+
+async def load_dynamo(client: object, table: str, payments: list[Payment], writers: int = 16) -> float:
+    """BatchWriteItem, 25 items a request, `writers` requests in flight; UnprocessedItems retried."""
+    started = time.perf_counter()
+    queue: asyncio.Queue[list[Payment]] = asyncio.Queue()
+    for start in range(0, len(payments), 25):
+        queue.put_nowait(payments[start : start + 25])
+
+    async def writer() -> None:
+        while not queue.empty():
+            batch = queue.get_nowait()
+            requests = [{"PutRequest": {"Item": payment_item(p)}} for p in batch]
+            delay = 0.05
+            while requests:
+                response = await client.batch_write_item(RequestItems={table: requests})  # type: ignore[attr-defined]
+                requests = response.get("UnprocessedItems", {}).get(table, [])
+                if requests:
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 2.0)
+
+    await asyncio.gather(*(writer() for _ in range(writers)))
+    return time.perf_counter() - started
+
+
+async def throughput(call: object, calls: int, concurrency: int) -> float:
+    """Calls per second with `concurrency` callers in flight."""
+    counter = iter(range(calls))
+
+    async def worker() -> None:
+        for i in counter:
+            await call(i)  # type: ignore[operator]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return calls / (time.perf_counter() - started)
+
+
+async def run(args: argparse.Namespace) -> str:
+    rng = random.Random(5)  # noqa: S311 - benchmark data
+    customers = [new_id() for _ in range(args.customers)]
+    payments = payments_for(customers, args.payments, rng)
+    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
+        async with (
+            PostgresServer(Path(state), ephemeral=True) as postgres,
+            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
+        ):
+            dsn = postgres.dsn
+            await upgrade_payment_schema(dsn)
+            await upgrade_migration_schema(dsn)
+            session = aioboto3.Session(
+                aws_access_key_id="local",
+                aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
+                region_name="us-east-1",
+            )
+            config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2})
+            async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
+                table = f"{TABLE_PREFIX}-payments"
+                await ensure_payment_table(client, table)
+                pg_seconds = await load_postgres(dsn, payments)
+                print(f"loaded {len(payments):,} payments into PostgreSQL in {pg_seconds:.1f}s", flush=True)
+                ddb_seconds = await load_dynamo(client, table, payments)
+                print(f"loaded {len(payments):,} payments into DynamoDB Local in {ddb_seconds:.1f}s", flush=True)
+                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=32)
+                control = ControlPlane(pool, guards=())
+                await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="bench")
+                port = free_port()
+                env = {
+                    **os.environ,
+                    "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+                    "LOANBOOK_PAYMENT_GRPC_PORT": str(port), "LOANBOOK_PAYMENT_POSTGRES_DSN": dsn,
+                    "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
+                    "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+                    "LOANBOOK_PAYMENT_CUSTOMER_ADDR": "127.0.0.1:9",  # listings never ask the customer service
+                    "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING", "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+                    "LOANBOOK_PAYMENT_MODE_POLL_SECONDS": "1", "OTEL_TRACES_EXPORTER": "none",
+                }  # fmt: skip
+                service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.payment", env=env)
+                try:
+                    await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "payment service")
+                    report = await measure(args, control, pool, client, table, port, customers, dynamodb)
+                finally:
+                    service.send_signal(signal.SIGTERM)
+                    await service.wait()
+                    await pool.close()
+    header = (
+        f"Data: {len(payments):,} payments over {len(customers):,} customers (about "
+        f"{len(payments) // len(customers)} each). Loaded with COPY into PostgreSQL in {pg_seconds:.1f} s and "
+        f"with BatchWriteItem (16 writers) into DynamoDB Local in {ddb_seconds:.1f} s "
+        f"({len(payments) / ddb_seconds:,.0f} items/s).\n"
+        "The payment service runs as its own process (tracing on, exporter none); the raw queries are the same\n"
+        "SQL and the same DynamoDB Query the adapters issue, from this process. Concurrency 1 unless stated.\n"
+        "DynamoDB Local is functionally faithful but not a latency reference for DynamoDB.\n"
+    )
+    return header + report
+
+
+async def measure(
+    args: argparse.Namespace,
+    control: ControlPlane,
+    pool: asyncpg.Pool,
+    client: object,
+    table: str,
+    port: int,
+    customers: list[uuid.UUID],
+    dynamodb: DynamoDBLocal,
+) -> str:
+    rng = random.Random(9)  # noqa: S311
+    picks = [rng.choice(customers) for _ in range(args.iterations * 4 + 500)]
+
+    async def switch(stage: Stage, fallback: bool = True) -> None:
+        await control.change("payments", stage=stage, fallback=fallback, who="bench")
+        await asyncio.sleep(1.5)  # every replica follows within a notification; the poll is 1 s here
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = payment_pb2_grpc.PaymentServiceStub(channel)
+
+        async def via_grpc(i: int) -> object:
+            request = pb.ListCustomerPaymentsRequest(customer_id=str(picks[i % len(picks)]), page_size=50)
+            return await stub.ListCustomerPayments(request, timeout=10)
+
+        async def raw_postgres(i: int) -> object:
+            return await pool.fetch(*listing_query("customer_id", picks[i % len(picks)], None, None, None, 51))
+
+        async def raw_dynamo(i: int) -> object:
+            return await client.query(  # type: ignore[attr-defined]
+                TableName=table, IndexName="by_customer", KeyConditionExpression="customer_id = :c",
+                ExpressionAttributeValues={":c": {"S": str(picks[i % len(picks)])}}, ScanIndexForward=False,
+                Limit=51,
+            )  # fmt: skip
+
+        sections = []
+        results: dict[str, dict[str, Latencies]] = {}
+        for stage, raw_name, raw in ((Stage.DUAL_WRITE, "raw SQL (asyncpg)", raw_postgres),
+                                     (Stage.DYNAMO_PRIMARY, "raw Query (aiobotocore)", raw_dynamo)):  # fmt: skip
+            await switch(stage)
+            latencies = await interleaved({f"gRPC, stage {stage.value}": via_grpc, raw_name: raw}, args.iterations)
+            results[stage.value] = latencies
+            grpc_rate = await throughput(via_grpc, args.iterations * 2, 32)
+            raw_rate = await throughput(raw, args.iterations * 2, 32)
+            via, direct = latencies.values()
+            gap = via.p50 - direct.p50
+            sections += [
+                f"## Served by {'PostgreSQL' if stage is Stage.DUAL_WRITE else 'DynamoDB'} (stage {stage.value})", "",
+                "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
+                via.row(), direct.row(), "",
+                f"gRPC p50 minus raw p50 = **{gap:.3f} ms** ({'meets' if gap <= 1.0 else 'MISSES'} the 1.0 ms target).",
+                f"Throughput at concurrency 32: gRPC **{grpc_rate:,.0f}/s**, raw **{raw_rate:,.0f}/s**.", "",
+            ]  # fmt: skip
+
+        # Shadow against single store, alternating blocks so drift hits both alike.
+        blocks: dict[str, list[float]] = {"dual_write": [], "shadow": []}
+        for _ in range(args.rounds):
+            for stage in (Stage.DUAL_WRITE, Stage.SHADOW):
+                await switch(stage)
+                block = await interleaved({stage.value: via_grpc}, args.iterations // args.rounds, warmup=50)
+                blocks[stage.value].extend(block[stage.value].seconds)
+        single, shadow = (
+            Latencies("gRPC, stage dual_write", blocks["dual_write"]),
+            Latencies("gRPC, stage shadow (10 % of reads compared)", blocks["shadow"]),
+        )
+        ratio = shadow.p50 / single.p50
+        sections += [
+            "## Shadow stage against the single-store stage", "",
+            f"{args.rounds} alternating blocks of each; the shadow read runs in the background on a sampled 10 %.", "",
+            "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
+            single.row(), shadow.row(), "",
+            f"shadow p50 / single-store p50 = **{ratio:.2f}x** "
+            f"({'meets' if ratio <= 1.3 else 'MISSES'} the 1.3x target).",
+            "",
+        ]  # fmt: skip
+
+        # Outage: DynamoDB Local frozen while it serves, fallback on.
+        await switch(Stage.DYNAMO_LIVE, fallback=True)
+        assert dynamodb.pid is not None
+        os.kill(dynamodb.pid, signal.SIGSTOP)
+        try:
+            outage: list[float] = []
+            failures = 0
+            for i in range(args.iterations):
+                started = time.perf_counter()
+                try:
+                    await via_grpc(i)
+                except grpc.aio.AioRpcError:
+                    failures += 1
+                outage.append(time.perf_counter() - started)
+        finally:
+            os.kill(dynamodb.pid, signal.SIGCONT)
+        during = Latencies("gRPC, stage dynamo_live, DynamoDB frozen (SIGSTOP)", outage)
+        sections += [
+            "## DynamoDB outage with fallback on", "",
+            "DynamoDB Local stopped with SIGSTOP for the whole block; reads fall back to PostgreSQL after the",
+            "0.2 s per-call timeout, and the circuit breaker opens after 5 failures (retrying every 5 s).", "",
+            "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |", during.row(), "",
+            f"failed calls: **{failures}**; p99 = **{during.percentile(99):.1f} ms** "
+            f"({'meets' if during.percentile(99) < 250 else 'MISSES'} the 250 ms target).", "",
+        ]  # fmt: skip
+    return "\n".join(sections)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print(report)
+    print(f"written to {write_report('payment_history', report)}")
+
+
+if __name__ == "__main__":
+    main()
