@@ -168,7 +168,7 @@ async def run(args: argparse.Namespace) -> str:
         f"({len(payments) / ddb_seconds:,.0f} items/s).\n"
         "The payment service runs as its own process (tracing on, exporter none); the raw queries are the same\n"
         "SQL and the same DynamoDB Query the adapters issue, from this process. Concurrency 1 unless stated.\n"
-        "DynamoDB Local is functionally faithful but not a latency reference for DynamoDB.\n"
+        "DynamoDB Local is functionally faithful but not a latency reference for DynamoDB.\n\n"
     )
     return header + report
 

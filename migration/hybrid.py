@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -181,11 +182,24 @@ class HybridTable:
                 self._shadow(operation, dynamo, result, compare, routing_keys, item_key, Backend.DYNAMODB)
             return result
 
-        if policy.writes_postgres and await self._has_pending(routing_keys):
-            # Read-your-writes: DynamoDB may not hold a write we acknowledged yet.
-            return await self._postgres(operation, postgres)
         try:
-            result = await self._dynamo(operation, dynamo)
+            if policy.writes_postgres:
+                # Read-your-writes: DynamoDB may not hold a write we acknowledged yet. The journal check and the
+                # DynamoDB read run side by side, so the check costs no extra round trip on the common path.
+                served = asyncio.create_task(self._dynamo(operation, dynamo))
+                try:
+                    has_pending = await self._has_pending(routing_keys)
+                except BaseException:  # the request itself was cancelled: take the DynamoDB read with it
+                    served.cancel()
+                    raise
+                if has_pending:
+                    served.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await served
+                    return await self._postgres(operation, postgres)
+                result = await served
+            else:
+                result = await self._dynamo(operation, dynamo)
         except DynamoUnavailable:
             if not (mode.fallback and policy.fallback_possible):
                 raise

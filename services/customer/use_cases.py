@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, VersionConflict
 from chassis.ids import new_id, parse_id
@@ -36,6 +36,14 @@ from services.customer.domain import (
 from services.customer.ports import CustomerRepository
 
 T = TypeVar("T")
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+Listed = TypeVar("Listed", bound=HasId)
 
 
 @dataclass(frozen=True)
@@ -172,14 +180,8 @@ class CustomerUseCases:
         return officer
 
     async def list_officers(self, branch_id: str, page_size: int, page_token: str) -> Page[LoanOfficer]:
-        violations = Violations()
-        branch_uuid = _optional_id(violations, branch_id, "branch_id")
-        violations.raise_if_any()
-        limit = page_size_or_default(page_size)
-        query: dict[str, object] = {"list": "officers", "branch_id": branch_id}
-        after = _position_id(self._tokens.decode(page_token, query))
-        rows = await self._repository.list_officers(branch_uuid, after, limit + 1)
-        return self._page(rows, limit, query, lambda officer: officer.id)
+        fetch = self._repository.list_officers
+        return await self._list_by_branch("officers", branch_id, page_size, page_token, fetch)
 
     # --- customers ---------------------------------------------------------------------------------------
 
@@ -207,14 +209,26 @@ class CustomerUseCases:
         return customer
 
     async def list_customers(self, branch_id: str, page_size: int, page_token: str) -> Page[Customer]:
+        return await self._list_by_branch(
+            "customers", branch_id, page_size, page_token, self._repository.list_customers
+        )
+
+    async def _list_by_branch(
+        self,
+        kind: str,
+        branch_id: str,
+        page_size: int,
+        page_token: str,
+        fetch: Callable[[uuid.UUID | None, uuid.UUID | None, int], Awaitable[list[Listed]]],
+    ) -> Page[Listed]:
+        """One page of records in creation order, optionally of one branch."""
         violations = Violations()
         branch_uuid = _optional_id(violations, branch_id, "branch_id")
         violations.raise_if_any()
         limit = page_size_or_default(page_size)
-        query: dict[str, object] = {"list": "customers", "branch_id": branch_id}
+        query: dict[str, object] = {"list": kind, "branch_id": branch_id}
         after = _position_id(self._tokens.decode(page_token, query))
-        rows = await self._repository.list_customers(branch_uuid, after, limit + 1)
-        return self._page(rows, limit, query, lambda customer: customer.id)
+        return self._page(await fetch(branch_uuid, after, limit + 1), limit, query, lambda record: record.id)
 
     async def update_customer(self, changes: CustomerChanges) -> Customer:
         violations = Violations()
