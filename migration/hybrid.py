@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from circuitbreaker import CircuitBreaker
@@ -52,7 +53,8 @@ class ShadowCounters:
     mismatched: int = 0
     skipped_pending: int = 0
     failed: int = 0
-    mismatches: list[tuple[str, list[str]]] = field(default_factory=list)
+    # The latest mismatches (key, fields) for a quick look; the full record is migration.shadow_mismatches.
+    mismatches: deque[tuple[str, list[str]]] = field(default_factory=lambda: deque(maxlen=100))
 
 
 class DynamoUnavailable(Unavailable):
@@ -294,10 +296,3 @@ class HybridTable:
 def _is_dynamo_failure(exc_type: type[BaseException], exc_value: BaseException) -> bool:
     # Only outages trip the breaker; a refused conditional write or a missing item is an answer, not a failure.
     return isinstance(exc_value, Unavailable | TimeoutError | OSError)
-
-
-def fields_differ(first: Any, second: Any, fields: Sequence[str]) -> list[str]:
-    """Names of the attributes whose values differ between two records (None on one side counts)."""
-    if first is None or second is None:
-        return [] if first is second else ["<presence>"]
-    return [name for name in fields if getattr(first, name) != getattr(second, name)]

@@ -69,7 +69,7 @@ async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
 
 
-def session_for(endpoint: str) -> aioboto3.Session:
+def local_session() -> aioboto3.Session:
     return aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
 
 
@@ -125,7 +125,7 @@ class Harness:
 
 async def _harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> AsyncIterator[Harness]:
     config = AioConfig(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
-    async with session_for(endpoint).client("dynamodb", endpoint_url=endpoint, config=config) as client:
+    async with local_session().client("dynamodb", endpoint_url=endpoint, config=config) as client:
         table_name = f"payments-hybrid-{secrets.token_hex(4)}"
         await ensure_payment_table(client, table_name)
         # Tests move through every stage; the dynamo_only guard (a clean verification) is the toolkit's
