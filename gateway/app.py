@@ -21,7 +21,10 @@ from gateway.customer_routes import CustomerService
 from gateway.customer_routes import router as customer_router
 from gateway.errors import error_response, install_error_handlers
 from gateway.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, TraceIdMiddleware
+from gateway.payment_routes import PaymentService
+from gateway.payment_routes import router as payment_router
 from loanbook.customer.v1 import customer_pb2_grpc
+from loanbook.payment.v1 import payment_pb2_grpc
 
 
 @dataclass
@@ -64,6 +67,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             customer_pb2_grpc.CustomerServiceStub(app.state.downstreams.channels["customer"]),
             settings.grpc_deadline_seconds,
         )
+        app.state.payment_service = PaymentService(
+            payment_pb2_grpc.PaymentServiceStub(app.state.downstreams.channels["payment"]),
+            settings.grpc_deadline_seconds,
+        )
         try:
             yield
         finally:
@@ -84,6 +91,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(TraceIdMiddleware)
     app.add_middleware(AccessLogMiddleware)
     app.include_router(customer_router)
+    app.include_router(payment_router)
 
     @app.get("/healthz", tags=["operations"], summary="Liveness: the gateway process answers")
     async def healthz() -> dict[str, str]:

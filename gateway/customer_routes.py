@@ -79,23 +79,23 @@ PageToken = Annotated[
 BranchFilter = Annotated[str, Query(alias="branchId", max_length=128)]
 
 
-def _proto(message: RequestT, body: m.ProtoJson | None = None, **fields: Any) -> RequestT:
+def proto_request(message: RequestT, body: m.ProtoJson | None = None, **fields: Any) -> RequestT:
     """`message` filled from a validated body (canonical JSON) plus fields from the path and query."""
     json_format.ParseDict({**(body.to_proto_json() if body else {}), **fields}, message)
     return message
 
 
-def _json(message: Message, status_code: int = 200) -> JSONResponse:
+def json_response(message: Message, status_code: int = 200) -> JSONResponse:
     content = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
     return JSONResponse(content, status_code=status_code)
 
 
-def _not_found(resource: str, resource_id: str) -> ApiError:
+def not_found(resource: str, resource_id: str) -> ApiError:
     # Same words as the service's NotFound, so "not yours" and "does not exist" cannot be told apart.
     return ApiError(grpc.StatusCode.NOT_FOUND, str(NotFound(resource, resource_id)))
 
 
-def _only_own_customer(caller: Caller, customer_id: str) -> str:
+def only_own_customer(caller: Caller, customer_id: str) -> str:
     """The customer id a list or submission is for: a customer's own, whatever it asked (a different one → 403)."""
     if caller.role is not Role.CUSTOMER:
         return customer_id
@@ -110,8 +110,8 @@ def _only_own_customer(caller: Caller, customer_id: str) -> str:
 
 @router.post("/branches", status_code=201, response_model=m.Branch, tags=["branches"], summary="Create a branch")
 async def create_branch(body: m.CreateBranchBody, caller: AdminCaller, customers: Customers) -> JSONResponse:
-    response = await customers.call(customers.stub.CreateBranch, _proto(pb.CreateBranchRequest(), body), caller)
-    return _json(response.branch, 201)
+    response = await customers.call(customers.stub.CreateBranch, proto_request(pb.CreateBranchRequest(), body), caller)
+    return json_response(response.branch, 201)
 
 
 @router.get("/branches", response_model=m.ListBranchesResponse, tags=["branches"], summary="List branches")
@@ -120,13 +120,13 @@ async def list_branches(
 ) -> JSONResponse:
     request = pb.ListBranchesRequest(page_size=page_size, page_token=page_token)
     response = await customers.call(customers.stub.ListBranches, request, caller)
-    return _json(response)
+    return json_response(response)
 
 
 @router.get("/branches/{id}", response_model=m.Branch, tags=["branches"], summary="One branch")
 async def get_branch(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
     response = await customers.call(customers.stub.GetBranch, pb.GetBranchRequest(branch_id=id), caller)
-    return _json(response.branch)
+    return json_response(response.branch)
 
 
 @router.get(
@@ -138,7 +138,7 @@ async def get_branch(id: ResourceId, caller: PersonCaller, customers: Customers)
 async def get_branch_portfolio(id: ResourceId, caller: StaffCaller, customers: Customers) -> JSONResponse:
     request = pb.GetBranchPortfolioRequest(branch_id=id)
     response = await customers.call(customers.stub.GetBranchPortfolio, request, caller)
-    return _json(response)
+    return json_response(response)
 
 
 # Loan officers
@@ -148,8 +148,8 @@ async def get_branch_portfolio(id: ResourceId, caller: StaffCaller, customers: C
     "/officers", status_code=201, response_model=m.LoanOfficer, tags=["officers"], summary="Create a loan officer"
 )
 async def create_officer(body: m.CreateLoanOfficerBody, caller: AdminCaller, customers: Customers) -> JSONResponse:
-    request = _proto(pb.CreateLoanOfficerRequest(), body)
-    return _json((await customers.call(customers.stub.CreateLoanOfficer, request, caller)).officer, 201)
+    request = proto_request(pb.CreateLoanOfficerRequest(), body)
+    return json_response((await customers.call(customers.stub.CreateLoanOfficer, request, caller)).officer, 201)
 
 
 @router.get("/officers", response_model=m.ListLoanOfficersResponse, tags=["officers"], summary="List loan officers")
@@ -162,13 +162,13 @@ async def list_officers(
 ) -> JSONResponse:
     request = pb.ListLoanOfficersRequest(branch_id=branch_id, page_size=page_size, page_token=page_token)
     response = await customers.call(customers.stub.ListLoanOfficers, request, caller)
-    return _json(response)
+    return json_response(response)
 
 
 @router.get("/officers/{id}", response_model=m.LoanOfficer, tags=["officers"], summary="One loan officer")
 async def get_officer(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
     response = await customers.call(customers.stub.GetLoanOfficer, pb.GetLoanOfficerRequest(officer_id=id), caller)
-    return _json(response.officer)
+    return json_response(response.officer)
 
 
 # Customers
@@ -178,8 +178,8 @@ async def get_officer(id: ResourceId, caller: PersonCaller, customers: Customers
     "/customers", status_code=201, response_model=m.Customer, tags=["customers"], summary="Register a customer"
 )
 async def create_customer(body: m.CreateCustomerBody, caller: StaffCaller, customers: Customers) -> JSONResponse:
-    request = _proto(pb.CreateCustomerRequest(), body)
-    return _json((await customers.call(customers.stub.CreateCustomer, request, caller)).customer, 201)
+    request = proto_request(pb.CreateCustomerRequest(), body)
+    return json_response((await customers.call(customers.stub.CreateCustomer, request, caller)).customer, 201)
 
 
 @router.get("/customers", response_model=m.ListCustomersResponse, tags=["customers"], summary="List customers")
@@ -192,7 +192,7 @@ async def list_customers(
 ) -> JSONResponse:
     request = pb.ListCustomersRequest(branch_id=branch_id, page_size=page_size, page_token=page_token)
     response = await customers.call(customers.stub.ListCustomers, request, caller)
-    return _json(response)
+    return json_response(response)
 
 
 @router.get(
@@ -200,9 +200,9 @@ async def list_customers(
 )
 async def get_customer(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
     if caller.role is Role.CUSTOMER and not caller.is_customer(id):
-        raise _not_found("customer", id)
+        raise not_found("customer", id)
     response = await customers.call(customers.stub.GetCustomer, pb.GetCustomerRequest(customer_id=id), caller)
-    return _json(response.customer)
+    return json_response(response.customer)
 
 
 @router.patch(
@@ -218,9 +218,9 @@ async def update_customer(
     customers: Customers,
 ) -> JSONResponse:
     if caller.role is Role.CUSTOMER and not caller.is_customer(id):
-        raise _not_found("customer", id)
-    request = _proto(pb.UpdateCustomerRequest(), body, customerId=id)
-    return _json((await customers.call(customers.stub.UpdateCustomer, request, caller)).customer)
+        raise not_found("customer", id)
+    request = proto_request(pb.UpdateCustomerRequest(), body, customerId=id)
+    return json_response((await customers.call(customers.stub.UpdateCustomer, request, caller)).customer)
 
 
 # Loan applications
@@ -236,9 +236,9 @@ async def update_customer(
 async def submit_application(
     body: m.SubmitLoanApplicationBody, caller: PersonCaller, customers: Customers
 ) -> JSONResponse:
-    customer_id = _only_own_customer(caller, body.customer_id)
-    request = _proto(pb.SubmitLoanApplicationRequest(), body, customerId=customer_id)
-    return _json((await customers.call(customers.stub.SubmitLoanApplication, request, caller)).application, 201)
+    customer_id = only_own_customer(caller, body.customer_id)
+    request = proto_request(pb.SubmitLoanApplicationRequest(), body, customerId=customer_id)
+    return json_response((await customers.call(customers.stub.SubmitLoanApplication, request, caller)).application, 201)
 
 
 @router.get(
@@ -258,7 +258,7 @@ async def list_applications(
     page_token: PageToken = "",
 ) -> JSONResponse:
     request = pb.ListLoanApplicationsRequest(
-        customer_id=_only_own_customer(caller, customer_id),
+        customer_id=only_own_customer(caller, customer_id),
         officer_id=officer_id,
         branch_id=branch_id,
         status=pb.ApplicationStatus.Value(status.value),
@@ -266,14 +266,14 @@ async def list_applications(
         page_token=page_token,
     )
     response = await customers.call(customers.stub.ListLoanApplications, request, caller)
-    return _json(response)
+    return json_response(response)
 
 
 async def _application_visible_to(caller: Caller, application_id: str, customers: Customers) -> pb.LoanApplication:
     request = pb.GetLoanApplicationRequest(application_id=application_id)
     application = (await customers.call(customers.stub.GetLoanApplication, request, caller)).application
     if caller.role is Role.CUSTOMER and not caller.is_customer(application.customer_id):
-        raise _not_found("loan application", application_id)
+        raise not_found("loan application", application_id)
     return application
 
 
@@ -284,7 +284,7 @@ async def _application_visible_to(caller: Caller, application_id: str, customers
     summary="One loan application (a customer: only its own)",
 )
 async def get_application(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
-    return _json(await _application_visible_to(caller, id, customers))
+    return json_response(await _application_visible_to(caller, id, customers))
 
 
 @router.post(
@@ -313,4 +313,4 @@ async def transition_application(
         version=body.version,
         reason=body.reason,
     )
-    return _json((await customers.call(customers.stub.TransitionLoanApplication, request, caller)).application)
+    return json_response((await customers.call(customers.stub.TransitionLoanApplication, request, caller)).application)

@@ -1,4 +1,5 @@
-"""The REST models mirror the customer context's protobuf messages field by field, in protobuf's JSON names."""
+"""The REST models mirror the customer and payment contexts' protobuf messages field by field, in protobuf's JSON
+names."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from google.type import date_pb2, money_pb2
 from pydantic import BaseModel
 
 from gateway import customer_models as m
+from gateway import payment_models as pm
 from loanbook.customer.v1 import customer_pb2 as pb
+from loanbook.payment.v1 import payment_pb2 as ppb
 
-# (model, message, JSON fields of the message that REST takes from the path instead of the body)
+# (model, message, JSON fields of the message that REST takes from the path or a header instead of the body)
 MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
     (m.Money, money_pb2.Money.DESCRIPTOR, set()),
     (m.MoneyOut, money_pb2.Money.DESCRIPTOR, set()),
@@ -34,6 +37,12 @@ MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
     (m.UpdateCustomerBody, pb.UpdateCustomerRequest.DESCRIPTOR, {"customerId"}),
     (m.SubmitLoanApplicationBody, pb.SubmitLoanApplicationRequest.DESCRIPTOR, set()),
     (m.TransitionBody, pb.TransitionLoanApplicationRequest.DESCRIPTOR, {"applicationId", "action"}),
+    (pm.Payment, ppb.Payment.DESCRIPTOR, set()),
+    (pm.RecordPaymentResponse, ppb.RecordPaymentResponse.DESCRIPTOR, set()),
+    (pm.ListCustomerPaymentsResponse, ppb.ListCustomerPaymentsResponse.DESCRIPTOR, set()),
+    (pm.ListLoanPaymentsResponse, ppb.ListLoanPaymentsResponse.DESCRIPTOR, set()),
+    (pm.RecordPaymentBody, ppb.RecordPaymentRequest.DESCRIPTOR, {"idempotencyKey"}),
+    (pm.ReversePaymentBody, ppb.ReversePaymentRequest.DESCRIPTOR, {"paymentId"}),
 ]
 
 
@@ -48,6 +57,27 @@ def test_a_model_has_exactly_the_json_fields_of_its_message(
 
 def test_the_status_enum_has_exactly_the_proto_value_names() -> None:
     assert {status.value for status in m.ApplicationStatus} == set(pb.ApplicationStatus.keys())
+
+
+def test_the_payment_enums_have_exactly_the_proto_value_names() -> None:
+    assert {method.value for method in pm.PaymentMethod} == set(ppb.PaymentMethod.keys())
+    assert {status.value for status in pm.PaymentStatus} == set(ppb.PaymentStatus.keys())
+
+
+def test_a_payment_body_without_a_time_zone_is_refused_and_a_full_one_becomes_protobuf_json() -> None:
+    body = pm.RecordPaymentBody.model_validate(
+        {"loanId": "l", "amount": {"currencyCode": "USD", "units": "25"}, "paidTime": "2026-01-31T10:00:00Z"}
+    )
+
+    assert body.to_proto_json() == {
+        "loanId": "l",
+        "amount": {"currencyCode": "USD", "units": 25},
+        "paidTime": "2026-01-31T10:00:00Z",
+    }
+    with pytest.raises(ValueError, match="timezone"):
+        pm.RecordPaymentBody.model_validate({"paidTime": "2026-01-31T10:00:00"})
+    with pytest.raises(ValueError, match="Extra inputs"):
+        pm.RecordPaymentBody.model_validate({"idempotencyKey": "k"})  # the key is the Idempotency-Key header
 
 
 def test_every_rest_action_is_a_proto_action_and_every_proto_action_has_a_route() -> None:

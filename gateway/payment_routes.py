@@ -1,0 +1,199 @@
+"""REST routes of the payment context: check the HTTP shape and the caller's role, call the payment service, convert.
+
+Same rules as gateway/customer_routes.py. A customer records payments only for itself (another customerId → 403),
+and reads only its own: someone else's payment, payment history or loan reads as a missing one (404). The
+ownership of a payment is checked on the fetched payment; of a loan, with one CheckLoanStanding call to the
+customer service before its payments are listed. Reversing is for officers and admins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import grpc
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import JSONResponse
+from google.protobuf import timestamp_pb2
+
+from chassis.identity import Caller, Role, caller_metadata
+from gateway import payment_models as m
+from gateway.auth import PersonCaller, StaffCaller
+from gateway.customer_routes import (
+    ERROR_RESPONSES,
+    Customers,
+    PageSize,
+    PageToken,
+    RequestT,
+    ResourceId,
+    ResponseT,
+    json_response,
+    not_found,
+    only_own_customer,
+    proto_request,
+)
+from gateway.errors import ApiError, UpstreamError
+from loanbook.customer.v1 import customer_pb2
+from loanbook.payment.v1 import payment_pb2 as pb
+from loanbook.payment.v1 import payment_pb2_grpc
+
+router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+
+
+@dataclass(frozen=True)
+class PaymentService:
+    """The payment service stub, called with the gateway's deadline and the caller's identity."""
+
+    stub: payment_pb2_grpc.PaymentServiceAsyncStub
+    deadline_seconds: float
+
+    async def call(
+        self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT], request: RequestT, caller: Caller
+    ) -> ResponseT:
+        try:
+            return await method(request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
+        except grpc.aio.AioRpcError as error:
+            raise UpstreamError(error, "payment") from None
+
+
+def payment_service(request: Request) -> PaymentService:
+    service: PaymentService = request.app.state.payment_service
+    return service
+
+
+Payments = Annotated[PaymentService, Depends(payment_service)]
+IdempotencyKey = Annotated[
+    str,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=128,
+        description="the client's unique key for this payment; a retry with the same key and body returns the "
+        "original payment instead of recording a second one",
+    ),
+]
+RFC3339 = "RFC 3339 with a time zone, e.g. 2026-01-31T00:00:00Z"
+PaidFrom = Annotated[str, Query(alias="from", max_length=64, description=f"paid at or after; {RFC3339}")]
+PaidTo = Annotated[str, Query(alias="to", max_length=64, description=f"paid before; {RFC3339}")]
+
+
+def _timestamp(value: str, parameter: str) -> timestamp_pb2.Timestamp | None:
+    """An RFC 3339 query parameter as a Timestamp (None when absent); malformed → 400 naming `parameter`."""
+    if not value:
+        return None
+    timestamp = timestamp_pb2.Timestamp()
+    try:
+        timestamp.FromJsonString(value)
+    except ValueError:
+        raise ApiError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"invalid request: {parameter}",
+            [{"field": parameter, "description": f"must be {RFC3339}"}],
+        ) from None
+    return timestamp
+
+
+async def _payment_visible_to(caller: Caller, payment_id: str, payments: Payments) -> pb.Payment:
+    response = await payments.call(payments.stub.GetPayment, pb.GetPaymentRequest(payment_id=payment_id), caller)
+    if caller.role is Role.CUSTOMER and not caller.is_customer(response.payment.customer_id):
+        raise not_found("payment", payment_id)
+    return response.payment
+
+
+@router.post(
+    "/payments",
+    status_code=201,
+    response_model=m.RecordPaymentResponse,
+    tags=["payments"],
+    summary="Record a payment against a funded loan (a customer: for itself)",
+    description="Idempotent on the required `Idempotency-Key` header. A new payment is **201** with "
+    '`{"payment": ..., "replayed": false}`; a retry with the same key and the same body is **200** with the same '
+    'body and `"replayed": true` (the original payment, nothing recorded twice); the same key with a different '
+    "body is 409 FAILED_PRECONDITION. The loan must exist, be the customer's and be FUNDED (else 404 or 409).",
+    responses={200: {"model": m.RecordPaymentResponse, "description": "A replay: the original payment"}},
+)
+async def record_payment(
+    body: m.RecordPaymentBody, idempotency_key: IdempotencyKey, caller: PersonCaller, payments: Payments
+) -> JSONResponse:
+    customer_id = only_own_customer(caller, body.customer_id)
+    request = proto_request(pb.RecordPaymentRequest(), body, customerId=customer_id, idempotencyKey=idempotency_key)
+    response = await payments.call(payments.stub.RecordPayment, request, caller)
+    return json_response(response, 200 if response.replayed else 201)
+
+
+@router.get("/payments/{id}", response_model=m.Payment, tags=["payments"], summary="One payment (a customer: its own)")
+async def get_payment(id: ResourceId, caller: PersonCaller, payments: Payments) -> JSONResponse:
+    return json_response(await _payment_visible_to(caller, id, payments))
+
+
+@router.post(
+    "/payments/{id}/reverse",
+    response_model=m.Payment,
+    tags=["payments"],
+    summary="Reverse a settled payment (officers and admins)",
+    description="`version` is the one the caller read; a stale one is 409 ABORTED, a payment that is not SETTLED "
+    "409 FAILED_PRECONDITION.",
+)
+async def reverse_payment(
+    id: ResourceId, body: m.ReversePaymentBody, caller: StaffCaller, payments: Payments
+) -> JSONResponse:
+    request = pb.ReversePaymentRequest(payment_id=id, version=body.version, reason=body.reason)
+    return json_response((await payments.call(payments.stub.ReversePayment, request, caller)).payment)
+
+
+@router.get(
+    "/customers/{id}/payments",
+    response_model=m.ListCustomerPaymentsResponse,
+    tags=["payments"],
+    summary="A customer's payments, newest first (a customer: its own)",
+    description="`from` (inclusive) and `to` (exclusive) bound the paid time; both RFC 3339 with a time zone.",
+)
+async def list_customer_payments(
+    id: ResourceId,
+    caller: PersonCaller,
+    payments: Payments,
+    paid_from: PaidFrom = "",
+    paid_to: PaidTo = "",
+    page_size: PageSize = 0,
+    page_token: PageToken = "",
+) -> JSONResponse:
+    if caller.role is Role.CUSTOMER and not caller.is_customer(id):
+        raise not_found("customer", id)
+    from_time, to_time = _timestamp(paid_from, "from"), _timestamp(paid_to, "to")
+    if from_time is not None and to_time is not None and from_time.ToDatetime() >= to_time.ToDatetime():
+        raise ApiError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "invalid request: from",
+            [{"field": "from", "description": "must be before to"}],
+        )
+    request = pb.ListCustomerPaymentsRequest(
+        customer_id=id, from_time=from_time, to_time=to_time, page_size=page_size, page_token=page_token
+    )
+    response = await payments.call(payments.stub.ListCustomerPayments, request, caller)
+    return json_response(response)
+
+
+@router.get(
+    "/loans/{id}/payments",
+    response_model=m.ListLoanPaymentsResponse,
+    tags=["payments"],
+    summary="A loan's payments, newest first (a customer: only its own loans)",
+)
+async def list_loan_payments(
+    id: ResourceId,
+    caller: PersonCaller,
+    payments: Payments,
+    customers: Customers,
+    page_size: PageSize = 0,
+    page_token: PageToken = "",
+) -> JSONResponse:
+    if caller.role is Role.CUSTOMER:
+        assert caller.customer_id is not None
+        # One cheap call says whether the loan is the caller's; not theirs reads as missing.
+        standing_request = customer_pb2.CheckLoanStandingRequest(loan_id=id, customer_id=caller.customer_id)
+        standing = await customers.call(customers.stub.CheckLoanStanding, standing_request, caller)
+        if not (standing.exists and standing.belongs_to_customer):
+            raise not_found("loan", id)
+    request = pb.ListLoanPaymentsRequest(loan_id=id, page_size=page_size, page_token=page_token)
+    response = await payments.call(payments.stub.ListLoanPayments, request, caller)
+    return json_response(response)
