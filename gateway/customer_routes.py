@@ -9,7 +9,7 @@ list is 403 (there is no id to hide: the refusal does not depend on what exists)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ClassVar
 
 import grpc
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -18,15 +18,13 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from chassis.errors import NotFound
-from chassis.identity import Caller, Role, caller_metadata
+from chassis.identity import Caller, Role
 from gateway import customer_models as m
 from gateway.auth import AdminCaller, PersonCaller, StaffCaller
-from gateway.errors import ApiError, UpstreamError
+from gateway.errors import ApiError
+from gateway.upstream import RequestT, UpstreamService
 from loanbook.customer.v1 import customer_pb2 as pb
 from loanbook.customer.v1 import customer_pb2_grpc
-
-RequestT = TypeVar("RequestT", bound=Message)
-ResponseT = TypeVar("ResponseT", bound=Message)
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": m.ErrorBody, "description": description}
@@ -48,19 +46,12 @@ router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 
 @dataclass(frozen=True)
-class CustomerService:
+class CustomerService(UpstreamService):
     """The customer service stub, called with the gateway's deadline and the caller's identity."""
 
+    name: ClassVar[str] = "customer"
     stub: customer_pb2_grpc.CustomerServiceAsyncStub
     deadline_seconds: float
-
-    async def call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT], request: RequestT, caller: Caller
-    ) -> ResponseT:
-        try:
-            return await method(request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
-        except grpc.aio.AioRpcError as error:
-            raise UpstreamError(error, "customer") from None
 
 
 def customer_service(request: Request) -> CustomerService:

@@ -9,14 +9,14 @@ customer service before its payments are listed. Reversing is for officers and a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, ClassVar
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import JSONResponse
 from google.protobuf import timestamp_pb2
 
-from chassis.identity import Caller, Role, caller_metadata
+from chassis.identity import Caller, Role
 from gateway import payment_models as m
 from gateway.auth import PersonCaller, StaffCaller
 from gateway.customer_routes import (
@@ -24,15 +24,14 @@ from gateway.customer_routes import (
     Customers,
     PageSize,
     PageToken,
-    RequestT,
     ResourceId,
-    ResponseT,
     json_response,
     not_found,
     only_own_customer,
     proto_request,
 )
-from gateway.errors import ApiError, UpstreamError
+from gateway.errors import ApiError
+from gateway.upstream import UpstreamService
 from loanbook.customer.v1 import customer_pb2
 from loanbook.payment.v1 import payment_pb2 as pb
 from loanbook.payment.v1 import payment_pb2_grpc
@@ -41,19 +40,12 @@ router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 
 
 @dataclass(frozen=True)
-class PaymentService:
+class PaymentService(UpstreamService):
     """The payment service stub, called with the gateway's deadline and the caller's identity."""
 
+    name: ClassVar[str] = "payment"
     stub: payment_pb2_grpc.PaymentServiceAsyncStub
     deadline_seconds: float
-
-    async def call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT], request: RequestT, caller: Caller
-    ) -> ResponseT:
-        try:
-            return await method(request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
-        except grpc.aio.AioRpcError as error:
-            raise UpstreamError(error, "payment") from None
 
 
 def payment_service(request: Request) -> PaymentService:

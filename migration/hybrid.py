@@ -7,7 +7,7 @@ import contextlib
 import logging
 import random
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -181,7 +181,9 @@ class HybridTable:
         if policy.serves is Backend.POSTGRES:
             result = await self._postgres(operation, postgres)
             if policy.compares and compare is not None:
-                self._shadow(operation, dynamo, result, compare, routing_keys, item_key, Backend.DYNAMODB)
+                self._shadow(
+                    lambda: self._compare(operation, dynamo, result, compare, routing_keys, item_key, Backend.DYNAMODB)
+                )
             return result
 
         try:
@@ -207,7 +209,9 @@ class HybridTable:
                 raise
             return await self._postgres(operation, postgres, fallback=True)
         if policy.compares and compare is not None:
-            self._shadow(operation, postgres, result, compare, routing_keys, item_key, Backend.POSTGRES)
+            self._shadow(
+                lambda: self._compare(operation, postgres, result, compare, routing_keys, item_key, Backend.POSTGRES)
+            )
         return result
 
     async def _has_pending(self, routing_keys: Sequence[str]) -> bool:
@@ -220,22 +224,11 @@ class HybridTable:
 
     # --- shadow comparison ---------------------------------------------------------------------------------
 
-    def _shadow(
-        self,
-        operation: str,
-        other: Callable[[], Awaitable[R]],
-        served: R,
-        compare: Callable[[R, R], list[str]],
-        routing_keys: Sequence[str],
-        item_key: str,
-        other_backend: Backend,
-    ) -> None:
-        """Compare in the background: the request never waits for the other store."""
+    def _shadow(self, comparison: Callable[[], Coroutine[object, object, None]]) -> None:
+        """Run a sampled comparison in the background: the request never waits for the other store."""
         if self._sample() >= self._settings.shadow_sample_ratio:
             return
-        task = asyncio.create_task(
-            self._compare(operation, other, served, compare, routing_keys, item_key, other_backend)
-        )
+        task = asyncio.create_task(comparison())
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 

@@ -1,0 +1,29 @@
+"""A downstream gRPC service as the gateway calls it: the gateway's deadline, the caller's identity, errors mapped."""
+
+from __future__ import annotations
+
+from typing import ClassVar, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+
+from chassis.identity import Caller, caller_metadata
+from gateway.errors import UpstreamError
+
+RequestT = TypeVar("RequestT", bound=Message)
+ResponseT = TypeVar("ResponseT", bound=Message)
+
+
+class UpstreamService:
+    """Subclasses are dataclasses holding one service's stub; `name` labels its errors."""
+
+    name: ClassVar[str]
+    deadline_seconds: float
+
+    async def call(
+        self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT], request: RequestT, caller: Caller
+    ) -> ResponseT:
+        try:
+            return await method(request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
+        except grpc.aio.AioRpcError as error:
+            raise UpstreamError(error, self.name) from None
