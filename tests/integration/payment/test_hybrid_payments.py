@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import sys
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -266,3 +268,71 @@ async def test_store_calls_are_spans_tagged_with_backend_stage_and_fallback(
     # No customer data in any attribute: only ids of the store and stage vocabulary.
     for span in spans.get_finished_spans():
         assert str(payment.customer_id) not in str(span.attributes)
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+RELAY_PROCESS = """
+import asyncio, sys, uuid
+from datetime import timedelta
+import aioboto3, asyncpg
+from migration.journal import Journal
+from migration.relay import Relay
+from services.payment.adapters.dynamodb import DynamoPaymentRepository
+from services.payment.adapters.postgres import PostgresPaymentRepository
+
+async def main(dsn, endpoint, table):
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    session = aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    async with session.client("dynamodb", endpoint_url=endpoint) as client:
+        postgres, dynamo = PostgresPaymentRepository(pool), DynamoPaymentRepository(client, table)
+
+        async def replicate(key):
+            payment = await postgres.get(uuid.UUID(key))
+            if payment is not None:
+                await dynamo.put_if_newer(payment)
+            print("copied", key, flush=True)
+            await asyncio.sleep(0.3)  # slow on purpose: the kill lands in the middle of a batch
+
+        journal = Journal(pool, "payments", lease=timedelta(seconds=1))
+        await Relay(journal, replicate, batch_size=50, concurrency=1).drain()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_relay_process_killed_mid_batch_is_finished_by_the_next_with_nothing_lost_or_stale(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
+    await harness.set_stage(Stage.DUAL_WRITE)
+    dynamo.freeze()
+    payments = [await replica.store.create(a_payment()) for _ in range(10)]
+    dynamo.thaw()
+    assert (await replica.hybrid.journal.backlog()).pending == 10
+
+    relay = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", RELAY_PROCESS, harness.postgres_dsn, dynamo.server.endpoint, harness.table_name,
+        stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert relay.stdout is not None
+    for _ in range(3):  # let it copy three payments, then kill it without warning
+        line = await asyncio.wait_for(relay.stdout.readline(), 20)
+        assert line.startswith(b"copied")
+    relay.kill()
+    await relay.wait()
+    # While its leases are still held, two payments change (and are copied inline at version 2).
+    newer = [dataclasses.replace(p, status=PaymentStatus.REVERSED, version=2) for p in payments[-2:]]
+    for changed in newer:
+        assert await replica.store.update(changed, expected_version=1)
+
+    await asyncio.sleep(1.1)  # the dead relay's leases run out
+    await replica.relay.drain()
+
+    assert (await replica.hybrid.journal.backlog()).pending == 0
+    for payment in payments[:-2] + newer:
+        assert await harness.in_dynamo(payment) == await harness.in_postgres(payment) == payment
+    for payment in payments:  # exactly one item per payment: nothing duplicated
+        listed = await harness.dynamo.list_for_customer(payment.customer_id, None, None, None, 10)
+        assert [p.id for p in listed] == [payment.id]
