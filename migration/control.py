@@ -39,6 +39,19 @@ class ModeChange:
     changed_at: datetime
 
 
+@dataclass(frozen=True)
+class ModeRecord:
+    """A table's mode with who changed it last and when, as the control plane stores it."""
+
+    mode: TableMode
+    updated_at: datetime
+    updated_by: str
+
+
+def _record(row: asyncpg.Record) -> ModeRecord:
+    return ModeRecord(_mode(row), row["updated_at"], row["updated_by"])
+
+
 def _mode(row: asyncpg.Record) -> TableMode:
     return TableMode(row["table_name"], Stage(row["stage"]), row["fallback"], row["revision"])
 
@@ -103,6 +116,17 @@ class ControlPlane:
     async def modes(self) -> dict[str, TableMode]:
         rows = await self._pool.fetch("SELECT * FROM migration.table_modes ORDER BY table_name")
         return {row["table_name"]: _mode(row) for row in rows}
+
+    async def records(self) -> list[ModeRecord]:
+        """Every table's mode with its last change's author and time, by table name."""
+        rows = await self._pool.fetch("SELECT * FROM migration.table_modes ORDER BY table_name")
+        return [_record(row) for row in rows]
+
+    async def record(self, table: str) -> ModeRecord:
+        row = await self._pool.fetchrow("SELECT * FROM migration.table_modes WHERE table_name = $1", check_table(table))
+        if row is None:
+            raise NotFound("migration mode of table", table)
+        return _record(row)
 
     async def mode(self, table: str) -> TableMode:
         row = await self._pool.fetchrow("SELECT * FROM migration.table_modes WHERE table_name = $1", check_table(table))

@@ -11,8 +11,10 @@ from chassis.grpc_client import create_channel
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
 from chassis.stores import dynamodb_client, postgres_pool
+from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2, payment_pb2_grpc
 from migration import schema as migration_schema
+from migration.api import MigrationServicer
 from migration.control import ControlPlane, load_settings_file
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
@@ -28,6 +30,7 @@ from services.payment.store import HybridPaymentStore
 from services.payment.use_cases import PaymentUseCases
 
 SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
+MIGRATION_SERVICE_NAME = migration_pb2.DESCRIPTOR.services_by_name["MigrationService"].full_name
 TABLE = "payments"
 
 
@@ -88,4 +91,10 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     )
     servicer = PaymentServicer(use_cases)
     add_servicer = payment_pb2_grpc.add_PaymentServiceServicer_to_server
-    return [ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server))]
+    # The payment service holds the control plane's connection, so it serves the admins' migration API too.
+    migration_servicer = MigrationServicer(control, lambda table: Journal(pool, table))
+    add_migration = migration_pb2_grpc.add_MigrationServiceServicer_to_server
+    return [
+        ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server)),
+        ServiceBinding(MIGRATION_SERVICE_NAME, lambda server: add_migration(migration_servicer, server)),
+    ]
