@@ -1,5 +1,5 @@
-"""The REST models mirror the customer and payment contexts' protobuf messages field by field, in protobuf's JSON
-names."""
+"""The REST models mirror the customer, payment and migration contexts' protobuf messages field by field, in
+protobuf's JSON names."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ from google.type import date_pb2, money_pb2
 from pydantic import BaseModel
 
 from gateway import customer_models as m
+from gateway import migration_models as mm
 from gateway import payment_models as pm
 from loanbook.customer.v1 import customer_pb2 as pb
+from loanbook.migration.v1 import migration_pb2 as mpb
 from loanbook.payment.v1 import payment_pb2 as ppb
+from migration.stages import Stage
 
 # (model, message, JSON fields of the message that REST takes from the path or a header instead of the body)
 MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
@@ -43,6 +46,10 @@ MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
     (pm.ListLoanPaymentsResponse, ppb.ListLoanPaymentsResponse.DESCRIPTOR, set()),
     (pm.RecordPaymentBody, ppb.RecordPaymentRequest.DESCRIPTOR, {"idempotencyKey"}),
     (pm.ReversePaymentBody, ppb.ReversePaymentRequest.DESCRIPTOR, {"paymentId"}),
+    (mm.TableMode, mpb.TableMode.DESCRIPTOR, set()),
+    (mm.ListTableModesResponse, mpb.ListTableModesResponse.DESCRIPTOR, set()),
+    (mm.UpdateTableModeResponse, mpb.UpdateTableModeResponse.DESCRIPTOR, set()),
+    (mm.UpdateTableModeBody, mpb.UpdateTableModeRequest.DESCRIPTOR, {"table"}),
 ]
 
 
@@ -62,6 +69,16 @@ def test_the_status_enum_has_exactly_the_proto_value_names() -> None:
 def test_the_payment_enums_have_exactly_the_proto_value_names() -> None:
     assert {method.value for method in pm.PaymentMethod} == set(ppb.PaymentMethod.keys())
     assert {status.value for status in pm.PaymentStatus} == set(ppb.PaymentStatus.keys())
+
+
+def test_the_rest_stages_are_exactly_the_proto_stages_in_lowercase() -> None:
+    assert {stage.proto_name for stage in mm.MigrationStage} == set(mpb.MigrationStage.keys()) - {
+        "MIGRATION_STAGE_UNSPECIFIED"
+    }
+
+
+def test_the_rest_stages_are_the_control_planes() -> None:
+    assert [stage.value for stage in mm.MigrationStage] == [stage.value for stage in Stage]
 
 
 def test_a_payment_body_without_a_time_zone_is_refused_and_a_full_one_becomes_protobuf_json() -> None:
