@@ -113,6 +113,13 @@ class ControlPlane:
                     created.append(table)
         return created
 
+    async def ensure_defaults(self, who: str) -> list[str]:
+        """Give every migrated table without a mode the default one (postgres_only, fallback on) — what the
+        replicas already assume for it — so it can be listed and switched like the others."""
+        return await self.seed(
+            {table: TableMode(table, Stage.POSTGRES_ONLY, fallback=True) for table in TABLES}, who=who
+        )
+
     async def modes(self) -> dict[str, TableMode]:
         rows = await self._pool.fetch("SELECT * FROM migration.table_modes ORDER BY table_name")
         return {row["table_name"]: _mode(row) for row in rows}

@@ -48,6 +48,7 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     if settings.migration_settings_file is not None:
         modes = load_settings_file(settings.migration_settings_file)
         await control.seed({t: m for t, m in modes.items() if t == TABLE}, who="payment-service settings file")
+    await control.ensure_defaults(who="payment-service start-up")
     watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
     await watcher.start()
     stack.push_async_callback(watcher.stop)

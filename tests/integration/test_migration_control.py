@@ -200,3 +200,14 @@ def test_the_local_stack_settings_file_starts_payments_in_dual_write() -> None:
     path = Path(__file__).resolve().parents[2] / "deploy" / "migration-settings.json"
 
     assert load_settings_file(path) == {"payments": TableMode("payments", Stage.DUAL_WRITE, True)}
+
+
+async def test_defaults_give_unconfigured_tables_the_mode_replicas_assume(pool: asyncpg.Pool) -> None:
+    control = ControlPlane(pool)
+    await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="settings")
+
+    created = await control.ensure_defaults(who="start-up")
+
+    assert created == ["logs"]
+    assert (await control.mode("logs")) == TableMode("logs", Stage.POSTGRES_ONLY, True, revision=1)
+    assert (await control.mode("payments")).stage is Stage.DUAL_WRITE
