@@ -56,7 +56,17 @@ class TlsSettings(BaseSettings):
         return self.tls_cert_file is not None or self.tls_ca_file is not None
 
 
-class GrpcServiceSettings(ProcessSettings, TlsSettings):
+class LogShippingSettings(BaseSettings):
+    """Where a process ships its own log records (chassis.log_shipping); unset, it only writes them to stderr."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    log_shipping_addr: str | None = Field(default=None, min_length=3)
+    # Records waiting to be shipped; past this, new records are dropped (and counted) rather than held.
+    log_shipping_capacity: int = Field(default=10_000, ge=100, le=1_000_000)
+
+
+class GrpcServiceSettings(ProcessSettings, TlsSettings, LogShippingSettings):
     """Settings of a gRPC microservice."""
 
     grpc_host: str = "127.0.0.1"

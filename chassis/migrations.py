@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import sys
 from pathlib import Path
 
 from alembic import command, context, op
@@ -60,3 +62,26 @@ def run_migrations_online() -> None:
             await engine.dispose()
 
     asyncio.run(run_async())
+
+
+def command_line(script_location: Path, schema: str, dsn_variable: str, argv: list[str]) -> int:
+    """`upgrade [REV] | downgrade REV | current | history` for one schema, the DSN taken from `dsn_variable`."""
+    dsn = os.environ.get(dsn_variable)
+    if not dsn:
+        print(f"set {dsn_variable}", file=sys.stderr)
+        return 2
+    config = alembic_config(script_location, schema, dsn)
+    match argv:
+        case ["upgrade", *rest]:
+            command.upgrade(config, rest[0] if rest else "head")
+        case ["downgrade", revision]:
+            command.downgrade(config, revision)
+        case ["current"]:
+            command.current(config, verbose=True)
+        case ["history"]:
+            command.history(config)
+        case _:
+            print(f"usage: upgrade [REV] | downgrade REV | current | history  ({dsn_variable} names the database)",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+    return 0

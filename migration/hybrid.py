@@ -109,8 +109,11 @@ class HybridTable:
                 span.set_attribute(ATTR_STORE_FALLBACK, True)
             return await call()
 
-    async def _dynamo(self, operation: str, call: Callable[[], Awaitable[T]]) -> T:
-        """DynamoDB behind a per-call timeout and the circuit breaker; failures become DynamoUnavailable."""
+    async def _dynamo(self, operation: str, call: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
+        """DynamoDB behind a per-call timeout and the circuit breaker; failures become DynamoUnavailable.
+
+        `timeout` overrides the settings' per-call timeout for calls that are many requests (a batch write).
+        """
         with tracer.start_as_current_span(f"{self.name}.{operation} dynamodb") as span:
             span.set_attribute(ATTR_STORE_BACKEND, Backend.DYNAMODB.value)
             span.set_attribute(ATTR_MIGRATION_STAGE, self.mode.stage.value)
@@ -119,7 +122,7 @@ class HybridTable:
                 raise DynamoUnavailable(f"{self.name}: DynamoDB circuit breaker is open")
             try:
                 result: T = await self.breaker.call_async(
-                    asyncio.wait_for, call(), timeout=self._settings.dynamo_timeout_seconds
+                    asyncio.wait_for, call(), timeout=timeout or self._settings.dynamo_timeout_seconds
                 )
                 return result
             except DomainError as error:
@@ -139,11 +142,12 @@ class HybridTable:
         journal_item: Callable[[T], JournalItem | None],
         copy_to_dynamo: Callable[[T], Awaitable[object]],
         dynamo_only: Callable[[], Awaitable[T]],
+        dynamo_timeout: float | None = None,
     ) -> T:
         """Run a write where the stage says. `journal_item` returns None when nothing was written (a replay)."""
         policy = self.mode.policy
         if not policy.writes_postgres:
-            return await self._dynamo(operation, dynamo_only)
+            return await self._dynamo(operation, dynamo_only, dynamo_timeout)
 
         async def in_transaction() -> tuple[T, int | None]:
             async with self._pool.acquire() as connection, connection.transaction():
@@ -157,7 +161,7 @@ class HybridTable:
         result, entry = await self._postgres(operation, in_transaction)
         if entry is not None:
             try:
-                await self._dynamo(f"{operation}.copy", lambda: copy_to_dynamo(result))
+                await self._dynamo(f"{operation}.copy", lambda: copy_to_dynamo(result), dynamo_timeout)
             except DynamoUnavailable as error:
                 logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": str(error)})
             else:
@@ -175,6 +179,7 @@ class HybridTable:
         routing_keys: Sequence[str],
         compare: Callable[[R, R], list[str]] | None = None,
         item_key: str = "",
+        dynamo_timeout: float | None = None,
     ) -> R:
         mode = self.mode
         policy = mode.policy
@@ -190,7 +195,7 @@ class HybridTable:
             if policy.writes_postgres:
                 # Read-your-writes: DynamoDB may not hold a write we acknowledged yet. The journal check and the
                 # DynamoDB read run side by side, so the check costs no extra round trip on the common path.
-                served = asyncio.create_task(self._dynamo(operation, dynamo))
+                served = asyncio.create_task(self._dynamo(operation, dynamo, dynamo_timeout))
                 try:
                     has_pending = await self._has_pending(routing_keys)
                 except BaseException:  # the request itself was cancelled: take the DynamoDB read with it
@@ -203,7 +208,7 @@ class HybridTable:
                     return await self._postgres(operation, postgres)
                 result = await served
             else:
-                result = await self._dynamo(operation, dynamo)
+                result = await self._dynamo(operation, dynamo, dynamo_timeout)
         except DynamoUnavailable:
             if not (mode.fallback and policy.fallback_possible):
                 raise

@@ -2,24 +2,84 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
 from chassis.grpc_server import ServiceBinding
+from chassis.page_tokens import PageTokens
 from chassis.stores import dynamodb_client, postgres_pool
 from loanbook.logging.v1 import logging_pb2, logging_pb2_grpc
+from migration import schema as migration_schema
+from migration.runtime import open_hybrid_table, start_relay
+from services.logging import migrations
+from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
+from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
+from services.logging.api import LoggingServicer
 from services.logging.config import LoggingSettings
+from services.logging.store import HybridLogStore
+from services.logging.use_cases import LogUseCases
+
+logger = logging.getLogger(__name__)
 
 SERVICE_NAME = logging_pb2.DESCRIPTOR.services_by_name["LoggingService"].full_name
+TABLE = "logs"
 
 
 async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequence[ServiceBinding]:
-    await stack.enter_async_context(postgres_pool(settings))
-    await stack.enter_async_context(dynamodb_client(settings))
-    # RPCs answer UNIMPLEMENTED until the logging issue gives the servicer its hybrid store.
-    servicer = logging_pb2_grpc.LoggingServiceServicer()  # type: ignore[abstract]
-    return [
-        ServiceBinding(
-            SERVICE_NAME, lambda server: logging_pb2_grpc.add_LoggingServiceServicer_to_server(servicer, server)
-        )
-    ]
+    dsn = settings.postgres_dsn.get_secret_value()
+    pool = await stack.enter_async_context(postgres_pool(settings))
+    if settings.migrate_on_start:
+        await migrations.upgrade_to_head(dsn)
+        await migration_schema.upgrade_to_head(dsn)
+    partitions = LogPartitions(pool, settings.retention_days)
+    created, dropped = await partitions.maintain()
+    logger.info("log partitions maintained", extra={"created": len(created), "dropped": len(dropped)})
+    _keep_maintaining(partitions, settings.partition_maintenance_seconds, stack)
+
+    dynamodb = await stack.enter_async_context(dynamodb_client(settings))
+    table_name = f"{settings.dynamodb_table_prefix}-logs"
+    await ensure_log_table(dynamodb, table_name)
+
+    hybrid, _ = await open_hybrid_table(TABLE, settings, dsn, pool, stack, who="logging-service")
+    store = HybridLogStore(
+        hybrid,
+        postgres=PostgresLogRepository(pool),
+        dynamo=DynamoLogRepository(dynamodb, table_name, LogTableLayout(settings.dynamodb_shards, settings.retention)),
+        ensure_partitions=partitions.maintain,
+        dynamo_batch_timeout=settings.dynamo_batch_timeout_seconds,
+    )
+    if settings.relay_enabled:
+        start_relay(hybrid, store.replicate, stack)
+
+    use_cases = LogUseCases(store, PageTokens(settings.page_token_secret_or_random(), "logging"), settings.retention)
+    servicer = LoggingServicer(use_cases)
+    add_servicer = logging_pb2_grpc.add_LoggingServiceServicer_to_server
+    return [ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server))]
+
+
+def _keep_maintaining(partitions: LogPartitions, interval: float, stack: AsyncExitStack) -> None:
+    """Creates tomorrow's partitions and drops expired ones every `interval` seconds, from every replica
+    (the work is idempotent and serialised by an advisory lock)."""
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                created, dropped = await partitions.maintain()
+            except Exception:  # PostgreSQL unreachable for now: the next round tries again
+                logger.exception("log partition maintenance failed")
+            else:
+                if created or dropped:
+                    logger.info("log partitions maintained", extra={"created": len(created), "dropped": len(dropped)})
+
+    task = asyncio.create_task(loop(), name="log-partition-maintenance")
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)

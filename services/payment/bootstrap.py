@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 
@@ -15,11 +13,8 @@ from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2, payment_pb2_grpc
 from migration import schema as migration_schema
 from migration.api import MigrationServicer
-from migration.control import ControlPlane, load_settings_file
-from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
-from migration.relay import Relay
-from migration.watcher import ModeWatcher
+from migration.runtime import open_hybrid_table, start_relay
 from services.payment import migrations
 from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_payment_table
 from services.payment.adapters.postgres import PostgresPaymentRepository
@@ -44,29 +39,7 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     table_name = f"{settings.dynamodb_table_prefix}-payments"
     await ensure_payment_table(dynamodb, table_name)
 
-    control = ControlPlane(pool)
-    if settings.migration_settings_file is not None:
-        modes = load_settings_file(settings.migration_settings_file)
-        await control.seed({t: m for t, m in modes.items() if t == TABLE}, who="payment-service settings file")
-    await control.ensure_defaults(who="payment-service start-up")
-    watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
-    await watcher.start()
-    stack.push_async_callback(watcher.stop)
-
-    hybrid = HybridTable(
-        TABLE,
-        lambda: watcher.mode(TABLE),
-        pool,
-        Journal(pool, TABLE),
-        HybridSettings(
-            dynamo_timeout_seconds=settings.dynamo_timeout_seconds,
-            breaker_failure_threshold=settings.breaker_failure_threshold,
-            breaker_recovery_seconds=settings.breaker_recovery_seconds,
-            shadow_sample_ratio=settings.shadow_sample_ratio,
-            shadow_budget_seconds=settings.shadow_budget_seconds,
-        ),
-    )
-    stack.push_async_callback(hybrid.wait_for_shadow_reads)
+    hybrid, control = await open_hybrid_table(TABLE, settings, dsn, pool, stack, who="payment-service")
     store = HybridPaymentStore(
         hybrid,
         postgres=PostgresPaymentRepository(pool),
@@ -74,14 +47,7 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
         dynamo=DynamoPaymentRepository(dynamodb, table_name),
     )
     if settings.relay_enabled:
-        relay = asyncio.create_task(Relay(hybrid.journal, store.replicate).run(), name="payments-relay")
-
-        async def stop_relay() -> None:
-            relay.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await relay
-
-        stack.push_async_callback(stop_relay)
+        start_relay(hybrid, store.replicate, stack)
 
     customer_channel = create_channel(settings.customer_addr, settings)
     stack.push_async_callback(customer_channel.close)

@@ -1,14 +1,13 @@
 """Payment service settings (environment prefix LOANBOOK_PAYMENT_)."""
 
-from pathlib import Path
-
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from chassis.config import DynamoSettings, GrpcServiceSettings, PostgresSettings
+from migration.settings import MigratingTableSettings
 
 
-class PaymentSettings(GrpcServiceSettings, PostgresSettings, DynamoSettings):
+class PaymentSettings(GrpcServiceSettings, PostgresSettings, DynamoSettings, MigratingTableSettings):
     model_config = SettingsConfigDict(env_prefix="LOANBOOK_PAYMENT_", extra="ignore", frozen=True)
 
     grpc_port: int = Field(default=50152, ge=0, le=65535)
@@ -16,16 +15,3 @@ class PaymentSettings(GrpcServiceSettings, PostgresSettings, DynamoSettings):
     customer_addr: str = Field(min_length=3)
     customer_deadline_seconds: float = Field(default=1.0, gt=0, le=30)
     migrate_on_start: bool = True
-    # Initial migration modes (loanbook's shape or the seed's {"PaymentSettings": {...}}); only tables with no
-    # mode yet are seeded — after that the control plane (`loanbook migrate switch`) is the source of truth.
-    migration_settings_file: Path | None = None
-    # Per DynamoDB call; past it a read falls back (where allowed). Above DynamoDB's normal tail, well under
-    # what a caller waits: it bounds the latency of the few calls that pay for detecting an outage.
-    dynamo_timeout_seconds: float = Field(default=0.2, gt=0, le=30)
-    breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
-    breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
-    shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)
-    shadow_budget_seconds: float = Field(default=0.5, gt=0, le=30)
-    # How often a replica re-reads the modes even without a notification (the notification is the fast path).
-    mode_poll_seconds: float = Field(default=5.0, gt=0, le=300)
-    relay_enabled: bool = True

@@ -21,13 +21,13 @@ right after a write may miss it, which is why the hybrid store routes keys with 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
+from chassis.dynamodb_tables import Index, TableDesign, ensure_table
 from chassis.errors import AlreadyExists, Unavailable
 from chassis.money import Money
 from chassis.store_errors import dynamodb_errors_translated
@@ -37,9 +37,7 @@ from services.payment.ports import IdempotencyKeyTaken
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_dynamodb.type_defs import (
-        AttributeDefinitionTypeDef,
         AttributeValueTypeDef,
-        GlobalSecondaryIndexTypeDef,
         QueryInputTypeDef,
         TransactWriteItemTypeDef,
     )
@@ -321,67 +319,14 @@ class DynamoPaymentRepository:
         raise Unavailable("the payments table in DynamoDB is busy; retry later")
 
 
-def _index(name: str, partition_key: str) -> GlobalSecondaryIndexTypeDef:
-    return {
-        "IndexName": name,
-        "KeySchema": [
-            {"AttributeName": partition_key, "KeyType": "HASH"},
-            {"AttributeName": SORT_KEY, "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": "ALL"},
-    }
-
-
-INDEXES: Final = ((BY_CUSTOMER, "customer_id"), (BY_LOAN, "loan_id"))
-ATTRIBUTES: Final = ("pk", "customer_id", "loan_id", SORT_KEY)
-
-
-async def _has_index(client: DynamoDBClient, table_name: str, index_name: str) -> bool:
-    table = (await client.describe_table(TableName=table_name))["Table"]
-    return any(index["IndexName"] == index_name for index in table.get("GlobalSecondaryIndexes", []))
+PAYMENT_TABLE: Final = TableDesign(
+    partition_key="pk",
+    indexes=(Index(BY_CUSTOMER, "customer_id", SORT_KEY), Index(BY_LOAN, "loan_id", SORT_KEY)),
+)
 
 
 async def ensure_payment_table(
     client: DynamoDBClient, table_name: str, *, timeout_seconds: float = 120, poll_seconds: float = 0.2
 ) -> None:
     """Creates the table and its indexes unless present (safe from several replicas at once); waits for ACTIVE."""
-    definitions: list[AttributeDefinitionTypeDef] = [
-        {"AttributeName": name, "AttributeType": "S"} for name in ATTRIBUTES
-    ]
-    try:
-        await client.create_table(
-            TableName=table_name,
-            AttributeDefinitions=definitions,
-            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[_index(name, key) for name, key in INDEXES],
-            BillingMode="PAY_PER_REQUEST",
-        )
-    except ClientError as error:
-        if _error_code(error) != "ResourceInUseException":  # already there, or being created by another replica
-            raise
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        table = (await client.describe_table(TableName=table_name))["Table"]
-        present = {index["IndexName"]: index.get("IndexStatus") for index in table.get("GlobalSecondaryIndexes", [])}
-        missing = [(name, key) for name, key in INDEXES if name not in present]
-        if table.get("TableStatus") == "ACTIVE":
-            if not missing and all(status == "ACTIVE" for status in present.values()):
-                return
-            if missing and all(status == "ACTIVE" for status in present.values()):
-                # A table from before an index existed: add one index per UpdateTable, as DynamoDB requires.
-                name, key = missing[0]
-                try:
-                    await client.update_table(
-                        TableName=table_name,
-                        AttributeDefinitions=definitions,
-                        GlobalSecondaryIndexUpdates=[{"Create": _index(name, key)}],
-                    )
-                except ClientError as error:
-                    # Another replica is adding it (the table is busy, or the index now exists): poll again.
-                    if _error_code(error) not in {"ResourceInUseException", "LimitExceededException"} and not (
-                        _error_code(error) == "ValidationException" and await _has_index(client, table_name, name)
-                    ):
-                        raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"DynamoDB table {table_name} not ACTIVE with its indexes after {timeout_seconds}s")
-        await asyncio.sleep(poll_seconds)
+    await ensure_table(client, table_name, PAYMENT_TABLE, timeout_seconds=timeout_seconds, poll_seconds=poll_seconds)

@@ -1,0 +1,45 @@
+"""Wiring a migrating table into a service: its seeded mode, the watcher that follows it, the relay task."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from contextlib import AsyncExitStack
+
+import asyncpg
+
+from migration.control import ControlPlane, load_settings_file
+from migration.hybrid import HybridTable
+from migration.journal import Journal
+from migration.relay import Relay, Replicate
+from migration.settings import MigratingTableSettings
+from migration.watcher import ModeWatcher
+
+
+async def open_hybrid_table(
+    table: str, settings: MigratingTableSettings, dsn: str, pool: asyncpg.Pool, stack: AsyncExitStack, *, who: str
+) -> tuple[HybridTable, ControlPlane]:
+    """The table's stage machinery, following its mode live; torn down by `stack` (shadow reads finish first)."""
+    control = ControlPlane(pool)
+    if settings.migration_settings_file is not None:
+        modes = load_settings_file(settings.migration_settings_file)
+        await control.seed({t: m for t, m in modes.items() if t == table}, who=f"{who} settings file")
+    await control.ensure_defaults(who=f"{who} start-up")
+    watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
+    await watcher.start()
+    stack.push_async_callback(watcher.stop)
+    hybrid = HybridTable(table, lambda: watcher.mode(table), pool, Journal(pool, table), settings.hybrid_settings())
+    stack.push_async_callback(hybrid.wait_for_shadow_reads)
+    return hybrid, control
+
+
+def start_relay(hybrid: HybridTable, replicate: Replicate, stack: AsyncExitStack) -> None:
+    """Copies the table's journaled writes to DynamoDB in the background until `stack` closes."""
+    relay = asyncio.create_task(Relay(hybrid.journal, replicate).run(), name=f"{hybrid.name}-relay")
+
+    async def stop_relay() -> None:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+    stack.push_async_callback(stop_relay)

@@ -1,0 +1,37 @@
+"""Settings every service with a migrating table shares: fallback, shadow, relay and control-plane tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from migration.hybrid import HybridSettings
+
+
+class MigratingTableSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    # Initial migration modes (loanbook's shape or the seed's {"PaymentSettings": {...}}); only tables with no
+    # mode yet are seeded — after that the control plane (`loanbook migrate switch`) is the source of truth.
+    migration_settings_file: Path | None = None
+    # Per DynamoDB call; past it a read falls back (where allowed). Above DynamoDB's normal tail, well under
+    # what a caller waits: it bounds the latency of the few calls that pay for detecting an outage.
+    dynamo_timeout_seconds: float = Field(default=0.2, gt=0, le=30)
+    breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
+    breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
+    shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)
+    shadow_budget_seconds: float = Field(default=0.5, gt=0, le=30)
+    # How often a replica re-reads the modes even without a notification (the notification is the fast path).
+    mode_poll_seconds: float = Field(default=5.0, gt=0, le=300)
+    relay_enabled: bool = True
+
+    def hybrid_settings(self) -> HybridSettings:
+        return HybridSettings(
+            dynamo_timeout_seconds=self.dynamo_timeout_seconds,
+            breaker_failure_threshold=self.breaker_failure_threshold,
+            breaker_recovery_seconds=self.breaker_recovery_seconds,
+            shadow_sample_ratio=self.shadow_sample_ratio,
+            shadow_budget_seconds=self.shadow_budget_seconds,
+        )
