@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 import secrets
-import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aioboto3
 import asyncpg
 import pytest
 from aiobotocore.config import AioConfig
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chassis.ids import new_id
 from chassis.money import Money
-from devstack.dynamodb import DynamoDBLocal
 from migration.control import ControlPlane
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
@@ -37,6 +29,7 @@ from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
 from services.payment.store import HybridPaymentStore
+from tests.integration.conftest import OwnDynamo
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -151,33 +144,6 @@ async def harness(postgres_dsn: str, pool: asyncpg.Pool, dynamodb_endpoint: str)
         yield value
 
 
-@dataclass
-class OwnDynamo:
-    """A DynamoDB Local only this test module uses, so it can be frozen (SIGSTOP) or killed safely."""
-
-    server: DynamoDBLocal
-
-    def freeze(self) -> None:
-        assert self.server.pid is not None
-        os.kill(self.server.pid, signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.server.pid is not None
-        os.kill(self.server.pid, signal.SIGCONT)
-
-
-@pytest.fixture(scope="module")
-async def own_dynamo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[OwnDynamo]:
-    server = DynamoDBLocal(Path(tmp_path_factory.mktemp("own-dynamodb")), ephemeral=True)
-    await server.start()
-    own = OwnDynamo(server)
-    try:
-        yield own
-    finally:
-        own.thaw()
-        await server.stop()
-
-
 @pytest.fixture
 async def outage_harness(
     postgres_dsn: str, pool: asyncpg.Pool, own_dynamo: OwnDynamo
@@ -187,15 +153,3 @@ async def outage_harness(
             yield value, own_dynamo
         finally:
             own_dynamo.thaw()
-
-
-@pytest.fixture(scope="session")
-def spans() -> InMemorySpanExporter:
-    """Every span this test process ends, collected in memory (the SDK's own test exporter)."""
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter

@@ -18,7 +18,8 @@ from migration.stages import POLICIES, Backend, Stage
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import journal_item
 from services.payment.use_cases import PaymentUseCases
-from tests.integration.payment.conftest import T0, Harness, OwnDynamo, a_payment
+from tests.integration.conftest import OwnDynamo
+from tests.integration.payment.conftest import T0, Harness, a_payment
 
 
 @pytest.mark.parametrize("stage", list(Stage))
