@@ -36,7 +36,9 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
         await migration_schema.upgrade_to_head(dsn)
     partitions = LogPartitions(pool, settings.retention_days)
     created, dropped = await partitions.maintain()
-    logger.info("log partitions maintained", extra={"created": len(created), "dropped": len(dropped)})
+    logger.info(
+        "log partitions maintained", extra={"partitions_created": len(created), "partitions_dropped": len(dropped)}
+    )
     _keep_maintaining(partitions, settings.partition_maintenance_seconds, stack)
 
     dynamodb = await stack.enter_async_context(dynamodb_client(settings))
@@ -73,7 +75,10 @@ def _keep_maintaining(partitions: LogPartitions, interval: float, stack: AsyncEx
                 logger.exception("log partition maintenance failed")
             else:
                 if created or dropped:
-                    logger.info("log partitions maintained", extra={"created": len(created), "dropped": len(dropped)})
+                    logger.info(
+                        "log partitions maintained",
+                        extra={"partitions_created": len(created), "partitions_dropped": len(dropped)},
+                    )
 
     task = asyncio.create_task(loop(), name="log-partition-maintenance")
 
