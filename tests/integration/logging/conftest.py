@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import asyncpg
 import pytest
+from aiobotocore.config import AioConfig
 
 from chassis.ids import new_id
+from migration.control import ControlPlane
+from migration.hybrid import HybridSettings, HybridTable
+from migration.journal import Journal
+from migration.relay import Relay
 from migration.schema import upgrade_to_head as upgrade_migration_schema
-from services.logging.adapters.dynamodb import ensure_log_table
-from services.logging.adapters.postgres import LogPartitions
+from migration.stages import Stage, TableMode
+from migration.watcher import ModeWatcher
+from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
+from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogEntry, LogLevel
 from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
+from services.logging.store import HybridLogStore
+from tests.integration.conftest import OwnDynamo
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 RETENTION_DAYS = 30
+TABLE = "logs"
 
 
 def dynamodb_session() -> aioboto3.Session:
@@ -89,3 +101,89 @@ async def log_table(dynamodb: DynamoDBClient) -> AsyncIterator[str]:
         yield table
     finally:
         await dynamodb.delete_table(TableName=table)
+
+
+@dataclass
+class LogReplica:
+    """One logging-service replica's view: its mode watcher, hybrid table, store and relay."""
+
+    watcher: ModeWatcher
+    hybrid: HybridTable
+    store: HybridLogStore
+    relay: Relay
+
+
+@dataclass
+class LogHarness:
+    """Hybrid log stores over one PostgreSQL and one DynamoDB table, with the control plane that drives them."""
+
+    postgres_dsn: str
+    pool: asyncpg.Pool
+    table_name: str
+    control: ControlPlane
+    postgres: PostgresLogRepository
+    dynamo: DynamoLogRepository
+    replicas: list[LogReplica] = field(default_factory=list)
+
+    async def replica(self, **settings: float) -> LogReplica:
+        watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
+        await watcher.start()
+        tuned: dict[str, float] = {"dynamo_timeout_seconds": 0.5, "breaker_recovery_seconds": 1.0,
+                                   "shadow_sample_ratio": 1.0, **settings}  # fmt: skip
+        journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1))
+        hybrid = HybridTable(TABLE, lambda: watcher.mode(TABLE), self.pool, journal, HybridSettings(**tuned))  # type: ignore[arg-type]
+        store = HybridLogStore(hybrid, self.postgres, self.dynamo, dynamo_batch_timeout=0.5)
+        replica = LogReplica(watcher, hybrid, store, Relay(journal, store.replicate))
+        self.replicas.append(replica)
+        return replica
+
+    async def set_stage(self, stage: Stage, fallback: bool = True) -> None:
+        """Change the mode through the control plane and wait until every replica follows (≤ 1 s)."""
+        await self.control.change(TABLE, stage=stage, fallback=fallback, who="test")
+        async with asyncio.timeout(1.0):
+            while any((r.watcher.mode(TABLE).stage, r.watcher.mode(TABLE).fallback) != (stage, fallback)
+                      for r in self.replicas):  # fmt: skip
+                await asyncio.sleep(0.01)
+
+    async def in_postgres(self, service: str, start: datetime) -> list[LogEntry]:
+        return await self.postgres.query(service, start, start + timedelta(days=1), LogLevel.DEBUG, None, 10_000)
+
+    async def in_dynamo(self, service: str, start: datetime) -> list[LogEntry]:
+        return await self.dynamo.query(service, start, start + timedelta(days=1), LogLevel.DEBUG, None, 10_000)
+
+
+async def _log_harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> AsyncIterator[LogHarness]:
+    config = AioConfig(connect_timeout=1, read_timeout=2, retries={"max_attempts": 1})
+    async with dynamodb_session().client("dynamodb", endpoint_url=endpoint, config=config) as client:
+        client.meta.events.register("before-call.dynamodb.Scan", refuse_scan)
+        table_name = f"logs-hybrid-{secrets.token_hex(4)}"
+        await ensure_log_table(client, table_name, poll_seconds=0.05)
+        # Tests move through every stage; the dynamo_only guard has its own test in test_migration_control.
+        control = ControlPlane(pool, guards=())
+        await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
+        harness = LogHarness(postgres_dsn, pool, table_name, control, PostgresLogRepository(pool),
+                             DynamoLogRepository(client, table_name, LogTableLayout(shards=4)))  # fmt: skip
+        try:
+            yield harness
+        finally:
+            for replica in harness.replicas:
+                await replica.hybrid.wait_for_shadow_reads()
+                await replica.watcher.stop()
+            await pool.execute("DELETE FROM migration.journal WHERE table_name = $1", TABLE)
+
+
+@pytest.fixture
+async def log_harness(postgres_dsn: str, log_pool: asyncpg.Pool, dynamodb_endpoint: str) -> AsyncIterator[LogHarness]:
+    async for harness in _log_harness(postgres_dsn, log_pool, dynamodb_endpoint):
+        yield harness
+
+
+@pytest.fixture
+async def log_outage_harness(
+    postgres_dsn: str, log_pool: asyncpg.Pool, own_dynamo: OwnDynamo
+) -> AsyncIterator[tuple[LogHarness, OwnDynamo]]:
+    async for harness in _log_harness(postgres_dsn, log_pool, own_dynamo.server.endpoint):
+        try:
+            yield harness, own_dynamo
+        finally:
+            own_dynamo.thaw()
