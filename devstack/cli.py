@@ -109,7 +109,7 @@ def development_tokens(stack: StackEndpoints) -> list[str]:
 
 
 def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
-    """The three services and the gateway, in dependency order."""
+    """The three services and the gateway, in dependency order (the others ship their own logs to logging)."""
     ports = stack.ports
     customer = f"127.0.0.1:{ports.customer_port}"
     payment = f"127.0.0.1:{ports.payment_port}"
@@ -122,6 +122,19 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
 
     return [
         AppProcess(
+            name="logging",
+            argv=[python, "-m", "services.logging"],
+            env={
+                **otel("logging"),
+                **AWS_LOCAL_ENV,
+                "LOANBOOK_LOGGING_GRPC_PORT": str(ports.logging_port),
+                "LOANBOOK_LOGGING_POSTGRES_DSN": stack.postgres_dsn,
+                "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
+            },
+            readiness=grpc_health(logging_addr),
+            endpoint=f"{logging_addr} (gRPC)",
+        ),
+        AppProcess(
             name="customer",
             argv=[python, "-m", "services.customer"],
             env={
@@ -129,6 +142,7 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 "LOANBOOK_CUSTOMER_GRPC_PORT": str(ports.customer_port),
                 "LOANBOOK_CUSTOMER_POSTGRES_DSN": stack.postgres_dsn,
                 "LOANBOOK_CUSTOMER_SEED_DEMO_DATA": "true",
+                "LOANBOOK_CUSTOMER_LOG_SHIPPING_ADDR": logging_addr,
             },
             readiness=grpc_health(customer),
             endpoint=f"{customer} (gRPC)",
@@ -143,24 +157,12 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 "LOANBOOK_PAYMENT_POSTGRES_DSN": stack.postgres_dsn,
                 "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
                 "LOANBOOK_PAYMENT_CUSTOMER_ADDR": customer,
+                "LOANBOOK_PAYMENT_LOG_SHIPPING_ADDR": logging_addr,
                 # The workshop's switch file: ReadFromDynamoDB=false starts payments in dual_write.
                 "LOANBOOK_PAYMENT_MIGRATION_SETTINGS_FILE": str(project_root() / "deploy" / "migration-settings.json"),
             },
             readiness=grpc_health(payment),
             endpoint=f"{payment} (gRPC)",
-        ),
-        AppProcess(
-            name="logging",
-            argv=[python, "-m", "services.logging"],
-            env={
-                **otel("logging"),
-                **AWS_LOCAL_ENV,
-                "LOANBOOK_LOGGING_GRPC_PORT": str(ports.logging_port),
-                "LOANBOOK_LOGGING_POSTGRES_DSN": stack.postgres_dsn,
-                "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
-            },
-            readiness=grpc_health(logging_addr),
-            endpoint=f"{logging_addr} (gRPC)",
         ),
         AppProcess(
             name="gateway",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,8 @@ from services.customer.domain import (
 from services.customer.ports import CustomerRepository
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 class HasId(Protocol):
@@ -340,6 +343,11 @@ class CustomerUseCases:
         target = next_status(current.status, action)
         moved = await self._repository.set_application_status(application_uuid, version, target, action, reason)
         if moved is not None:
+            logger.info(
+                "loan application moved",
+                extra={"application_id": application_id, "action": action.value,
+                       "from_status": current.status.value, "to_status": target.value},
+            )  # fmt: skip
             return moved
         latest = await self.get_application(application_id)  # someone else moved it in between
         raise VersionConflict("loan application", application_id, version, latest.version)

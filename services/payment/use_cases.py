@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from chassis.page_tokens import PageTokens, page_size_or_default
 from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.loans import LoanDirectory
 from services.payment.ports import IdempotencyKeyTaken, PaymentRepository
+
+logger = logging.getLogger(__name__)
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 128
 # A payment may be recorded a little ahead of our clock (clock skew), never days ahead.
@@ -120,14 +123,20 @@ class PaymentUseCases:
             idempotency_key=key, request_fingerprint=fingerprint,
         )  # fmt: skip
         try:
-            return await self._store.create(payment), False
+            created = await self._store.create(payment)
         except IdempotencyKeyTaken as taken:  # a concurrent request with the same key won the race
             return self._replay(taken.existing, fingerprint)
+        # Ids and the method only: amounts and idempotency keys stay out of logs.
+        logger.info("payment recorded", extra={"payment_id": str(created.id), "loan_id": str(loan_id),
+                                               "method": created.method.value})  # fmt: skip
+        return created, False
 
     @staticmethod
     def _replay(earlier: Payment, fingerprint: str) -> tuple[Payment, bool]:
         if earlier.request_fingerprint != fingerprint:
+            logger.info("idempotency key reused for a different request", extra={"payment_id": str(earlier.id)})
             raise IdempotencyConflict()
+        logger.info("payment request replayed", extra={"payment_id": str(earlier.id)})
         return earlier, True
 
     async def get_payment(self, payment_id: str) -> Payment:
@@ -194,6 +203,7 @@ class PaymentUseCases:
             raise VersionConflict("payment", payment_id, version, current.version)
         reversed_payment = current.reversed_at(self._now())
         if await self._store.update(reversed_payment, expected_version=version):
+            logger.info("payment reversed", extra={"payment_id": payment_id, "version": reversed_payment.version})
             return reversed_payment
         latest = await self.get_payment(payment_id)
         raise VersionConflict("payment", payment_id, version, latest.version)

@@ -17,8 +17,9 @@ from chassis.identity import Caller, Role, caller_metadata
 from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
+from loanbook.payment.v1 import payment_pb2_grpc
 from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_payments import fields_of
+from tests.e2e.test_payments import fields_of, record
 
 if TYPE_CHECKING:
     Stub = logging_pb2_grpc.LoggingServiceAsyncStub
@@ -181,3 +182,29 @@ async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
     # Back on PostgreSQL nothing is missing: the entry written in dual_write sits between "0 s" and "1 s ago".
     after = [e.id for e in await query_all(stub, service, page_size=5)]
     assert after == [before[0].id, in_dynamo.entries[0].id, *(e.id for e in before[1:])]
+
+
+async def test_a_services_own_log_lines_are_shipped_and_found_by_the_trace_id_of_their_request(
+    running_system: RunningSystem, stub: Stub
+) -> None:
+    trace_id = secrets.token_hex(16)
+    traceparent = f"00-{trace_id}-{secrets.token_hex(8)}-01"
+    async with grpc.aio.insecure_channel(running_system.grpc_addresses["payment"]) as channel:
+        payments = payment_pb2_grpc.PaymentServiceStub(channel)
+        recorded = await payments.RecordPayment(record(), metadata=(("traceparent", traceparent),))
+
+    shipped: list[pb.LogEntry] = []
+    for _ in range(100):  # the shipper sends at least once a second; allow for a slow machine
+        found = await stub.GetTraceLogs(pb.GetTraceLogsRequest(trace_id=trace_id))
+        shipped = [entry for entry in found.entries if entry.message == "payment recorded"]
+        if shipped:
+            break
+        await asyncio.sleep(0.2)
+
+    assert len(shipped) == 1, "the payment service's 'payment recorded' line never reached the logging service"
+    line = shipped[0]
+    assert (line.service, line.level, line.trace_id) == ("loanbook-payment", pb.LOG_LEVEL_INFO, trace_id)
+    assert len(line.span_id) == 16
+    assert line.attributes["payment_id"] == recorded.payment.id
+    # Ids only: neither the amount nor the idempotency key is written to logs.
+    assert not {"amount", "idempotency_key"} & set(line.attributes)

@@ -105,8 +105,18 @@ def test_the_payment_service_gets_its_stores_its_peer_and_local_aws_credentials(
 def test_the_stack_starts_services_before_the_gateway_that_calls_them(stack: StackEndpoints) -> None:
     apps = loanbook_apps(stack)
 
-    assert [app.name for app in apps] == ["customer", "payment", "logging", "gateway"]
+    assert [app.name for app in apps] == ["logging", "customer", "payment", "gateway"]
     assert apps[-1].env["LOANBOOK_GATEWAY_LOGGING_ADDR"] == "127.0.0.1:50153"
+
+
+def test_services_ship_their_own_logs_to_the_logging_service_but_it_does_not_ship_to_itself(
+    stack: StackEndpoints,
+) -> None:
+    apps = {app.name: app for app in loanbook_apps(stack)}
+
+    assert apps["customer"].env["LOANBOOK_CUSTOMER_LOG_SHIPPING_ADDR"] == "127.0.0.1:50153"
+    assert apps["payment"].env["LOANBOOK_PAYMENT_LOG_SHIPPING_ADDR"] == "127.0.0.1:50153"
+    assert not any("SHIPPING" in name for name in apps["logging"].env)
 
 
 def test_ports_come_from_flags_over_environment_over_defaults() -> None:
