@@ -130,5 +130,7 @@ def caller_with_role(*roles: Role) -> Callable[[Caller], Awaitable[Caller]]:
 AnyCaller = Annotated[Caller, Depends(authenticated_caller)]
 AdminCaller = Annotated[Caller, Depends(caller_with_role(Role.ADMIN))]
 StaffCaller = Annotated[Caller, Depends(caller_with_role(Role.OFFICER, Role.ADMIN))]
+# Log shippers: the `service` role writes logs and does nothing else.
+ServiceCaller = Annotated[Caller, Depends(caller_with_role(Role.SERVICE))]
 # People: customers, officers and admins; the `service` role only ingests logs.
 PersonCaller = Annotated[Caller, Depends(caller_with_role(Role.CUSTOMER, Role.OFFICER, Role.ADMIN))]

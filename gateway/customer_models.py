@@ -22,7 +22,10 @@ INT32_MAX = 2**31 - 1
 Int64String = Annotated[
     str, StringConstraints(pattern=r"^-?[0-9]{1,19}$"), Field(description="int64, as protobuf JSON writes it")
 ]
+INT64_MAX = 2**63 - 1
 Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
+# A version the client read; bounded so that a larger number is a 400 here, not a failed int64 conversion later.
+Version = Annotated[int, Field(ge=0, le=INT64_MAX)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -69,7 +72,7 @@ class Money(ProtoJson):
 
     currency_code: str = Field(default="", description="ISO 4217, e.g. EUR")
     # Lax int: a JSON number or, as protobuf JSON writes int64, a decimal string.
-    units: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] = 0
+    units: Annotated[int, Field(ge=-(2**63), le=INT64_MAX)] = 0
     nanos: Annotated[int, Field(ge=-999_999_999, le=999_999_999)] = 0
 
 
@@ -198,7 +201,7 @@ class CreateCustomerBody(ProtoJson):
 class UpdateCustomerBody(ProtoJson):
     """Fields left out stay as they are; `version` is the one the caller read (a stale one is refused)."""
 
-    version: Annotated[int, Field(ge=0)]
+    version: Version
     name: str | None = None
     email: str | None = None
     phone: str | None = None
@@ -218,7 +221,7 @@ class SubmitLoanApplicationBody(ProtoJson):
 class TransitionBody(ProtoJson):
     """`version` is the one the caller read (a stale one is refused with 409 ABORTED)."""
 
-    version: Annotated[int, Field(ge=0)]
+    version: Version
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""
 
 

@@ -101,10 +101,11 @@ class ApiError(Exception):
 class UpstreamError(Exception):
     """A gRPC call to a downstream service failed; rendered by grpc_error_response."""
 
-    def __init__(self, error: grpc.aio.AioRpcError, service: str) -> None:
+    def __init__(self, error: grpc.aio.AioRpcError, service: str, rest_fields: Mapping[str, str] | None = None) -> None:
         super().__init__(f"{service}: {error.code().name}")
         self.error = error
         self.service = service
+        self.rest_fields = rest_fields or {}
 
 
 def to_json_name(proto_name: str) -> str:
@@ -112,16 +113,27 @@ def to_json_name(proto_name: str) -> str:
     return re.sub(r"_(.)", lambda match: match.group(1).upper(), proto_name)
 
 
+# A field name, or a subscript (`[2]`, `['some_key']`) whose content is data, not a name, and is kept as it is.
+_PATH_PART = re.compile(r"\[[^\]]*\]|[^.\[]+")
+
+
 def to_json_path(proto_path: str) -> str:
     """A dotted proto field path in the REST body's JSON names: `principal.currency_code` → `principal.currencyCode`.
 
-    Index suffixes (`items[2].unit_price`) are kept as they are.
+    Subscripts are kept as they are: `items[2].unit_price` → `items[2].unitPrice`, and a map key such as
+    `attributes['http_route']` keeps its underscore (it is the client's key, not a proto field).
     """
-    return ".".join(to_json_name(part) for part in proto_path.split(".")) if proto_path else proto_path
+    return _PATH_PART.sub(
+        lambda part: part.group(0) if part.group(0).startswith("[") else to_json_name(part.group(0)), proto_path
+    )
 
 
-def field_violations(status_details_bin: bytes | None) -> list[dict[str, str]]:
-    """The google.rpc.BadRequest field violations in a `grpc-status-details-bin` value, with JSON field paths."""
+def field_violations(
+    status_details_bin: bytes | None, rest_fields: Mapping[str, str] | None = None
+) -> list[dict[str, str]]:
+    """The google.rpc.BadRequest field violations in a `grpc-status-details-bin` value, with JSON field paths
+    (or the REST parameter `rest_fields` names for a proto field path)."""
+    renamed = rest_fields or {}
     if not status_details_bin:
         return []
     try:
@@ -134,7 +146,8 @@ def field_violations(status_details_bin: bytes | None) -> list[dict[str, str]]:
         bad_request = error_details_pb2.BadRequest()
         if detail.Unpack(bad_request):  # False for other detail types, which are not passed on
             violations.extend(
-                {"field": to_json_path(v.field), "description": v.description} for v in bad_request.field_violations
+                {"field": renamed.get(v.field) or to_json_path(v.field), "description": v.description}
+                for v in bad_request.field_violations
             )
     return violations
 
@@ -146,7 +159,9 @@ def _status_details_bin(error: grpc.aio.AioRpcError) -> bytes | None:
     return None
 
 
-def grpc_error_response(error: grpc.aio.AioRpcError, service: str) -> JSONResponse:
+def grpc_error_response(
+    error: grpc.aio.AioRpcError, service: str, rest_fields: Mapping[str, str] | None = None
+) -> JSONResponse:
     """The REST error for a failed call to `service`; upstream text is only passed on where it is meant for callers."""
     code = error.code()
     if code is grpc.StatusCode.UNAVAILABLE or code is grpc.StatusCode.DEADLINE_EXCEEDED or http_status_for(code) == 500:
@@ -159,15 +174,24 @@ def grpc_error_response(error: grpc.aio.AioRpcError, service: str) -> JSONRespon
             grpc.StatusCode.DEADLINE_EXCEEDED: f"the {service} service did not answer in time",
         }.get(code, INTERNAL_MESSAGE)
         return error_response(code, message)
-    return error_response(code, error.details() or code.name, field_violations(_status_details_bin(error)))
+    violations = field_violations(_status_details_bin(error), rest_fields)
+    return error_response(code, error.details() or code.name, violations)
+
+
+def _location_path(location: Sequence[object]) -> str:
+    """pydantic's location as the services write field paths: list positions subscripted (`entries[3].level`)."""
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path
 
 
 def _validation_details(error: RequestValidationError) -> list[dict[str, str]]:
     details = []
     for issue in error.errors():
-        location = [str(part) for part in issue.get("loc", ())]
+        location = list(issue.get("loc", ()))
         if location and location[0] in ("body", "query", "path", "header"):
-            where, location = location[0], location[1:]
+            where, location = str(location[0]), location[1:]
         else:
             where = "body"
         if issue.get("type") == "json_invalid":
@@ -175,7 +199,7 @@ def _validation_details(error: RequestValidationError) -> list[dict[str, str]]:
             reason = (issue.get("ctx") or {}).get("error", "")
             details.append({"field": "(body)", "description": f"malformed JSON: {reason}".rstrip(": ")})
             continue
-        field = ".".join(location) or f"({where})"
+        field = _location_path(location) or f"({where})"
         # pydantic's "input" is the caller's data (possibly PII) and is never echoed back.
         details.append({"field": field, "description": str(issue.get("msg", "invalid"))})
     return details
@@ -215,7 +239,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_upstream_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, UpstreamError)
-        return grpc_error_response(error.error, error.service)
+        return grpc_error_response(error.error, error.service, error.rest_fields)
 
     async def on_bug(_: Request, error: Exception) -> JSONResponse:
         # Runs in Starlette's outermost error middleware, past the one that stamps X-Trace-Id: stamp it here.

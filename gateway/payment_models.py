@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StringConstraints
 
-from gateway.customer_models import Int64String, Money, MoneyOut, ProtoJson
+from gateway.customer_models import Int64String, Money, MoneyOut, ProtoJson, Version
 
 
 class PaymentMethod(StrEnum):
@@ -85,5 +85,5 @@ class RecordPaymentBody(ProtoJson):
 class ReversePaymentBody(ProtoJson):
     """`version` is the one the caller read (a stale one is refused with 409 ABORTED)."""
 
-    version: Annotated[int, Field(ge=0)]
+    version: Version
     reason: Annotated[str, StringConstraints(max_length=2000)] = ""

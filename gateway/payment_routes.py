@@ -69,7 +69,7 @@ PaidFrom = Annotated[str, Query(alias="from", max_length=64, description=f"paid 
 PaidTo = Annotated[str, Query(alias="to", max_length=64, description=f"paid before; {RFC3339}")]
 
 
-def _timestamp(value: str, parameter: str) -> timestamp_pb2.Timestamp | None:
+def timestamp_parameter(value: str, parameter: str) -> timestamp_pb2.Timestamp | None:
     """An RFC 3339 query parameter as a Timestamp (None when absent); malformed → 400 naming `parameter`."""
     if not value:
         return None
@@ -151,7 +151,7 @@ async def list_customer_payments(
 ) -> JSONResponse:
     if caller.role is Role.CUSTOMER and not caller.is_customer(id):
         raise not_found("customer", id)
-    from_time, to_time = _timestamp(paid_from, "from"), _timestamp(paid_to, "to")
+    from_time, to_time = timestamp_parameter(paid_from, "from"), timestamp_parameter(paid_to, "to")
     if from_time is not None and to_time is not None and from_time.ToDatetime() >= to_time.ToDatetime():
         raise ApiError(
             grpc.StatusCode.INVALID_ARGUMENT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar, TypeVar
 
 import grpc
@@ -21,9 +22,15 @@ class UpstreamService:
     deadline_seconds: float
 
     async def call(
-        self, method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT], request: RequestT, caller: Caller
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[RequestT, ResponseT],
+        request: RequestT,
+        caller: Caller,
+        rest_fields: Mapping[str, str] | None = None,
     ) -> ResponseT:
+        """`rest_fields` names the REST parameter of a request field whose REST name is not its JSON name (a query
+        parameter `from` for `from_time`), so the service's field violations name what the client sent."""
         try:
             return await method(request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
         except grpc.aio.AioRpcError as error:
-            raise UpstreamError(error, self.name) from None
+            raise UpstreamError(error, self.name, rest_fields) from None

@@ -1,4 +1,4 @@
-"""The REST models mirror the customer, payment and migration contexts' protobuf messages field by field, in
+"""The REST models mirror the customer, payment, logging and migration contexts' protobuf messages field by field, in
 protobuf's JSON names."""
 
 from __future__ import annotations
@@ -6,14 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor
 from google.type import date_pb2, money_pb2
 from pydantic import BaseModel
 
 from gateway import customer_models as m
+from gateway import logging_models as lm
 from gateway import migration_models as mm
 from gateway import payment_models as pm
 from loanbook.customer.v1 import customer_pb2 as pb
+from loanbook.logging.v1 import logging_pb2 as lpb
 from loanbook.migration.v1 import migration_pb2 as mpb
 from loanbook.payment.v1 import payment_pb2 as ppb
 from migration.stages import Stage
@@ -46,6 +49,13 @@ MIRRORS: list[tuple[type[BaseModel], Any, set[str]]] = [
     (pm.ListLoanPaymentsResponse, ppb.ListLoanPaymentsResponse.DESCRIPTOR, set()),
     (pm.RecordPaymentBody, ppb.RecordPaymentRequest.DESCRIPTOR, {"idempotencyKey"}),
     (pm.ReversePaymentBody, ppb.ReversePaymentRequest.DESCRIPTOR, {"paymentId"}),
+    (lm.LogEntry, lpb.LogEntry.DESCRIPTOR, set()),
+    (lm.LogEntryBody, lpb.LogEntry.DESCRIPTOR, set()),
+    (lm.WriteLogsBody, lpb.WriteLogsRequest.DESCRIPTOR, set()),
+    (lm.WriteLogsResponse, lpb.WriteLogsResponse.DESCRIPTOR, set()),
+    (lm.QueryLogsResponse, lpb.QueryLogsResponse.DESCRIPTOR, set()),
+    (lm.LogsPage, lpb.QueryLogsResponse.DESCRIPTOR, set()),
+    (lm.GetTraceLogsResponse, lpb.GetTraceLogsResponse.DESCRIPTOR, set()),
     (mm.TableMode, mpb.TableMode.DESCRIPTOR, set()),
     (mm.ListTableModesResponse, mpb.ListTableModesResponse.DESCRIPTOR, set()),
     (mm.UpdateTableModeResponse, mpb.UpdateTableModeResponse.DESCRIPTOR, set()),
@@ -69,6 +79,28 @@ def test_the_status_enum_has_exactly_the_proto_value_names() -> None:
 def test_the_payment_enums_have_exactly_the_proto_value_names() -> None:
     assert {method.value for method in pm.PaymentMethod} == set(ppb.PaymentMethod.keys())
     assert {status.value for status in pm.PaymentStatus} == set(ppb.PaymentStatus.keys())
+
+
+def test_the_log_levels_have_exactly_the_proto_value_names() -> None:
+    assert {level.value for level in lm.LogLevel} == set(lpb.LogLevel.keys())
+
+
+def test_a_log_batch_becomes_protobuf_json_that_the_proto_parses_and_a_naive_time_is_refused() -> None:
+    body = lm.WriteLogsBody.model_validate(
+        {"entries": [{"service": "s", "level": "LOG_LEVEL_ERROR", "time": "2026-01-31T10:00:00+01:00",
+                      "attributes": {"http_route": "/x"}, "traceId": "a" * 32}]}
+    )  # fmt: skip
+
+    request = json_format.ParseDict(body.to_proto_json(), lpb.WriteLogsRequest())
+
+    assert request.entries[0].level == lpb.LOG_LEVEL_ERROR
+    assert request.entries[0].time.ToJsonString() == "2026-01-31T09:00:00Z"
+    assert dict(request.entries[0].attributes) == {"http_route": "/x"}
+    assert request.entries[0].trace_id == "a" * 32
+    with pytest.raises(ValueError, match="timezone"):
+        lm.WriteLogsBody.model_validate({"entries": [{"time": "2026-01-31T10:00:00"}]})
+    with pytest.raises(ValueError, match="Input should be"):
+        lm.WriteLogsBody.model_validate({"entries": [{"level": "LOUD"}]})
 
 
 def test_the_rest_stages_are_exactly_the_proto_stages_in_lowercase() -> None:

@@ -48,6 +48,9 @@ def test_error_body_has_code_message_and_details() -> None:
         ("principal.currency_code", "principal.currencyCode"),
         ("annual_rate_bps", "annualRateBps"),
         ("entries[2].trace_id", "entries[2].traceId"),
+        # A map key is the client's data: neither its underscores nor its dots are field-name syntax.
+        ("entries[0].attributes['http_route']", "entries[0].attributes['http_route']"),
+        ("entries[1].attributes['a.b_c']", "entries[1].attributes['a.b_c']"),
         ("name", "name"),
         ("", ""),
     ],
@@ -76,6 +79,20 @@ def test_bad_request_field_violations_are_passed_through_with_json_field_names()
     assert field_violations(_status_bin(error_details_pb2.ErrorInfo(reason="X"), bad_request)) == [
         {"field": "dateOfBirth", "description": "must be in the past"},
         {"field": "principal.currencyCode", "description": "not ISO 4217"},
+    ]
+
+
+def test_a_violation_of_a_field_rest_takes_from_a_query_parameter_names_that_parameter() -> None:
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field="from_time", description="must be before to_time"),
+            error_details_pb2.BadRequest.FieldViolation(field="page_token", description="page token is not valid"),
+        ]
+    )
+
+    assert field_violations(_status_bin(bad_request), {"from_time": "from"}) == [
+        {"field": "from", "description": "must be before to_time"},
+        {"field": "pageToken", "description": "page token is not valid"},
     ]
 
 

@@ -1,0 +1,197 @@
+"""Customer payment history (50 newest) through the REST gateway over HTTP against the same call on the gRPC stub.
+
+Run: `.venv/bin/python -m bench.gateway_overhead [--payments 20000 --customers 400]`.
+Target (issue 6): at concurrency 1, gateway p50 within 2.5 ms of the direct gRPC p50 measured in the same run;
+throughput at concurrency 32 reported for both. The payment service reads PostgreSQL (stage postgres_only), so
+what differs between the two paths is the gateway alone: HTTP parsing, the bearer token, the gRPC hop and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import secrets
+import signal
+import sys
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aioboto3
+import asyncpg
+import grpc
+import httpx
+
+from bench.harness import interleaved, wait_for, write_report
+from bench.payment_history import load_postgres, payments_for, throughput
+from chassis.identity import Role
+from chassis.ids import new_id
+from devstack.dynamodb import DynamoDBLocal
+from devstack.postgres import PostgresServer
+from devstack.processes import free_port
+from devstack.supervisor import grpc_health
+from gateway.tokens import mint_token
+from loanbook.payment.v1 import payment_pb2 as pb
+from loanbook.payment.v1 import payment_pb2_grpc
+from migration.control import ControlPlane
+from migration.schema import upgrade_to_head as upgrade_migration_schema
+from migration.stages import Stage, TableMode
+from services.payment.adapters.dynamodb import ensure_payment_table
+from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+
+TABLE_PREFIX = "bench"
+PAGE_SIZE = 50
+UNREACHABLE = "127.0.0.1:9"  # peers the history call never uses (listing asks neither customers nor logs)
+
+
+@asynccontextmanager
+async def process(argv: list[str], env: dict[str, str]) -> AsyncIterator[None]:
+    child = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    try:
+        yield
+    finally:
+        child.send_signal(signal.SIGTERM)
+        await child.wait()
+
+
+def http_ready(url: str) -> object:
+    async def ready() -> bool:
+        try:
+            async with httpx.AsyncClient(timeout=1) as client:
+                return (await client.get(url)).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return ready
+
+
+async def run(args: argparse.Namespace) -> str:
+    rng = random.Random(6)  # noqa: S311 - benchmark data
+    customers = [new_id() for _ in range(args.customers)]
+    payments = payments_for(customers, args.payments, rng)
+    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
+        async with (
+            PostgresServer(Path(state), ephemeral=True) as postgres,
+            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
+        ):
+            await upgrade_payment_schema(postgres.dsn)
+            await upgrade_migration_schema(postgres.dsn)
+            session = aioboto3.Session(
+                aws_access_key_id="local",
+                aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
+                region_name="us-east-1",
+            )
+            async with session.client("dynamodb", endpoint_url=dynamodb.endpoint) as client:
+                await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
+            seconds = await load_postgres(postgres.dsn, payments)
+            print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
+            pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+            try:
+                control = ControlPlane(pool, guards=())
+                await control.seed({"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench")
+            finally:
+                await pool.close()
+            payment_port, gateway_port = free_port(), free_port()
+            secret = secrets.token_urlsafe(48)
+            common = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+            payment_env = {
+                **common,
+                "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
+                "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port), "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres.dsn,
+                "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
+                "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX, "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
+                "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING", "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+            }  # fmt: skip
+            # The gateway as `make up` runs it (INFO, one access log line a request), its log to /dev/null.
+            gateway_env = {
+                **common,
+                "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port), "LOANBOOK_GATEWAY_JWT_SECRET": secret,
+                "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
+                "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE, "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
+            }  # fmt: skip
+            async with process([sys.executable, "-m", "services.payment"], payment_env):
+                await wait_for(grpc_health(f"127.0.0.1:{payment_port}"), 60, "payment service")
+                profile = ["-m", "cProfile", "-o", args.profile_gateway] if args.profile_gateway else []
+                async with process([sys.executable, *profile, "-m", "gateway"], gateway_env):
+                    gateway_url = f"http://127.0.0.1:{gateway_port}"
+                    await wait_for(http_ready(f"{gateway_url}/healthz"), 60, "gateway")  # type: ignore[arg-type]
+                    report = await measure(args, customers, payment_port, gateway_url, secret)
+    header = (
+        f"Data: {len(payments):,} payments over {len(customers):,} customers (about "
+        f"{len(payments) // len(customers)} each), in PostgreSQL (stage postgres_only).\n"
+        "The payment service and the gateway each run as their own process (tracing on, exporter none; the\n"
+        "gateway at log level INFO, as deployed). Both paths ask the same payment service for the same customers'\n"
+        f"{PAGE_SIZE} newest payments: the gateway with `GET /v1/customers/{{id}}/payments?pageSize={PAGE_SIZE}` and\n"
+        "an officer's bearer token over one keep-alive HTTP/1.1 connection pool (httpx), the direct path with\n"
+        "ListCustomerPayments on a gRPC stub. Concurrency 1 unless stated, calls interleaved.\n\n"
+    )
+    return header + report
+
+
+async def measure(
+    args: argparse.Namespace, customers: list[uuid.UUID], payment_port: int, gateway_url: str, secret: str
+) -> str:
+    rng = random.Random(10)  # noqa: S311
+    picks = [str(rng.choice(customers)) for _ in range(args.iterations * 4 + 500)]
+    token = mint_token(secret, Role.OFFICER, "bench-officer")
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with (
+        grpc.aio.insecure_channel(f"127.0.0.1:{payment_port}") as channel,
+        httpx.AsyncClient(
+            base_url=gateway_url, headers={"Authorization": f"Bearer {token}"}, limits=limits, timeout=10
+        ) as http,
+    ):
+        stub = payment_pb2_grpc.PaymentServiceStub(channel)
+
+        async def direct(i: int) -> object:
+            request = pb.ListCustomerPaymentsRequest(customer_id=picks[i % len(picks)], page_size=PAGE_SIZE)
+            return await stub.ListCustomerPayments(request, timeout=10)
+
+        async def via_gateway(i: int) -> object:
+            response = await http.get(f"/v1/customers/{picks[i % len(picks)]}/payments?pageSize={PAGE_SIZE}")
+            response.raise_for_status()
+            return response.json()
+
+        # The same answer both ways, or the comparison means nothing.
+        first = await via_gateway(0)
+        assert len(first["payments"]) == len((await direct(0)).payments) > 0  # type: ignore[index, attr-defined]
+
+        latencies = await interleaved({"gateway (HTTP)": via_gateway, "direct gRPC": direct}, args.iterations)
+        gateway_rate = await throughput(via_gateway, args.iterations * 2, 32)
+        direct_rate = await throughput(direct, args.iterations * 2, 32)
+    via, straight = latencies.values()
+    gap = via.p50 - straight.p50
+    return "\n".join(
+        [
+            "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
+            via.row(), straight.row(), "",
+            f"gateway p50 minus direct gRPC p50 = **{gap:.3f} ms** "
+            f"({'meets' if gap <= 2.5 else 'MISSES'} the 2.5 ms target).",
+            f"Throughput at concurrency 32: gateway **{gateway_rate:,.0f}/s**, direct gRPC **{direct_rate:,.0f}/s** "
+            f"({gateway_rate / direct_rate:.0%} of direct).",
+            "",
+        ]
+    )  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--payments", type=int, default=20_000)
+    parser.add_argument("--customers", type=int, default=400)
+    parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--profile-gateway", metavar="FILE", help="run the gateway under cProfile, stats to FILE")
+    parser.add_argument("--output", default="gateway_overhead", help="results file name under bench/results")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print(report)
+    print(f"written to {write_report(args.output, report)}")
+
+
+if __name__ == "__main__":
+    main()
