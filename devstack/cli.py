@@ -173,6 +173,7 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 "LOANBOOK_GATEWAY_CUSTOMER_ADDR": customer,
                 "LOANBOOK_GATEWAY_PAYMENT_ADDR": payment,
                 "LOANBOOK_GATEWAY_LOGGING_ADDR": logging_addr,
+                "LOANBOOK_GATEWAY_SHIP_OWN_LOGS": "true",
                 "LOANBOOK_GATEWAY_JWT_SECRET": gateway_jwt_secret(stack.state_dir),
             },
             readiness=http_ok(f"{gateway}/healthz"),

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from chassis.grpc_client import create_channel
+from chassis.log_shipping import grpc_sink, ship_logs
 from gateway.auth import TokenVerifier
 from gateway.config import GatewaySettings
 from gateway.customer_routes import CustomerService
@@ -86,10 +88,13 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             migration_pb2_grpc.MigrationServiceStub(app.state.downstreams.channels["payment"]),
             settings.grpc_deadline_seconds,
         )
-        try:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(app.state.downstreams.close)
+            if settings.ship_own_logs:
+                # Pushed after the channels, so it stops (flushing its queue) while the logging channel is open.
+                await ship_logs("loanbook-gateway", grpc_sink(app.state.downstreams.channels["logging"],
+                                "loanbook-gateway"), stack, level=logging.getLevelName(settings.log_level))  # fmt: skip
             yield
-        finally:
-            await app.state.downstreams.close()
 
     app = FastAPI(
         title="loanbook gateway",

@@ -30,6 +30,9 @@ class GatewaySettings(ProcessSettings, TlsSettings):
     logging_addr: str = Field(min_length=3)
     grpc_deadline_seconds: float = Field(default=5.0, gt=0, le=60)
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
+    # Ship the gateway's own log records (its access lines among them) to the logging service at logging_addr,
+    # so GET /v1/logs?traceId= shows the gateway's part of a request next to the services'.
+    ship_own_logs: bool = False
 
     # Bearer tokens: an HS256 shared secret (local stacks, tests) or RS256 keys from a JWKS endpoint.
     jwt_secret: SecretStr | None = None

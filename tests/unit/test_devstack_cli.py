@@ -116,6 +116,7 @@ def test_services_ship_their_own_logs_to_the_logging_service_but_it_does_not_shi
 
     assert apps["customer"].env["LOANBOOK_CUSTOMER_LOG_SHIPPING_ADDR"] == "127.0.0.1:50153"
     assert apps["payment"].env["LOANBOOK_PAYMENT_LOG_SHIPPING_ADDR"] == "127.0.0.1:50153"
+    assert apps["gateway"].env["LOANBOOK_GATEWAY_SHIP_OWN_LOGS"] == "true"
     assert not any("SHIPPING" in name for name in apps["logging"].env)
 
 
