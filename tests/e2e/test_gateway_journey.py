@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any
 
 import httpx
@@ -22,8 +22,8 @@ async def client(running_system: RunningSystem) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
-async def ok(response: httpx.Response | Any, status: int = 200) -> dict[str, Any]:
-    response = await response
+async def ok(request: Awaitable[httpx.Response], status: int = 200) -> dict[str, Any]:
+    response = await request
     assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     return body
