@@ -42,8 +42,8 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 T = TypeVar("T")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, soft_wrap=True)  # lines stay whole for grep and logs
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # --- shared options ------------------------------------------------------------------------------------------
 

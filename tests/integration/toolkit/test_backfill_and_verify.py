@@ -61,7 +61,8 @@ async def test_a_second_backfill_is_a_new_run_that_changes_nothing(stores: Store
     second = await run_backfill(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, options)
     [verified] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name)
 
-    assert second[0].run_id != first[0].run_id and not second[0].resumed
+    assert second[0].run_id != first[0].run_id
+    assert not second[0].resumed
     assert len(await stores.dynamo_keys("payments")) == 1000
     assert verified.clean
 
@@ -116,12 +117,15 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
         finally:
             backfill_done.set()
 
-    results = await asyncio.gather(backfill(), *(traffic(seed) for seed in range(4)))
+    backfilling = asyncio.create_task(backfill())
+    writes = await asyncio.gather(*(traffic(seed) for seed in range(4)))
+    await backfilling
     [verified] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name)
 
     changed = {pid: p for pid, p in latest.items() if p.version > 1}
-    assert sum(results[1:]) >= 200 and len(changed) >= 50
-    stale = [pid for pid, p in changed.items() if (await dynamo.get(p.id)) != p]  # type: ignore[arg-type]
+    assert sum(writes) >= 200
+    assert len(changed) >= 50
+    stale = [pid for pid, p in changed.items() if (await dynamo.get(p.id)) != p]
     assert stale == []
     assert (verified.clean, verified.rows_checked) == (True, len(latest))
 
@@ -161,7 +165,9 @@ async def test_verify_reports_a_deleted_an_altered_and_an_extra_item_and_repair_
         ("extra", (f"IDEMPOTENCY#{stray.idempotency_key}",), ()),
     }
     assert [(d.kind, d.key, d.fields) for d in logs_found.differences] == [("differing", log_key, ("message",))]
-    assert not payments_found.clean and payments_found.repaired == 4 and logs_found.repaired == 1
+    assert not payments_found.clean
+    assert payments_found.repaired == 4
+    assert logs_found.repaired == 1
     assert [(v.table, v.clean) for v in again] == [("payments", True), ("logs", True)]
     assert await DynamoPaymentRepository(client, payments_table).get(altered.id) == altered
     clean_flags = await stores.pool.fetch("SELECT clean FROM migration.verifications ORDER BY id")
@@ -176,6 +182,7 @@ async def test_a_sampled_verify_checks_part_of_the_table_and_is_recorded_as_not_
     [sampled] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
                                  VerifyOptions(sample=0.25, workers=2))  # fmt: skip
 
-    assert sampled.clean and not sampled.full
+    assert sampled.clean
+    assert not sampled.full
     assert 200 <= sampled.rows_checked <= 1000
     assert await stores.pool.fetchval("SELECT full_scan FROM migration.verifications") is False
