@@ -14,9 +14,9 @@ import asyncpg
 import pytest
 from typer.testing import CliRunner
 
-from migration.cli import app
 from migration.stages import Stage
 from migration.toolkit import commands  # noqa: F401 - registers the commands on `app`
+from migration.toolkit.app import app
 from tests.integration.toolkit.conftest import (
     insert_logs,
     insert_payments,
