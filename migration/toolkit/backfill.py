@@ -16,7 +16,7 @@ from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
 from migration.toolkit.dynamo_io import RateLimiter, batch_write
 from migration.toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
-from migration.toolkit.specs import TableSpec
+from migration.toolkit.specs import Key, TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -125,11 +125,14 @@ async def _copy_range(
     copied: Callable[[int, int], None],
 ) -> None:
     after = key_range.last or key_range.lower
+    if not spec.lock_rows:
+        await _copy_unlocked_range(pool, dynamodb, table_name, spec, run, key_range, after, options, limiter, copied)
+        return
     while True:
-        # The checkpoint commits with the transaction that read the rows, once DynamoDB holds them; for tables
-        # whose rows change, that transaction also holds the rows' share locks until then (see TableSpec).
+        # The checkpoint commits with the transaction that read the rows, once DynamoDB holds them; that
+        # transaction also holds the rows' share locks until then (see TableSpec.lock_rows).
         async with pool.acquire() as connection, connection.transaction():
-            rows = await spec.read_page(connection, after, key_range.upper, options.batch_rows, lock=spec.lock_rows)
+            rows = await spec.read_page(connection, after, key_range.upper, options.batch_rows, lock=True)
             items = [item for row in rows for item in spec.items(row)]
             if items:
                 await batch_write(dynamodb, table_name, items, concurrency=options.write_concurrency, limiter=limiter)
@@ -142,6 +145,40 @@ async def _copy_range(
         if finished:
             return
         after = last
+
+
+async def _copy_unlocked_range(
+    pool: asyncpg.Pool,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    spec: TableSpec,
+    run: BackfillRun,
+    key_range: KeyRange,
+    after: Key | None,
+    options: BackfillOptions,
+    limiter: RateLimiter,
+    copied: Callable[[int, int], None],
+) -> None:
+    """Rows that never change need no lock: the next page is read while the current one is written."""
+    page = asyncio.create_task(spec.read_page(pool, after, key_range.upper, options.batch_rows))
+    try:
+        while True:
+            rows = await page
+            finished = len(rows) < options.batch_rows
+            last = spec.key_of(rows[-1]) if rows else None
+            if not finished:
+                page = asyncio.create_task(spec.read_page(pool, last, key_range.upper, options.batch_rows))
+            items = [item for row in rows for item in spec.items(row)]
+            if items:
+                await batch_write(dynamodb, table_name, items, concurrency=options.write_concurrency, limiter=limiter)
+            # Checkpointed only once DynamoDB holds the page: a run killed here copies the page again, harmlessly.
+            await BackfillRuns.checkpoint(pool, run.id, key_range.number, last, len(rows), len(items), done=finished)
+            copied(len(rows), len(items))
+            if finished:
+                return
+    finally:
+        if not page.done():
+            page.cancel()
 
 
 async def backfill_table(

@@ -209,9 +209,10 @@ class LogSpec(TableSpec):
             times.append(datetime.fromisoformat(moment))
             ids.append(entry_id)
         rows = await executor.fetch(
-            """SELECT e.* FROM logging.entries e
-               JOIN unnest($1::text[], $2::timestamptz[], $3::text[]::uuid[]) AS k(service, time, id)
-                 ON (e.service, e.time, e.id) = (k.service, k.time, k.id)""",
+            # LATERAL: one primary-key lookup per key (in its day's partition), never a scan of the table.
+            """SELECT e.* FROM unnest($1::text[], $2::timestamptz[], $3::text[]::uuid[]) AS k(service, time, id)
+               CROSS JOIN LATERAL (SELECT * FROM logging.entries
+                                   WHERE service = k.service AND time = k.time AND id = k.id) AS e""",
             services, times, ids,
         )  # fmt: skip
         return list(rows)

@@ -229,17 +229,19 @@ class _TableVerifier:
         count = max(1, self.options.workers * self.options.ranges_per_worker)
         sampled = await self.spec.sample_keys(self.pool, min(1.0, SAMPLE_PER_RANGE * count / total)) if total else []
         ranges = split_ranges(sampled, count)
-        segments = list(range(count))
+        # Fewer scan segments than ranges: each segment is a Scan of its own, and a few per worker keep them busy.
+        segment_count = max(1, 2 * self.options.workers)
+        segments = list(range(segment_count))
         if not self.summary.full:
             # Whole key ranges (and scan segments) at random: each is compared in full, both ways.
             ranges = random.sample(ranges, max(1, round(len(ranges) * self.summary.sample)))
-            segments = random.sample(segments, max(1, round(count * self.summary.sample)))
+            segments = random.sample(segments, max(1, round(segment_count * self.summary.sample)))
         self.progress.start(self.spec.name, round(total * self.summary.sample), 0)
         work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
         for lower, upper in ranges:
             work.put_nowait(functools.partial(self.check_range, lower, upper))
         for segment in segments:
-            work.put_nowait(functools.partial(self.scan_segment, segment, count))
+            work.put_nowait(functools.partial(self.scan_segment, segment, segment_count))
 
         async def worker() -> None:
             while not work.empty():
