@@ -23,7 +23,8 @@ async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=4)
     # Each test starts from no modes at all (the tables are shared by the session).
     await pool.execute(
-        "TRUNCATE migration.mode_changes, migration.table_modes, migration.verifications RESTART IDENTITY CASCADE"
+        """TRUNCATE migration.mode_changes, migration.table_modes, migration.verifications, migration.backfill_runs,
+                    migration.journal RESTART IDENTITY CASCADE"""
     )
     try:
         yield pool
@@ -106,6 +107,41 @@ async def test_dynamo_only_needs_a_clean_full_verification(pool: asyncpg.Pool) -
 
     assert (await control.change("payments", stage=Stage.DYNAMO_ONLY, who="ops")).stage is Stage.DYNAMO_ONLY
     assert (await control.mode("payments")).stage is Stage.DYNAMO_ONLY
+
+
+async def test_serving_only_from_dynamodb_needs_a_clean_verification_newer_than_the_last_backfill(
+    pool: asyncpg.Pool,
+) -> None:
+    control = ControlPlane(pool)
+    await control.seed({"payments": TableMode("payments", Stage.DYNAMO_LIVE, True)}, who="settings")
+    backfill = await pool.fetchval(
+        """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total)
+           VALUES ('payments', 'dual_write', 'ops', 10) RETURNING id"""
+    )
+
+    with pytest.raises(FailedPrecondition, match=f"backfill run {backfill} .* is unfinished"):
+        await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('payments', true, true, 10, 0, now() - interval '1 hour')"""
+    )
+    await pool.execute("UPDATE migration.backfill_runs SET status = 'finished', finished_at = now()")
+    with pytest.raises(FailedPrecondition, match="started before the last backfill finished"):
+        await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('payments', false, false, 10, 3, now())"""
+    )
+    with pytest.raises(FailedPrecondition, match="the latest verification found differences"):
+        await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('payments', false, true, 10, 0, now())"""
+    )
+
+    assert (await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
+    # Backwards needs nothing: PostgreSQL still has every write.
+    assert (await control.change("payments", stage=Stage.SHADOW, who="ops")).stage is Stage.SHADOW
 
 
 def _set_when(event: asyncio.Event, stage: Stage) -> Callable[[TableMode], None]:

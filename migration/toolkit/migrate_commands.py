@@ -1,0 +1,379 @@
+"""`loanbook migrate plan|status|backfill|verify|switch|rollback|history` over the toolkit's engine."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import asyncpg
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgressBars
+from rich.text import Text
+
+from chassis.errors import DomainError
+from chassis.stores import StoreUnavailable, dynamodb_client, postgres_pool
+from migration.control import ControlPlane, check_table, parse_stage
+from migration.schema import upgrade_to_head
+from migration.stages import TABLES
+from migration.toolkit.app import migrate
+from migration.toolkit.backfill import BackfillOptions, run_backfill
+from migration.toolkit.config import ToolkitSettings
+from migration.toolkit.plan import rollback_guarantee, rollback_target, table_status
+from migration.toolkit.specs import TableSpec, table_specs
+from migration.toolkit.verify import VerifyOptions, run_verify
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+T = TypeVar("T")
+out = Console(highlight=False, soft_wrap=True)  # lines stay whole for grep and logs
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# --- shared options ------------------------------------------------------------------------------------------
+
+PostgresDsn = Annotated[
+    str | None,
+    typer.Option(help="PostgreSQL the services use [env LOANBOOK_MIGRATION_POSTGRES_DSN]", show_default=False),
+]
+DynamoEndpoint = Annotated[
+    str | None,
+    typer.Option(help="DynamoDB endpoint URL, e.g. DynamoDB Local [env LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT]",
+                 show_default=False),
+]  # fmt: skip
+Region = Annotated[str | None, typer.Option(help="AWS region [env LOANBOOK_MIGRATION_AWS_REGION]", show_default=False)]
+TablePrefix = Annotated[
+    str | None,
+    typer.Option(help="DynamoDB table name prefix, as the services' [env LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX]",
+                 show_default=False),
+]  # fmt: skip
+Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (default: both)", show_default=False)]
+Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
+Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit [env LOANBOOK_OPERATOR]")]
+
+
+def _settings(dsn: str | None, endpoint: str | None, region: str | None, prefix: str | None) -> ToolkitSettings:
+    given = {"postgres_dsn": dsn, "dynamodb_endpoint": endpoint, "aws_region": region, "dynamodb_table_prefix": prefix}
+    try:
+        return ToolkitSettings(**{key: value for key, value in given.items() if value is not None})  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for issue in error.errors():
+            field = ".".join(str(part) for part in issue["loc"])
+            problems.append(f"LOANBOOK_MIGRATION_{field.upper()} (or --{field.replace('_', '-')}): {issue['msg']}")
+        err.print("invalid configuration: " + "; ".join(problems), markup=False)
+        raise typer.Exit(2) from None
+
+
+def _who(who: str | None) -> str:
+    return who or os.environ.get("LOANBOOK_OPERATOR") or getpass.getuser()
+
+
+def _tables(names: list[str] | None) -> list[str]:
+    return [check_table(name) for name in names] if names else list(TABLES)
+
+
+def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Runs the command; refusals and unreachable stores end it with a message and a non-zero exit code."""
+    try:
+        return asyncio.run(work())
+    except DomainError as error:
+        err.print(f"refused: {error}", markup=False)
+        raise typer.Exit(1) from None
+    except StoreUnavailable as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(2) from None
+
+
+@asynccontextmanager
+async def _postgres(settings: ToolkitSettings, connections: int = 4) -> AsyncIterator[asyncpg.Pool]:
+    await upgrade_to_head(settings.postgres_dsn.get_secret_value())
+    size = max(connections, settings.postgres_pool_max_size)
+    async with postgres_pool(settings.model_copy(update={"postgres_pool_max_size": size})) as pool:
+        yield pool
+
+
+@asynccontextmanager
+async def _stores(
+    settings: ToolkitSettings, connections: int = 4
+) -> AsyncIterator[tuple[asyncpg.Pool, DynamoDBClient]]:
+    async with _postgres(settings, connections) as pool, dynamodb_client(settings) as client:
+        yield pool, client
+
+
+def _specs(settings: ToolkitSettings, tables: list[str]) -> list[TableSpec]:
+    return table_specs(tables, settings.log_shards, settings.log_retention)
+
+
+# --- progress ------------------------------------------------------------------------------------------------
+
+
+class _Rate(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} rows/s" if task.speed else "- rows/s", style="progress.data.speed")
+
+
+class RichProgress:
+    """One bar per table with rows done of the total, rate and ETA (on stderr, so stdout holds the results)."""
+
+    def __init__(self) -> None:
+        self.bars = RichProgressBars(
+            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(),
+            TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False,
+        )  # fmt: skip
+        self._tasks: dict[str, Any] = {}
+
+    def start(self, table: str, total: int, done: int) -> None:
+        self._tasks[table] = self.bars.add_task(table, total=max(total, done), completed=done)
+
+    def advance(self, table: str, rows: int) -> None:
+        task = self._tasks[table]
+        self.bars.advance(task, rows)
+        # Rows inserted since the count keep the bar from ending early; the total follows them.
+        current = self.bars.tasks[task]
+        if current.total is not None and current.completed > current.total:
+            self.bars.update(task, total=current.completed)
+
+
+# --- commands ------------------------------------------------------------------------------------------------
+
+
+@migrate.command("status")
+@migrate.command("plan")
+def plan(
+    tables: Tables = None,
+    postgres_dsn: PostgresDsn = None,
+    dynamodb_endpoint: DynamoEndpoint = None,
+    region: Region = None,
+    table_prefix: TablePrefix = None,
+) -> None:
+    """Each table's stage, fallback, journal backlog, rows in each store, last backfill and verification, and the
+    next safe step."""
+    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    names = _tables(tables)
+
+    async def work() -> None:
+        async with _stores(settings) as (pool, client):
+            for spec in _specs(settings, names):
+                status = await table_status(pool, client, spec, settings.table_name(spec.name))
+                mode, backlog = status.mode, status.backlog
+                configured = "" if status.configured else " (no mode stored yet: the services' default)"
+                items = "no table" if status.dynamodb_items is None else f"~{status.dynamodb_items:,} items"
+                lines = [
+                    ("stage", f"{mode.stage.value}, fallback {'on' if mode.fallback else 'off'}, "
+                              f"revision {mode.revision}{configured}"),
+                    ("journal backlog", f"{backlog.pending} pending, oldest {backlog.oldest_age_seconds:.1f} s, "
+                                        f"{backlog.retrying} retrying"),
+                    ("rows", f"PostgreSQL {status.postgres_rows:,} rows; DynamoDB {items}"),
+                ]  # fmt: skip
+                run = status.last_backfill
+                lines.append((
+                    "last backfill",
+                    "none" if run is None else
+                    f"run {run.id} {run.status}, {run.rows_done:,} of {run.rows_total:,} rows, started "
+                    f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}"
+                    + (f", finished {run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else ""),
+                ))  # fmt: skip
+                check = status.last_verification
+                lines.append((
+                    "last verification",
+                    "none" if check is None else
+                    f"{'clean' if check.clean else f'{check.differences} differences'}, "
+                    f"{'full' if check.full else f'sampled {check.sample:.0%}'}, {check.rows_checked:,} rows, "
+                    f"finished {check.finished_at:%Y-%m-%d %H:%M:%S %Z}",
+                ))  # fmt: skip
+                lines.append(("next step", status.next_step))
+                out.print(f"[bold]{spec.name}[/bold]")
+                for label, value in lines:
+                    out.print(f"  {label:<18} {escape(value)}")
+
+    _run(work)
+
+
+@migrate.command()
+def backfill(
+    tables: Tables = None,
+    workers: Workers = 4,
+    batch_rows: Annotated[int, typer.Option(min=1, max=10_000, help="rows per page and checkpoint")] = 500,
+    write_concurrency: Annotated[int, typer.Option(min=1, max=64, help="BatchWriteItem calls per worker")] = 4,
+    rate_limit: Annotated[
+        float | None, typer.Option(min=1, help="items per second per table (provisioned capacity)")
+    ] = None,
+    restart: Annotated[bool, typer.Option(help="abandon an unfinished run and start over")] = False,
+    who: Who = None,
+    postgres_dsn: PostgresDsn = None,
+    dynamodb_endpoint: DynamoEndpoint = None,
+    region: Region = None,
+    table_prefix: TablePrefix = None,
+) -> None:
+    """Copy historical rows from PostgreSQL to DynamoDB; resumes an unfinished run where it stopped. The tables must
+    be dual-writing, so that every later write reaches DynamoDB too."""
+    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    names = _tables(tables)
+    options = BackfillOptions(workers=workers, batch_rows=batch_rows, write_concurrency=write_concurrency,
+                              rate_limit=rate_limit, restart=restart, who=_who(who))  # fmt: skip
+
+    async def work() -> None:
+        async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+            progress = RichProgress()
+            with progress.bars:
+                summaries = await run_backfill(pool, client, _specs(settings, names), settings.table_name, options,
+                                               progress)  # fmt: skip
+        for s in summaries:
+            resumed = " (resumed)" if s.resumed else ""
+            out.print(
+                f"{s.table}: run {s.run_id}{resumed} copied {s.rows:,} rows as {s.items:,} items in {s.seconds:.1f} s "
+                f"({s.rows_per_second:,.0f} rows/s); {s.rows_done:,} of {s.rows_total:,} rows done, {s.ranges} ranges. "
+                f"Next: `loanbook migrate verify {s.table}`",
+                markup=False,
+            )
+
+    _run(work)
+
+
+@migrate.command()
+def verify(
+    tables: Tables = None,
+    sample: Annotated[float, typer.Option(min=0.0001, max=1.0, help="fraction of key ranges compared")] = 1.0,
+    repair: Annotated[bool, typer.Option(help="re-sync differing items from PostgreSQL (authoritative)")] = False,
+    workers: Workers = 4,
+    show: Annotated[int, typer.Option(min=0, help="differences listed per table")] = 20,
+    postgres_dsn: PostgresDsn = None,
+    dynamodb_endpoint: DynamoEndpoint = None,
+    region: Region = None,
+    table_prefix: TablePrefix = None,
+) -> None:
+    """Compare PostgreSQL and DynamoDB row by row (counts and content checksums); exit 1 on any difference."""
+    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    names = _tables(tables)
+    options = VerifyOptions(sample=sample, workers=workers, repair=repair)
+
+    async def work() -> bool:
+        async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+            progress = RichProgress()
+            with progress.bars:
+                summaries = await run_verify(pool, client, _specs(settings, names), settings.table_name, options,
+                                             progress)  # fmt: skip
+        for s in summaries:
+            scope = "full" if s.full else f"sampled {s.sample:.0%}"
+            verdict = "clean" if s.clean else f"{s.missing} missing, {s.extra} extra, {s.differing} differing"
+            out.print(
+                f"{s.table}: {verdict} ({scope}: {s.rows_checked:,} rows as {s.items_checked:,} items checked, "
+                f"{s.items_scanned:,} DynamoDB items scanned, {s.seconds:.1f} s, {s.rows_per_second:,.0f} rows/s; "
+                f"verification {s.verification_id})",
+                markup=False,
+            )
+            for difference in s.differences[:show]:
+                fields = f": {', '.join(difference.fields)}" if difference.fields else ""
+                out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
+            if s.difference_count > show:
+                out.print(f"  ... and {s.difference_count - min(show, len(s.differences)):,} more", markup=False)
+            if s.repaired:
+                out.print(f"  repaired {s.repaired:,} items; run verify again to record a clean verification",
+                          markup=False)  # fmt: skip
+        return all(s.clean for s in summaries)
+
+    if not _run(work):
+        raise typer.Exit(1)
+
+
+@migrate.command()
+def switch(
+    table: Annotated[str, typer.Argument(help="payments or logs")],
+    stage: Annotated[str | None, typer.Argument(help="the stage to move to", show_default=False)] = None,
+    fallback: Annotated[
+        str | None, typer.Option(help="on|off: serve reads from PostgreSQL when DynamoDB fails")
+    ] = None,
+    who: Who = None,
+    reason: Annotated[str, typer.Option(help="why, for the audit")] = "",
+    postgres_dsn: PostgresDsn = None,
+) -> None:
+    """Move a table to another stage and/or set its fallback, guarded and audited; every replica follows."""
+    if stage is None and fallback is None:
+        raise typer.BadParameter("give a stage, --fallback, or both")
+    if fallback not in (None, "on", "off"):
+        raise typer.BadParameter("on or off", param_hint="--fallback")
+    settings = _settings(postgres_dsn, None, None, None)
+
+    async def work() -> None:
+        async with _postgres(settings) as pool:
+            control = ControlPlane(pool)
+            await control.ensure_defaults(who="loanbook migrate")
+            before = await control.mode(check_table(table))
+            mode = await control.change(
+                table,
+                stage=parse_stage(stage) if stage else None,
+                fallback=None if fallback is None else fallback == "on",
+                who=_who(who),
+                reason=reason,
+            )
+        out.print(
+            f"{mode.table}: {before.stage.value} -> {mode.stage.value}, fallback {'on' if mode.fallback else 'off'} "
+            f"(revision {mode.revision}); every replica follows within a second",
+            markup=False,
+        )
+
+    _run(work)
+
+
+@migrate.command()
+def rollback(
+    table: Annotated[str, typer.Argument(help="payments or logs")],
+    to: Annotated[str | None, typer.Option(help="an earlier stage (default: the safe one)", show_default=False)] = None,
+    who: Who = None,
+    reason: Annotated[str, typer.Option(help="why, for the audit")] = "rollback",
+    postgres_dsn: PostgresDsn = None,
+) -> None:
+    """Move a table back so that PostgreSQL serves its reads again, and say what that guarantees."""
+    settings = _settings(postgres_dsn, None, None, None)
+
+    async def work() -> None:
+        async with _postgres(settings) as pool:
+            control = ControlPlane(pool)
+            await control.ensure_defaults(who="loanbook migrate")
+            before = await control.mode(check_table(table))
+            target = rollback_target(before, parse_stage(to, "--to") if to else None)
+            mode = await control.change(table, stage=target, who=_who(who), reason=reason)
+        out.print(f"{table}: rolled back {before.stage.value} -> {mode.stage.value} (revision {mode.revision}).",
+                  markup=False)  # fmt: skip
+        out.print(f"Guarantee: {rollback_guarantee(mode.stage)}", markup=False)
+
+    _run(work)
+
+
+@migrate.command()
+def history(
+    table: Annotated[str, typer.Argument(help="payments or logs")],
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
+    postgres_dsn: PostgresDsn = None,
+) -> None:
+    """The audit trail of a table's mode: who changed it, when, from what to what, and why."""
+    settings = _settings(postgres_dsn, None, None, None)
+
+    async def work() -> None:
+        async with _postgres(settings) as pool:
+            changes = await ControlPlane(pool).history(check_table(table), limit)
+        for change in changes:
+            out.print(
+                f"{change.changed_at:%Y-%m-%d %H:%M:%S} {change.changed_by}: "
+                f"{change.from_stage.value if change.from_stage else '-'} -> {change.to_stage.value}, "
+                f"fallback {change.from_fallback} -> {change.to_fallback} {change.reason}",
+                markup=False,
+            )
+
+    _run(work)

@@ -1,0 +1,156 @@
+"""Where each table stands in the migration, the next safe step, and what a rollback goes back to and guarantees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import asyncpg
+from botocore.exceptions import ClientError
+
+from chassis.errors import FailedPrecondition
+from migration.control import ControlPlane
+from migration.journal import Backlog, Journal
+from migration.stages import ORDER, Stage, TableMode
+from migration.toolkit.dynamo_io import item_count
+from migration.toolkit.runs import BackfillRun, BackfillRuns
+from migration.toolkit.specs import TableSpec
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+
+@dataclass(frozen=True)
+class Verification:
+    id: int
+    clean: bool
+    full: bool
+    sample: float
+    rows_checked: int
+    differences: int
+    started_at: datetime
+    finished_at: datetime
+
+
+@dataclass(frozen=True)
+class TableStatus:
+    table: str
+    mode: TableMode
+    configured: bool  # False: no mode stored yet; the replicas assume postgres_only with fallback on
+    backlog: Backlog
+    postgres_rows: int
+    dynamodb_items: int | None  # DescribeTable's estimate; None when the DynamoDB table does not exist
+    last_backfill: BackfillRun | None
+    last_verification: Verification | None
+    next_step: str
+
+
+async def last_verification(pool: asyncpg.Pool, table: str) -> Verification | None:
+    row = await pool.fetchrow(
+        "SELECT * FROM migration.verifications WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1", table
+    )
+    if row is None:
+        return None
+    return Verification(row["id"], row["clean"], row["full_scan"], row["sample_fraction"], row["rows_checked"],
+                        row["differences"], row["started_at"], row["finished_at"])  # fmt: skip
+
+
+def next_step(
+    mode: TableMode, backlog: Backlog, backfill: BackfillRun | None, verification: Verification | None
+) -> str:
+    """The next safe move from here, as the guards in migration.control will judge it."""
+    table, stage = mode.table, mode.stage
+    if stage is Stage.POSTGRES_ONLY:
+        return f"switch to dual_write (`loanbook migrate switch {table} dual_write`), then backfill"
+    if stage is Stage.DYNAMO_ONLY:
+        return "none: the migration is complete (PostgreSQL no longer receives writes)"
+    if backfill is None or backfill.status != "finished":
+        what = "resume the backfill" if backfill is not None else "backfill"
+        return f"{what} (`loanbook migrate backfill {table}`), then verify"
+    verified = (
+        verification is not None
+        and verification.clean
+        and backfill.finished_at is not None
+        and verification.started_at >= backfill.finished_at
+    )
+    if not verified:
+        return f"verify (`loanbook migrate verify {table}`)" + (
+            " and repair the differences it reports" if verification is not None and not verification.clean else ""
+        )
+    forward = {
+        Stage.DUAL_WRITE: "switch to shadow (PostgreSQL serves, DynamoDB is compared)",
+        Stage.SHADOW: "switch to dynamo_live once shadow mismatches stay at zero",
+        Stage.DYNAMO_LIVE: "switch to dynamo_primary once PostgreSQL comparisons stay clean",
+    }
+    if stage in forward:
+        return forward[stage]
+    assert verification is not None
+    if not verification.full:
+        return f"run a full verification (`loanbook migrate verify {table}` without --sample)"
+    if backlog.pending:
+        return f"wait for the relay to drain the journal ({backlog.pending} pending), then switch to dynamo_only"
+    return "switch to dynamo_only (PostgreSQL stops receiving writes; rollback is then no longer lossless)"
+
+
+async def table_status(pool: asyncpg.Pool, dynamodb: DynamoDBClient, spec: TableSpec, table_name: str) -> TableStatus:
+    control = ControlPlane(pool)
+    modes = await control.modes()
+    configured = spec.name in modes
+    mode = modes.get(spec.name) or TableMode(spec.name, Stage.POSTGRES_ONLY, fallback=True)
+    backlog = await Journal(pool, spec.name).backlog()
+    try:
+        items: int | None = await item_count(dynamodb, table_name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        items = None
+    backfill = await BackfillRuns(pool).latest(spec.name)
+    verification = await last_verification(pool, spec.name)
+    return TableStatus(
+        spec.name, mode, configured, backlog, await spec.count(pool), items, backfill, verification,
+        next_step(mode, backlog, backfill, verification),
+    )  # fmt: skip
+
+
+# --- rollback ------------------------------------------------------------------------------------------------
+
+# Where `rollback` goes from each stage: reads back on PostgreSQL, DynamoDB still written where it was.
+ROLLBACK_TO = {
+    Stage.DUAL_WRITE: Stage.POSTGRES_ONLY,
+    Stage.SHADOW: Stage.DUAL_WRITE,
+    Stage.DYNAMO_LIVE: Stage.SHADOW,
+    Stage.DYNAMO_PRIMARY: Stage.SHADOW,
+}
+
+
+def rollback_guarantee(target: Stage) -> str:
+    """What holds after rolling back to `target` from a stage in which PostgreSQL received every write."""
+    if target is Stage.POSTGRES_ONLY:
+        return (
+            "PostgreSQL holds every acknowledged write and serves every read. DynamoDB stops receiving writes: "
+            "moving forward again needs dual_write, a new backfill and a verification."
+        )
+    compared = " and compared with PostgreSQL in the background" if target is Stage.SHADOW else ""
+    return (
+        "PostgreSQL holds every acknowledged write (it received all of them while the table was dual-writing) and "
+        f"serves every read. DynamoDB keeps receiving every write{compared}, so moving forward again needs no backfill."
+    )
+
+
+def rollback_target(mode: TableMode, to: Stage | None = None) -> Stage:
+    """The stage a rollback moves to, or FailedPrecondition saying why there is none that loses nothing."""
+    if mode.stage is Stage.DYNAMO_ONLY:
+        raise FailedPrecondition(
+            f"{mode.table}: in dynamo_only PostgreSQL receives no writes, so every earlier stage would serve or keep "
+            "data without the writes since that switch; copy DynamoDB back to PostgreSQL before rolling back"
+        )
+    if mode.stage is Stage.POSTGRES_ONLY:
+        raise FailedPrecondition(f"{mode.table}: already in postgres_only, the first stage; nothing to roll back")
+    if to is None:
+        return ROLLBACK_TO[mode.stage]
+    if ORDER.index(to) >= ORDER.index(mode.stage):
+        raise FailedPrecondition(
+            f"{mode.table}: a rollback goes to an earlier stage than {mode.stage.value}, not to {to.value}"
+        )
+    return to

@@ -1,0 +1,217 @@
+"""`loanbook migrate` end to end: status, switch, history, rollback, refusals, and a SIGKILLed backfill resumed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import pytest
+from typer.testing import CliRunner
+
+from migration.stages import Stage
+from migration.toolkit import commands  # noqa: F401 - registers the commands on `app`
+from migration.toolkit.app import app
+from tests.integration.toolkit.conftest import (
+    insert_logs,
+    insert_payments,
+    prepare_postgres,
+    set_stage,
+    toolkit_environment,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+runner = CliRunner()
+
+
+def on_postgres(dsn: str, work: str, *arguments: object) -> object:
+    """Runs one statement in its own event loop (these tests are synchronous, as CliRunner is)."""
+
+    async def run() -> object:
+        connection = await asyncpg.connect(dsn)
+        try:
+            return await connection.fetchval(work, *arguments)
+        finally:
+            await connection.close()
+
+    return asyncio.run(run())
+
+
+@pytest.fixture
+def environment(postgres_dsn: str, dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Empty stores, both tables dual-writing, and fresh DynamoDB tables under a prefix of this test's own."""
+
+    async def prepare() -> str:
+        await prepare_postgres(postgres_dsn)
+        connection = await asyncpg.connect(postgres_dsn)
+        try:
+            for table in ("payments", "logs"):
+                await set_stage(connection, table, Stage.DUAL_WRITE)
+        finally:
+            await connection.close()
+        return f"cli-{os.urandom(4).hex()}"
+
+    prefix = asyncio.run(prepare())
+    values = toolkit_environment(postgres_dsn, dynamodb_endpoint, prefix)
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    asyncio.run(_create_tables(dynamodb_endpoint, prefix))
+    return values
+
+
+async def _create_tables(endpoint: str, prefix: str) -> None:
+    from services.logging.adapters.dynamodb import ensure_log_table
+    from services.payment.adapters.dynamodb import ensure_payment_table
+    from tests.integration.payment.conftest import local_session
+
+    async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
+        await ensure_payment_table(client, f"{prefix}-payments")
+        await ensure_log_table(client, f"{prefix}-logs")
+
+
+def seed(dsn: str, payments: int, logs: int) -> None:
+    async def run() -> None:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+        try:
+            await insert_payments(pool, payments)
+            await insert_logs(pool, logs)
+        finally:
+            await pool.close()
+
+    asyncio.run(run())
+
+
+def test_switch_changes_the_stage_and_history_shows_who_did_it(environment: dict[str, str]) -> None:
+    switched = runner.invoke(app, ["migrate", "switch", "payments", "shadow", "--who", "ops@bank", "--reason", "try"])
+    history = runner.invoke(app, ["migrate", "history", "payments"])
+
+    assert switched.exit_code == 0, switched.output
+    assert "payments: dual_write -> shadow, fallback on (revision 2)" in switched.output
+    assert "ops@bank: dual_write -> shadow, fallback True -> True try" in history.output
+
+
+def test_status_shows_each_table_and_the_next_safe_step(environment: dict[str, str], postgres_dsn: str) -> None:
+    seed(postgres_dsn, payments=40, logs=30)
+    on_postgres(postgres_dsn, "UPDATE migration.table_modes SET stage = 'postgres_only' WHERE table_name = 'logs'")
+
+    result = runner.invoke(app, ["migrate", "status"])
+
+    assert result.exit_code == 0, result.output
+    payments, logs = result.output.split("logs\n")
+    assert "stage              dual_write, fallback on" in payments
+    assert "journal backlog    0 pending" in payments
+    assert "rows               PostgreSQL 40 rows; DynamoDB ~0 items" in payments
+    assert "last backfill      none" in payments
+    assert "next step          backfill (`loanbook migrate backfill payments`), then verify" in payments
+    assert "next step          switch to dual_write (`loanbook migrate switch logs dual_write`), then backfill" in logs
+
+
+def test_backfill_then_verify_then_forward_and_rollback(environment: dict[str, str], postgres_dsn: str) -> None:
+    seed(postgres_dsn, payments=300, logs=200)
+
+    refused = runner.invoke(app, ["migrate", "switch", "payments", "dynamo_primary"])
+    backfilled = runner.invoke(app, ["migrate", "backfill", "payments", "logs", "--workers", "2"])
+    verified = runner.invoke(app, ["migrate", "verify"])
+    planned = runner.invoke(app, ["migrate", "plan", "payments"])
+    forward = [runner.invoke(app, ["migrate", "switch", "payments", stage]) for stage in
+               ("shadow", "dynamo_live", "dynamo_primary")]  # fmt: skip
+    rolled_back = runner.invoke(app, ["migrate", "rollback", "payments", "--who", "oncall"])
+
+    assert refused.exit_code == 1
+    assert "refused: payments: moving to dynamo_primary needs a clean verification (no verification yet)" in " ".join(
+        refused.output.split()
+    )
+    assert backfilled.exit_code == 0, backfilled.output
+    assert "payments: run 1 copied 300 rows as 600 items" in backfilled.output
+    assert "logs: run 2 copied 200 rows as 200 items" in backfilled.output
+    assert verified.exit_code == 0, verified.output
+    assert "payments: clean (full: 300 rows as 600 items checked, 600 DynamoDB items scanned" in verified.output
+    assert "next step          switch to shadow" in planned.output
+    assert [result.exit_code for result in forward] == [0, 0, 0], [result.output for result in forward]
+    assert rolled_back.exit_code == 0, rolled_back.output
+    assert "payments: rolled back dynamo_primary -> shadow" in rolled_back.output
+    assert "PostgreSQL holds every acknowledged write" in " ".join(rolled_back.output.split())
+    assert (
+        on_postgres(postgres_dsn, "SELECT changed_by FROM migration.mode_changes ORDER BY id DESC LIMIT 1") == "oncall"
+    )
+
+
+def test_verify_exits_non_zero_listing_the_differences(environment: dict[str, str], postgres_dsn: str) -> None:
+    seed(postgres_dsn, payments=50, logs=0)
+
+    result = runner.invoke(app, ["migrate", "verify", "payments"])
+
+    assert result.exit_code == 1
+    assert "payments: 100 missing, 0 extra, 0 differing" in result.output
+    assert "  missing   " in result.output
+    assert "... and 80 more" in result.output
+
+
+def test_moving_to_dynamo_only_is_refused_while_the_journal_holds_writes(
+    environment: dict[str, str], postgres_dsn: str
+) -> None:
+    on_postgres(postgres_dsn, "UPDATE migration.table_modes SET stage = 'dynamo_primary' WHERE table_name = 'logs'")
+    on_postgres(postgres_dsn, """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked,
+                                 differences, started_at) VALUES ('logs', true, true, 0, 0, now())""")  # fmt: skip
+    on_postgres(postgres_dsn, """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
+                                 VALUES ('logs', 'batch-1', 1, '{batch-1}')""")  # fmt: skip
+
+    refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
+    on_postgres(postgres_dsn, "DELETE FROM migration.journal WHERE table_name = 'logs'")
+    allowed = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
+    no_rollback = runner.invoke(app, ["migrate", "rollback", "logs"])
+
+    assert refused.exit_code == 1
+    assert "logs: 1 journaled writes are not in DynamoDB yet" in " ".join(refused.output.split())
+    assert allowed.exit_code == 0, allowed.output
+    assert no_rollback.exit_code == 1
+    assert "in dynamo_only PostgreSQL receives no writes" in " ".join(no_rollback.output.split())
+
+
+def test_the_cli_names_the_missing_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOANBOOK_MIGRATION_POSTGRES_DSN", raising=False)
+
+    result = runner.invoke(app, ["migrate", "status"])
+    no_change = runner.invoke(app, ["migrate", "switch", "payments"])
+
+    assert result.exit_code == 2
+    assert "LOANBOOK_MIGRATION_POSTGRES_DSN (or --postgres-dsn): Field required" in result.output
+    assert no_change.exit_code == 2
+    assert "give a stage, --fallback, or both" in no_change.output
+
+
+def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[str, str], postgres_dsn: str) -> None:
+    seed(postgres_dsn, payments=3000, logs=3000)
+    command = [sys.executable, "-m", "migration", "migrate", "backfill", "payments", "logs", "--workers", "2",
+               "--batch-rows", "50", "--rate-limit", "1500"]  # fmt: skip
+    env = {**os.environ, **environment, "PYTHONPATH": f"{ROOT / 'gen' / 'python'}:{ROOT}"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    done = 0
+    deadline = time.monotonic() + 60
+    while done < 1500 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.1)
+        done = int(str(on_postgres(postgres_dsn, "SELECT coalesce(sum(rows_done), 0) FROM migration.backfill_ranges")))
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read() if process.stderr else ""
+    checkpointed = int(str(on_postgres(postgres_dsn, "SELECT sum(rows_done) FROM migration.backfill_ranges")))
+    assert 1500 <= checkpointed < 6000
+    assert on_postgres(postgres_dsn, "SELECT count(*) FROM migration.backfill_runs WHERE status = 'running'") == 2
+
+    resumed = runner.invoke(app, ["migrate", "backfill", "--workers", "2"])
+    verified = runner.invoke(app, ["migrate", "verify"])
+
+    assert resumed.exit_code == 0, resumed.output
+    assert resumed.output.count("(resumed)") == 2
+    copied = [int(line.split(" copied ")[1].split(" rows")[0].replace(",", ""))
+              for line in resumed.output.splitlines() if " copied " in line]  # fmt: skip
+    assert sum(copied) == 6000 - checkpointed  # nothing checkpointed was copied again
+    assert verified.exit_code == 0, verified.output
+    # Every payment once with its marker, every log entry once: the rewritten last pages did not duplicate.
+    assert "payments: clean (full: 3,000 rows as 6,000 items checked, 6,000 DynamoDB items scanned" in verified.output
+    assert "logs: clean (full: 3,000 rows as 3,000 items checked, 3,000 DynamoDB items scanned" in verified.output
