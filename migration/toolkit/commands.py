@@ -1,3 +1,5 @@
 """Imports every command module so that its commands are registered on `migration.toolkit.app`."""
 
 from __future__ import annotations
+
+from migration.toolkit import seed_command  # noqa: F401
