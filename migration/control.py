@@ -86,10 +86,75 @@ async def require_clean_full_verification(connection: Connection, current: Table
         )
 
 
+async def require_verification_after_backfill(connection: Connection, current: TableMode, wanted: TableMode) -> None:
+    """Past dynamo_live nothing compares DynamoDB's answers with PostgreSQL's any more: first prove the copy is whole
+    with a clean verification that started after the last backfill finished (and no backfill half-done)."""
+    if ORDER.index(wanted.stage) <= max(ORDER.index(Stage.DYNAMO_LIVE), ORDER.index(current.stage)):
+        return
+    unfinished = await connection.fetchrow(
+        "SELECT id, started_at FROM migration.backfill_runs WHERE table_name = $1 AND status = 'running'",
+        wanted.table,
+    )
+    if unfinished is not None:
+        raise FailedPrecondition(
+            f"{wanted.table}: backfill run {unfinished['id']} (started "
+            f"{unfinished['started_at']:%Y-%m-%d %H:%M:%S %Z}) is unfinished; resume it with "
+            f"`loanbook migrate backfill {wanted.table}` and verify before moving to {wanted.stage.value}"
+        )
+    last_backfill = await connection.fetchval(
+        "SELECT max(finished_at) FROM migration.backfill_runs WHERE table_name = $1 AND status = 'finished'",
+        wanted.table,
+    )
+    latest = await connection.fetchrow(
+        """SELECT clean, started_at FROM migration.verifications
+           WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1""",
+        wanted.table,
+    )
+    if latest is None or not latest["clean"]:
+        found = "no verification yet" if latest is None else "the latest verification found differences"
+        raise FailedPrecondition(
+            f"{wanted.table}: moving to {wanted.stage.value} needs a clean verification ({found}); "
+            f"run `loanbook migrate verify {wanted.table}`"
+        )
+    if last_backfill is not None and latest["started_at"] < last_backfill:
+        raise FailedPrecondition(
+            f"{wanted.table}: the latest clean verification started before the last backfill finished "
+            f"({last_backfill:%Y-%m-%d %H:%M:%S %Z}); run `loanbook migrate verify {wanted.table}` again before "
+            f"moving to {wanted.stage.value}"
+        )
+
+
+async def require_drained_journal(connection: Connection, current: TableMode, wanted: TableMode) -> None:
+    """In dynamo_only PostgreSQL stops receiving writes, so no read can be routed there: every journaled write must
+    be in DynamoDB first."""
+    if wanted.stage is not Stage.DYNAMO_ONLY or current.stage is Stage.DYNAMO_ONLY:
+        return
+    backlog = await connection.fetchrow(
+        """SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
+           FROM migration.journal WHERE table_name = $1""",
+        wanted.table,
+    )
+    assert backlog is not None
+    if backlog["pending"]:
+        raise FailedPrecondition(
+            f"{wanted.table}: {backlog['pending']} journaled writes are not in DynamoDB yet (oldest "
+            f"{float(backlog['oldest']):.1f} s); wait until the relay drains the journal (`loanbook migrate status`) "
+            "before moving to dynamo_only"
+        )
+
+
+# Every change through the control plane (the CLI and the gateway's admin route alike) passes these.
+DEFAULT_GUARDS: tuple[Guard, ...] = (
+    require_clean_full_verification,
+    require_verification_after_backfill,
+    require_drained_journal,
+)
+
+
 class ControlPlane:
     """Reads and changes table modes. Every replica learns of a change through LISTEN (see ModeWatcher)."""
 
-    def __init__(self, pool: asyncpg.Pool, guards: tuple[Guard, ...] = (require_clean_full_verification,)) -> None:
+    def __init__(self, pool: asyncpg.Pool, guards: tuple[Guard, ...] = DEFAULT_GUARDS) -> None:
         self._pool = pool
         self._guards = guards
 

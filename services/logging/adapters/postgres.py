@@ -38,7 +38,7 @@ INSERT_BATCH = f"""
 """  # noqa: S608 - a fixed column list
 
 
-def _entry(row: asyncpg.Record) -> LogEntry:
+def entry_from_row(row: asyncpg.Record) -> LogEntry:
     return LogEntry(
         id=row["id"],
         time=row["time"],
@@ -101,7 +101,7 @@ class PostgresLogRepository:
         limit: int,
     ) -> list[LogEntry]:
         rows = await self._db.fetch(*query_statement(service, time_from, time_to, min_level, before, limit))
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     @translated
     async def trace(self, trace_id: str, limit: int) -> list[LogEntry]:
@@ -110,13 +110,13 @@ class PostgresLogRepository:
             trace_id,
             limit,
         )
-        return [_entry(row) for row in rows]
+        return [entry_from_row(row) for row in rows]
 
     @translated
     async def batch(self, batch_id: uuid.UUID) -> LogBatch:
         """The rows a batch stored (the relay's copy); empty once retention dropped them."""
         rows = await self._db.fetch(f"SELECT {COLUMNS} FROM logging.entries WHERE batch_id = $1", batch_id)  # noqa: S608
-        return LogBatch(batch_id, [_entry(row) for row in rows])
+        return LogBatch(batch_id, [entry_from_row(row) for row in rows])
 
 
 def is_missing_partition(error: BaseException) -> bool:

@@ -94,6 +94,11 @@ def payment_item(payment: Payment) -> Item:
     }
 
 
+def marker_item(payment: Payment) -> Item:
+    """The idempotency marker of a payment: its key leads to the payment's id."""
+    return {**_marker_key(payment.idempotency_key), "payment_id": {"S": str(payment.id)}}
+
+
 def _payment(item: Item) -> Payment:
     return Payment(
         id=uuid.UUID(item["pk"]["S"]),
@@ -296,7 +301,7 @@ class DynamoPaymentRepository:
         return True
 
     def _marker(self, payment: Payment) -> Item:
-        return {**_marker_key(payment.idempotency_key), "payment_id": {"S": str(payment.id)}}
+        return marker_item(payment)
 
     async def _transact(self, items: list[TransactWriteItemTypeDef]) -> list[str]:
         """Runs the transaction; its per-item cancellation codes, all "None" when it committed."""

@@ -32,7 +32,7 @@ def row_values(payment: Payment) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _payment(row: asyncpg.Record) -> Payment:
+def payment_from_row(row: asyncpg.Record) -> Payment:
     return Payment(
         id=row["id"],
         customer_id=row["customer_id"],
@@ -96,18 +96,18 @@ class PostgresPaymentRepository:
             *row_values(payment),
         )
         if row is not None:
-            return _payment(row)
+            return payment_from_row(row)
         raise IdempotencyKeyTaken(await self._existing(payment.idempotency_key))
 
     @translated
     async def get(self, payment_id: uuid.UUID) -> Payment | None:
         row = await self._pool.fetchrow("SELECT * FROM payment.payments WHERE id = $1", payment_id)
-        return _payment(row) if row else None
+        return payment_from_row(row) if row else None
 
     @translated
     async def get_by_idempotency_key(self, key: str) -> Payment | None:
         row = await self._pool.fetchrow("SELECT * FROM payment.payments WHERE idempotency_key = $1", key)
-        return _payment(row) if row else None
+        return payment_from_row(row) if row else None
 
     async def _existing(self, key: str) -> Payment:
         existing = await self.get_by_idempotency_key(key)
@@ -142,7 +142,7 @@ class PostgresPaymentRepository:
         if limit < 1:
             return []
         rows = await self._pool.fetch(*listing_query(column, owner, paid_from, paid_to, after, limit))
-        return [_payment(row) for row in rows]
+        return [payment_from_row(row) for row in rows]
 
     @translated
     async def update(self, payment: Payment, expected_version: int) -> bool:

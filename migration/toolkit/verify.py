@@ -1,0 +1,286 @@
+"""The verify engine: row-level comparison of PostgreSQL and DynamoDB over keyset ranges, optionally repairing."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import asyncpg
+from botocore.exceptions import ClientError
+
+from chassis.dynamodb_tables import error_code
+from chassis.errors import FailedPrecondition
+from migration.stages import POLICIES
+from migration.toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
+from migration.toolkit.dynamo_io import batch_get, batch_write
+from migration.toolkit.runs import split_ranges
+from migration.toolkit.specs import Item, ItemKey, Key, TableSpec
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+Kind = Literal["missing", "extra", "differing"]
+# Differences kept for the report; the counts go on whatever their number.
+REPORTED = 1000
+
+
+@dataclass(frozen=True)
+class Difference:
+    kind: Kind
+    key: ItemKey
+    fields: tuple[str, ...] = ()  # differing attributes (names only: values may be personal data)
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    sample: float = 1.0  # fraction of key ranges (and DynamoDB scan segments) compared; 1.0 is a full verification
+    workers: int = 4
+    batch_rows: int = 500
+    ranges_per_worker: int = 8
+    repair: bool = False
+    # A difference is re-read once after this pause before it counts: a live write between the two reads of a
+    # comparison (PostgreSQL committed, DynamoDB not yet written) is not a difference.
+    recheck_seconds: float = 0.2
+
+
+@dataclass
+class VerifySummary:
+    table: str
+    full: bool
+    sample: float
+    rows_checked: int = 0  # PostgreSQL rows compared
+    items_checked: int = 0  # DynamoDB items they should be
+    items_scanned: int = 0  # DynamoDB items looked for in PostgreSQL (the extras pass)
+    missing: int = 0
+    extra: int = 0
+    differing: int = 0
+    repaired: int = 0
+    seconds: float = 0.0
+    verification_id: int = 0
+    differences: list[Difference] = field(default_factory=list)  # the first REPORTED
+
+    @property
+    def difference_count(self) -> int:
+        return self.missing + self.extra + self.differing
+
+    @property
+    def clean(self) -> bool:
+        return self.difference_count == 0
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows_checked / self.seconds if self.seconds > 0 else 0.0
+
+
+def checksum(item: Item) -> str:
+    """A digest of an item's content, independent of attribute order."""
+    return hashlib.sha256(json.dumps(item, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def differing_fields(expected: Item, actual: Item) -> tuple[str, ...]:
+    return tuple(sorted(name for name in expected.keys() | actual.keys() if expected.get(name) != actual.get(name)))
+
+
+def compare(spec: TableSpec, expected: Sequence[Item], actual: Sequence[Item]) -> list[Difference]:
+    """Missing and differing items among `expected` (what PostgreSQL's rows map to) given what DynamoDB returned."""
+    found = {spec.item_key(item): item for item in actual}
+    differences = []
+    for item in expected:
+        key = spec.item_key(item)
+        stored = found.get(key)
+        if stored is None:
+            differences.append(Difference("missing", key))
+        elif checksum(stored) != checksum(item):
+            differences.append(Difference("differing", key, differing_fields(item, stored)))
+    return differences
+
+
+class _TableVerifier:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        dynamodb: DynamoDBClient,
+        spec: TableSpec,
+        table_name: str,
+        options: VerifyOptions,
+        progress: Progress,
+    ) -> None:
+        self.pool, self.dynamodb, self.spec, self.table_name = pool, dynamodb, spec, table_name
+        self.options, self.progress = options, progress
+        self.summary = VerifySummary(spec.name, full=options.sample >= 1.0, sample=min(1.0, options.sample))
+
+    def _found(self, differences: Sequence[Difference]) -> None:
+        for difference in differences:
+            match difference.kind:
+                case "missing":
+                    self.summary.missing += 1
+                case "extra":
+                    self.summary.extra += 1
+                case "differing":
+                    self.summary.differing += 1
+            if len(self.summary.differences) < REPORTED:
+                self.summary.differences.append(difference)
+
+    async def _confirmed(self, suspects: Sequence[ItemKey]) -> tuple[list[Difference], dict[ItemKey, Item]]:
+        """Re-reads both stores for the suspect keys: the differences that remain, and the extra items as seen."""
+        await asyncio.sleep(self.options.recheck_seconds)
+        rows = await self.spec.rows_for_items(self.pool, suspects, lock=False)
+        expected = [item for row in rows for item in self.spec.items(row)]
+        wanted = set(suspects)
+        expected = [item for item in expected if self.spec.item_key(item) in wanted]
+        actual = await batch_get(self.dynamodb, self.table_name, [self.spec.key_item(key) for key in suspects])
+        differences = compare(self.spec, expected, actual)
+        expected_keys = {self.spec.item_key(item) for item in expected}
+        extras = {
+            self.spec.item_key(item): item
+            for item in actual
+            if self.spec.item_key(item) not in expected_keys and not self.spec.ignored(item)
+        }
+        differences += [Difference("extra", key) for key in extras]
+        return differences, extras
+
+    async def _repair(self, differences: Sequence[Difference], extras: dict[ItemKey, Item]) -> None:
+        """Makes DynamoDB match PostgreSQL (authoritative while it receives writes) for these keys."""
+        keys = [d.key for d in differences if d.kind != "extra"]
+        if keys:
+            # Same rule as the backfill: the rows stay share-locked until DynamoDB holds them, so a live write
+            # cannot land a newer version in between that this copy would overwrite.
+            async with self.pool.acquire() as connection, connection.transaction():
+                rows = await self.spec.rows_for_items(connection, keys, lock=self.spec.lock_rows)
+                wanted = set(keys)
+                items = [item for row in rows for item in self.spec.items(row) if self.spec.item_key(item) in wanted]
+                await batch_write(self.dynamodb, self.table_name, items)
+            self.summary.repaired += len(items)
+        for key, item in extras.items():
+            try:
+                await self.dynamodb.delete_item(
+                    TableName=self.table_name, Key=self.spec.key_item(key), **self.spec.delete_condition(item)
+                )
+            except ClientError as error:
+                if error_code(error) != "ConditionalCheckFailedException":
+                    raise
+                continue  # changed since it was seen: the next verify looks again
+            self.summary.repaired += 1
+
+    async def _settle(self, suspects: Sequence[ItemKey]) -> None:
+        if not suspects:
+            return
+        differences, extras = await self._confirmed(suspects)
+        self._found(differences)
+        if differences and self.options.repair:
+            await self._repair(differences, extras)
+
+    async def check_range(self, lower: Key | None, upper: Key | None) -> None:
+        after = lower
+        while True:
+            rows = await self.spec.read_page(self.pool, after, upper, self.options.batch_rows)
+            if not rows:
+                return
+            expected = [item for row in rows for item in self.spec.items(row)]
+            actual = await batch_get(self.dynamodb, self.table_name, [self.spec.key_item(self.spec.item_key(i))
+                                                                       for i in expected])  # fmt: skip
+            await self._settle([d.key for d in compare(self.spec, expected, actual)])
+            self.summary.rows_checked += len(rows)
+            self.summary.items_checked += len(expected)
+            self.progress.advance(self.spec.name, len(rows))
+            if len(rows) < self.options.batch_rows:
+                return
+            after = self.spec.key_of(rows[-1])
+
+    async def scan_segment(self, segment: int, segments: int) -> None:
+        """Items of one scan segment that no PostgreSQL row maps to (extras); keys only, page by page."""
+        attributes = (*self.spec.key_attributes, *self.spec.scan_attributes)
+        names = {f"#a{i}": attribute for i, attribute in enumerate(attributes)}
+        request: dict[str, Any] = {
+            "TableName": self.table_name, "Segment": segment, "TotalSegments": segments,
+            "ConsistentRead": True, "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names,
+        }  # fmt: skip
+        while True:
+            response = await self.dynamodb.scan(**request)
+            seen = [item for item in response.get("Items", []) if not self.spec.ignored(item)]
+            self.summary.items_scanned += len(seen)
+            if seen:
+                keys = [self.spec.item_key(item) for item in seen]
+                rows = await self.spec.rows_for_items(self.pool, keys, lock=False)
+                known = {self.spec.item_key(item) for row in rows for item in self.spec.items(row)}
+                await self._settle([key for key in keys if key not in known])
+            start = response.get("LastEvaluatedKey")
+            if not start:
+                return
+            request["ExclusiveStartKey"] = start
+
+    async def run(self) -> VerifySummary:
+        started_at, started = datetime.now(UTC), time.monotonic()
+        stage = await current_stage(self.pool, self.spec.name)
+        if self.options.repair and not POLICIES[stage].writes_postgres:
+            raise FailedPrecondition(
+                f"{self.spec.name}: in {stage.value} PostgreSQL no longer receives writes, so it is not the authority "
+                "to repair DynamoDB from; verify without --repair"
+            )
+        total = await self.spec.count(self.pool)
+        count = max(1, self.options.workers * self.options.ranges_per_worker)
+        sampled = await self.spec.sample_keys(self.pool, min(1.0, SAMPLE_PER_RANGE * count / total)) if total else []
+        ranges = split_ranges(sampled, count)
+        segments = list(range(count))
+        if not self.summary.full:
+            # Whole key ranges (and scan segments) at random: each is compared in full, both ways.
+            ranges = random.sample(ranges, max(1, round(len(ranges) * self.summary.sample)))
+            segments = random.sample(segments, max(1, round(count * self.summary.sample)))
+        self.progress.start(self.spec.name, round(total * self.summary.sample), 0)
+        work: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+        for lower, upper in ranges:
+            work.put_nowait(functools.partial(self.check_range, lower, upper))
+        for segment in segments:
+            work.put_nowait(functools.partial(self.scan_segment, segment, count))
+
+        async def worker() -> None:
+            while not work.empty():
+                await work.get_nowait()()
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.options.workers):
+                group.create_task(worker())
+        self.summary.seconds = time.monotonic() - started
+        self.summary.verification_id = await self._record(started_at)
+        return self.summary
+
+    async def _record(self, started_at: datetime) -> int:
+        """What require_clean_full_verification and the other guards read."""
+        s = self.summary
+        verification_id: int = await self.pool.fetchval(
+            """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences,
+                   started_at, sample_fraction, missing, extra, differing, repaired)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+            s.table, s.full, s.clean, s.rows_checked, s.difference_count, started_at, s.sample, s.missing, s.extra,
+            s.differing, s.repaired,
+        )  # fmt: skip
+        return verification_id
+
+
+async def run_verify(
+    pool: asyncpg.Pool,
+    dynamodb: DynamoDBClient,
+    specs: Sequence[TableSpec],
+    table_names: Callable[[str], str],
+    options: VerifyOptions | None = None,
+    progress: Progress | None = None,
+) -> list[VerifySummary]:
+    """Compares each table's PostgreSQL rows with its DynamoDB items, tables side by side, and records each result
+    in migration.verifications. A verification that repaired anything is still recorded as not clean: run it again
+    to record a clean one."""
+    options = options or VerifyOptions()
+    sink = progress or NoProgress()
+    async with asyncio.TaskGroup() as group:
+        tasks = [
+            group.create_task(_TableVerifier(pool, dynamodb, spec, table_names(spec.name), options, sink).run())
+            for spec in specs
+        ]
+    return [task.result() for task in tasks]
