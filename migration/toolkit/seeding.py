@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
+from chassis.ids import new_id
 from chassis.money import Money
 from services.customer.migrations import upgrade_to_head as upgrade_customer_schema
 from services.logging.adapters.postgres import ensure_partitions
@@ -379,15 +380,38 @@ async def _copy_all(
         await in_flight
 
 
+async def copy_payments(pool: asyncpg.Pool, rows: Iterable[Payment], progress: Progress = _no_progress) -> None:
+    """COPY payments into payment.payments (then ANALYZE, so the listings' plans see the new volume)."""
+    columns = [column.strip() for column in PAYMENT_COLUMNS.split(",")]
+    records = (row_values(payment) for payment in rows)
+    await _copy_all(pool, "payments", "payment", columns, _chunks(records, CHUNK), progress)
+    await pool.execute("ANALYZE payment.payments")
+
+
+async def copy_logs(pool: asyncpg.Pool, entries: Iterable[LogEntry], progress: Progress = _no_progress) -> None:
+    """COPY entries into logging.entries, LOG_BATCH entries per batch_id; their days' partitions must exist."""
+
+    def records() -> Iterator[tuple[Any, ...]]:
+        for batch in _chunks(entries, LOG_BATCH):
+            batch_id = new_id()  # as the service names a WriteLogs batch
+            yield from (_log_record(entry, batch_id) for entry in batch)
+
+    columns = ["service", "time", "id", "level", "message", "attributes", "trace_id", "span_id", "batch_id"]
+    await _copy_all(pool, "entries", "logging", columns, _chunks(records(), CHUNK), progress)
+    await pool.execute("ANALYZE logging.entries")
+
+
+def log_days(start: datetime, end: datetime) -> list[date]:
+    """The UTC days (daily partitions) from `start` to `end`, both included."""
+    return [start.date() + timedelta(days=n) for n in range((end.date() - start.date()).days + 1)]
+
+
 async def seed_payments(
     pool: asyncpg.Pool, loans: Sequence[FundedLoan], plan: SeedPlan, rng: random.Random, ids: IdSource,
     progress: Progress = _no_progress,
 ) -> int:  # fmt: skip
     start = plan.end - timedelta(days=plan.days)
-    records = (row_values(p) for p in payments(loans, plan.payments, rng, ids, start, plan.end))
-    columns = [column.strip() for column in PAYMENT_COLUMNS.split(",")]
-    await _copy_all(pool, "payments", "payment", columns, _chunks(records, CHUNK), progress)
-    await pool.execute("ANALYZE payment.payments")
+    await copy_payments(pool, payments(loans, plan.payments, rng, ids, start, plan.end), progress)
     return plan.payments
 
 
@@ -395,18 +419,8 @@ async def seed_logs(
     pool: asyncpg.Pool, plan: SeedPlan, rng: random.Random, ids: IdSource, progress: Progress = _no_progress
 ) -> tuple[int, list[date]]:
     start = plan.end - timedelta(days=plan.log_days)
-    days = [start.date() + timedelta(days=n) for n in range((plan.end.date() - start.date()).days + 1)]
-    created = await ensure_partitions(pool, days)
-
-    def records() -> Iterator[tuple[Any, ...]]:
-        entries = log_entries(plan.logs, rng, ids, start, plan.end, plan.log_services)
-        for batch in _chunks(entries, LOG_BATCH):
-            batch_id = ids.at(batch[-1].time)
-            yield from (_log_record(entry, batch_id) for entry in batch)
-
-    columns = ["service", "time", "id", "level", "message", "attributes", "trace_id", "span_id", "batch_id"]
-    await _copy_all(pool, "entries", "logging", columns, _chunks(records(), CHUNK), progress)
-    await pool.execute("ANALYZE logging.entries")
+    created = await ensure_partitions(pool, log_days(start, plan.end))
+    await copy_logs(pool, log_entries(plan.logs, rng, ids, start, plan.end, plan.log_services), progress)
     return plan.logs, created
 
 
