@@ -29,7 +29,6 @@ import httpx
 from bench.harness import interleaved, wait_for, write_report
 from bench.payment_history import load_postgres, payments_for, throughput
 from chassis.identity import Role
-from chassis.ids import new_id
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from devstack.processes import free_port
@@ -73,8 +72,7 @@ def http_ready(url: str) -> object:
 
 async def run(args: argparse.Namespace) -> str:
     rng = random.Random(6)  # noqa: S311 - benchmark data
-    customers = [new_id() for _ in range(args.customers)]
-    payments = payments_for(customers, args.payments, rng)
+    customers, payments = payments_for(args.customers, args.payments, rng)
     with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
         async with (
             PostgresServer(Path(state), ephemeral=True) as postgres,

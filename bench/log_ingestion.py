@@ -27,7 +27,6 @@ import grpc
 from aiobotocore.config import AioConfig
 
 from bench.harness import interleaved, wait_for, write_report
-from chassis.ids import new_id
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from devstack.processes import free_port
@@ -37,9 +36,10 @@ from loanbook.logging.v1 import logging_pb2_grpc
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
+from migration.toolkit.seeding import IdSource, copy_logs, log_entries
 from services.logging.adapters.dynamodb import BATCH_WRITE_LIMIT, LogTableLayout, ensure_log_table
-from services.logging.adapters.postgres import INSERT_BATCH, LogPartitions, batch_arguments, query_statement
-from services.logging.domain import LogBatch, LogEntry, LogLevel
+from services.logging.adapters.postgres import LogPartitions, query_statement
+from services.logging.domain import LogEntry, LogLevel
 from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
 
 TABLE_PREFIX = "bench"
@@ -47,23 +47,13 @@ BATCH = 500
 # The service's DynamoLogRepository keeps this many BatchWriteItem calls in flight per WriteLogs batch; the raw
 # contender gets the same number per caller, so both put the same load on DynamoDB Local.
 WRITES_IN_FLIGHT_PER_BATCH = 8
-LEVELS = [LogLevel.DEBUG, LogLevel.INFO, LogLevel.INFO, LogLevel.INFO, LogLevel.WARNING, LogLevel.ERROR]
-WORDS = ("payment", "recorded", "loan", "checked", "customer", "fetched", "retry", "timeout", "settled", "shard")
 
 
 def entries(
     rng: random.Random, services: list[str], start: datetime, span: timedelta, count: int
 ) -> Iterator[LogEntry]:
-    """Realistic-looking entries spread evenly over `span` from `start`; a third of them carry a trace id."""
-    step = span / count
-    for n in range(count):
-        traced = rng.random() < 0.33
-        trace_id, span_id = (f"{rng.getrandbits(128):032x}", f"{rng.getrandbits(64):016x}") if traced else ("", "")
-        yield LogEntry(
-            id=new_id(), time=start + step * n, service=services[n % len(services)], level=rng.choice(LEVELS),
-            message=" ".join(rng.choices(WORDS, k=8)), attributes={"logger": "bench", "n": str(n)},
-            trace_id=trace_id, span_id=span_id,
-        )  # fmt: skip
+    """The seed command's entries, spread evenly over `span` from `start`: traced requests across `services`."""
+    return log_entries(count, rng, IdSource(), start, start + span, services)
 
 
 def as_message(entry: LogEntry) -> pb.LogEntry:
@@ -84,17 +74,10 @@ async def batch_write(client: Any, table: str, items: list[dict[str, Any]]) -> N
 async def load_stores(
     dsn: str, client: Any, table: str, layout: LogTableLayout, stored: list[LogEntry]
 ) -> tuple[float, float]:
-    """COPY-speed insert into PostgreSQL (the adapter's batch statement) and BatchWriteItem into DynamoDB."""
+    """COPY into PostgreSQL (as `loanbook seed` loads history) and BatchWriteItem into DynamoDB."""
     started = time.perf_counter()
-    pool = await asyncpg.create_pool(dsn, min_size=4, max_size=4)
-
-    async def insert(chunk: list[LogEntry]) -> None:
-        await pool.fetchval(INSERT_BATCH, *batch_arguments(LogBatch(new_id(), chunk)))
-
-    chunks = [stored[n : n + 5000] for n in range(0, len(stored), 5000)]
-    for group in range(0, len(chunks), 4):
-        await asyncio.gather(*(insert(chunk) for chunk in chunks[group : group + 4]))
-    await pool.execute("ANALYZE logging.entries")
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
+    await copy_logs(pool, stored)
     await pool.close()
     pg_seconds = time.perf_counter() - started
 
@@ -163,8 +146,8 @@ async def run(args: argparse.Namespace) -> str:
     header = (
         f"Data: {len(stored):,} entries from {len(services)} services over the {args.hours} hours before the run "
         f"(about {len(stored) // len(services) // args.hours:,} per service and hour), 8 DynamoDB shards per "
-        f"service-hour. Loaded into PostgreSQL in {pg_seconds:.1f} s (one INSERT ... unnest per 5,000, 4 at a "
-        f"time) and into DynamoDB Local with BatchWriteItem (16 writers) in {ddb_seconds:.1f} s "
+        f"service-hour. Loaded into PostgreSQL in {pg_seconds:.1f} s (COPY, as `loanbook seed` does) and into "
+        f"DynamoDB Local with BatchWriteItem (16 writers) in {ddb_seconds:.1f} s "
         f"({len(stored) / ddb_seconds:,.0f} items/s).\n"
         "The logging service runs as its own process (tracing on, exporter none). DynamoDB Local is functionally\n"
         "faithful but not a throughput or latency reference for DynamoDB.\n\n"

@@ -26,8 +26,6 @@ import grpc
 from aiobotocore.config import AioConfig
 
 from bench.harness import Latencies, interleaved, wait_for, write_report
-from chassis.ids import new_id
-from chassis.money import Money
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from devstack.processes import free_port
@@ -37,44 +35,31 @@ from loanbook.payment.v1 import payment_pb2_grpc
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
+from migration.toolkit.seeding import IdSource, copy_payments, payments, synthetic_loans
 from services.payment.adapters.dynamodb import ensure_payment_table, payment_item
-from services.payment.adapters.postgres import COLUMNS, listing_query, row_values
-from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
+from services.payment.adapters.postgres import listing_query
+from services.payment.domain import Payment
 from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
 
 TABLE_PREFIX = "bench"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
-def payments_for(customers: list[uuid.UUID], count: int, rng: random.Random) -> list[Payment]:
-    loans = {customer: new_id() for customer in customers}
-    result = []
-    for i in range(count):
-        customer = customers[i % len(customers)]
-        paid_at = T0 + timedelta(seconds=rng.randrange(0, 365 * 24 * 3600), microseconds=rng.randrange(1_000_000))
-        amount = Money("USD", rng.randrange(1_000, 500_000))
-        result.append(
-            Payment(
-                id=new_id(), customer_id=customer, loan_id=loans[customer], amount=amount,
-                method=PaymentMethod.ACH, status=PaymentStatus.SETTLED, paid_at=paid_at, created_at=paid_at,
-                updated_at=paid_at, version=1, idempotency_key=f"bench-{i}",
-                request_fingerprint=request_fingerprint(customer, loans[customer], amount, PaymentMethod.ACH, paid_at),
-            )
-        )  # fmt: skip
-    return result
+def payments_for(customers: int, count: int, rng: random.Random) -> tuple[list[uuid.UUID], list[Payment]]:
+    """The seed command's history: `count` payments into the funded loans of `customers` customers over a year."""
+    ids = IdSource()
+    loans = synthetic_loans(customers, rng, ids, T0)
+    made = list(payments(loans, count, rng, ids, T0, T0 + timedelta(days=365)))
+    return sorted({loan.customer_id for loan in loans}), made
 
 
-async def load_postgres(dsn: str, payments: list[Payment]) -> float:
+async def load_postgres(dsn: str, made: list[Payment]) -> float:
     started = time.perf_counter()
-    connection = await asyncpg.connect(dsn)
+    pool = await asyncpg.create_pool(dsn, min_size=2, max_size=2)
     try:
-        columns = [c.strip() for c in COLUMNS.split(",")]
-        await connection.copy_records_to_table(
-            "payments", schema_name="payment", records=[row_values(p) for p in payments], columns=columns
-        )
-        await connection.execute("ANALYZE payment.payments")
+        await copy_payments(pool, made)
     finally:
-        await connection.close()
+        await pool.close()
     return time.perf_counter() - started
 
 
@@ -116,8 +101,7 @@ async def throughput(call: object, calls: int, concurrency: int) -> float:
 
 async def run(args: argparse.Namespace) -> str:
     rng = random.Random(5)  # noqa: S311 - benchmark data
-    customers = [new_id() for _ in range(args.customers)]
-    payments = payments_for(customers, args.payments, rng)
+    customers, history = payments_for(args.customers, args.payments, rng)
     with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
         async with (
             PostgresServer(Path(state), ephemeral=True) as postgres,
@@ -135,10 +119,10 @@ async def run(args: argparse.Namespace) -> str:
             async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
                 table = f"{TABLE_PREFIX}-payments"
                 await ensure_payment_table(client, table)
-                pg_seconds = await load_postgres(dsn, payments)
-                print(f"loaded {len(payments):,} payments into PostgreSQL in {pg_seconds:.1f}s", flush=True)
-                ddb_seconds = await load_dynamo(client, table, payments)
-                print(f"loaded {len(payments):,} payments into DynamoDB Local in {ddb_seconds:.1f}s", flush=True)
+                pg_seconds = await load_postgres(dsn, history)
+                print(f"loaded {len(history):,} payments into PostgreSQL in {pg_seconds:.1f}s", flush=True)
+                ddb_seconds = await load_dynamo(client, table, history)
+                print(f"loaded {len(history):,} payments into DynamoDB Local in {ddb_seconds:.1f}s", flush=True)
                 pool = await asyncpg.create_pool(dsn, min_size=1, max_size=32)
                 control = ControlPlane(pool, guards=())
                 await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="bench")
@@ -162,10 +146,10 @@ async def run(args: argparse.Namespace) -> str:
                     await service.wait()
                     await pool.close()
     header = (
-        f"Data: {len(payments):,} payments over {len(customers):,} customers (about "
-        f"{len(payments) // len(customers)} each). Loaded with COPY into PostgreSQL in {pg_seconds:.1f} s and "
+        f"Data: {len(history):,} payments over {len(customers):,} customers (about "
+        f"{len(history) // len(customers)} each). Loaded with COPY into PostgreSQL in {pg_seconds:.1f} s and "
         f"with BatchWriteItem (16 writers) into DynamoDB Local in {ddb_seconds:.1f} s "
-        f"({len(payments) / ddb_seconds:,.0f} items/s).\n"
+        f"({len(history) / ddb_seconds:,.0f} items/s).\n"
         "The payment service runs as its own process (tracing on, exporter none); the raw queries are the same\n"
         "SQL and the same DynamoDB Query the adapters issue, from this process. Concurrency 1 unless stated.\n"
         "DynamoDB Local is functionally faithful but not a latency reference for DynamoDB.\n\n"

@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-from migration.toolkit import migrate_commands  # noqa: F401
+from migration.toolkit import migrate_commands, seed_command  # noqa: F401

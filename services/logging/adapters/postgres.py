@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -144,25 +145,41 @@ class LogPartitions:
         cutoff = now - timedelta(days=self.retention_days)
         span = (now.date() - cutoff.date()).days + self._days_ahead
         wanted = [cutoff.date() + timedelta(days=n) for n in range(span + 1)]
-        created: list[date] = []
         dropped: list[date] = []
         async with self._pool.acquire() as connection, connection.transaction():
             await connection.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
             present = set(await _partition_days(connection))
-            for day in wanted:
-                if day not in present:
-                    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-                    # Identifiers cannot be parameters; the name and bounds come from a date, never from input.
-                    await connection.execute(
-                        f"CREATE TABLE IF NOT EXISTS logging.entries_p{day:%Y%m%d} PARTITION OF logging.entries "
-                        f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
-                    )
-                    created.append(day)
+            created = await _create_partitions(connection, [day for day in wanted if day not in present])
             for day in sorted(present):
                 if datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) <= cutoff:
                     await connection.execute(f"DROP TABLE logging.entries_p{day:%Y%m%d}")
                     dropped.append(day)
         return created, dropped
+
+
+async def ensure_partitions(pool: asyncpg.Pool, days: Iterable[date]) -> list[date]:
+    """Create the partitions of `days` that are missing (and drop nothing); returns the days created.
+
+    For loading history (`loanbook seed`): days older than the logging service's retention are dropped again at
+    its next maintenance.
+    """
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+        present = set(await _partition_days(connection))
+        return await _create_partitions(connection, sorted(set(days) - present))
+
+
+async def _create_partitions(connection: Executor, days: Iterable[date]) -> list[date]:
+    created = []
+    for day in days:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        # Identifiers cannot be parameters; the name and bounds come from a date, never from input.
+        await connection.execute(
+            f"CREATE TABLE IF NOT EXISTS logging.entries_p{day:%Y%m%d} PARTITION OF logging.entries "
+            f"FOR VALUES FROM ('{start.isoformat()}') TO ('{(start + timedelta(days=1)).isoformat()}')"
+        )
+        created.append(day)
+    return created
 
 
 async def _partition_days(executor: Executor) -> list[date]:
