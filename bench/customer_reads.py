@@ -20,6 +20,7 @@ import grpc
 
 from bench.harness import interleaved, postgres_for_bench, wait_for, write_report
 from chassis.ids import new_id
+from chassis.stores import keep_session_state
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.customer.v1 import customer_pb2 as pb
@@ -101,7 +102,8 @@ async def run(iterations: int) -> str:
             "OTEL_TRACES_EXPORTER": "none",
         }
         service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.customer", env=env)
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+        # Released like the service releases its connections (chassis.stores): no reset query on either side.
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1, reset=keep_session_state)
         try:
             await wait_for(grpc_health(f"127.0.0.1:{port}"), 30, "customer service")
             async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:

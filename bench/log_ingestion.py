@@ -27,6 +27,7 @@ import grpc
 from aiobotocore.config import AioConfig
 
 from bench.harness import interleaved, wait_for, write_report
+from chassis.stores import keep_session_state
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from devstack.processes import free_port
@@ -118,7 +119,8 @@ async def run(args: argparse.Namespace) -> str:
             async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
                 table = f"{TABLE_PREFIX}-logs"
                 await ensure_log_table(client, table)
-                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=16)
+                # Released like the service releases its connections (chassis.stores): no reset query either side.
+                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=16, reset=keep_session_state)
                 await LogPartitions(pool, 30).maintain()
                 pg_seconds, ddb_seconds = await load_stores(dsn, client, table, layout, stored)
                 loaded = f"PostgreSQL {pg_seconds:.1f}s, DynamoDB Local {ddb_seconds:.1f}s"

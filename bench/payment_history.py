@@ -26,6 +26,7 @@ import grpc
 from aiobotocore.config import AioConfig
 
 from bench.harness import Latencies, interleaved, wait_for, write_report
+from chassis.stores import keep_session_state
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from devstack.processes import free_port
@@ -123,7 +124,8 @@ async def run(args: argparse.Namespace) -> str:
                 print(f"loaded {len(history):,} payments into PostgreSQL in {pg_seconds:.1f}s", flush=True)
                 ddb_seconds = await load_dynamo(client, table, history)
                 print(f"loaded {len(history):,} payments into DynamoDB Local in {ddb_seconds:.1f}s", flush=True)
-                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=32)
+                # Released like the service releases its connections (chassis.stores): no reset query either side.
+                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=32, reset=keep_session_state)
                 control = ControlPlane(pool, guards=())
                 await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="bench")
                 port = free_port()

@@ -104,7 +104,9 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
 async def _postgres(settings: ToolkitSettings, connections: int = 4) -> AsyncIterator[asyncpg.Pool]:
     await upgrade_to_head(settings.postgres_dsn.get_secret_value())
     size = max(connections, settings.postgres_pool_max_size)
-    async with postgres_pool(settings.model_copy(update={"postgres_pool_max_size": size})) as pool:
+    # The backfill takes session-level advisory locks: keep asyncpg's full reset when a connection goes back.
+    settings = settings.model_copy(update={"postgres_pool_max_size": size})
+    async with postgres_pool(settings, reset_sessions=True) as pool:
         yield pool
 
 
