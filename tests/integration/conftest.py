@@ -1,4 +1,5 @@
-"""Integration-test infrastructure shared by the services' suites: a DynamoDB Local to break, and span capture."""
+"""Integration-test infrastructure shared by the services' suites: a DynamoDB Local to break, span capture, and a
+check that no module leaves an expiring (TTL) table on the shared DynamoDB Local."""
 
 from __future__ import annotations
 
@@ -7,14 +8,76 @@ import signal
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import aioboto3
 import pytest
+from botocore.exceptions import ClientError
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devstack.dynamodb import DynamoDBLocal
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+# Why a table with TTL must not outlive its test on the shared DynamoDB Local: DynamoDB Local (3.x) runs its
+# background jobs - adding a GSI by UpdateTable, deleting a GSI, expiring items - on one fixed pool of 10 threads,
+# three of which its job schedulers hold for good. For every table with TTL enabled it runs an expiry job that
+# never finishes while the table exists (it scans, sleeps 10 s, scans again), so each such table takes one of the
+# 7 remaining threads for as long as it lives. From the 7th table on, a GSI added by UpdateTable queues behind
+# those jobs and stays CREATING forever (ensure_table then times out in a later, unrelated test module).
+# Production DynamoDB has no such limit. So: delete every expiring table in the fixture that created it.
+
+
+async def delete_table_if_present(client: DynamoDBClient, table_name: str) -> None:
+    """Deletes a test's table; one already gone is fine (a test may drop its own)."""
+    try:
+        await client.delete_table(TableName=table_name)
+    except ClientError as error:
+        if error.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+
+
+async def expiring_tables(endpoint: str) -> set[str]:
+    """The tables on `endpoint` with TTL enabled (or being enabled)."""
+    session = aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    names: set[str] = set()
+    async with session.client("dynamodb", endpoint_url=endpoint) as client:
+        async for page in client.get_paginator("list_tables").paginate():
+            for name in page.get("TableNames", []):
+                try:
+                    ttl = (await client.describe_time_to_live(TableName=name))["TimeToLiveDescription"]
+                except ClientError as error:  # deleted since the listing
+                    if error.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                        continue
+                    raise
+                if ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
+                    names.add(name)
+    return names
+
+
+@pytest.fixture(scope="module", autouse=True)
+async def no_expiring_table_left_behind(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """Fails the module (at teardown) that leaves a table with TTL on the shared DynamoDB Local: see above."""
+    uses_shared = any(
+        getattr(item, "module", None) is request.module and "dynamodb_endpoint" in getattr(item, "fixturenames", ())
+        for item in request.session.items
+    )
+    if not uses_shared:
+        yield
+        return
+    endpoint: str = request.getfixturevalue("dynamodb_endpoint")
+    before = await expiring_tables(endpoint)
+    yield
+    left = sorted(await expiring_tables(endpoint) - before)
+    assert not left, (
+        f"{request.module.__name__} left tables with TTL on the shared DynamoDB Local: {left}. Each one holds a "
+        "thread of DynamoDB Local's background pool until deleted, and from the 7th on GSIs added by UpdateTable "
+        "never become ACTIVE; delete them in the fixture that creates them."
+    )
 
 
 @dataclass

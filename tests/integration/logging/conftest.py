@@ -27,7 +27,7 @@ from services.logging.adapters.postgres import LogPartitions, PostgresLogReposit
 from services.logging.domain import LogEntry, LogLevel
 from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
 from services.logging.store import HybridLogStore
-from tests.integration.conftest import OwnDynamo
+from tests.integration.conftest import OwnDynamo, delete_table_if_present
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -170,6 +170,9 @@ async def _log_harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> 
                 await replica.hybrid.wait_for_shadow_reads()
                 await replica.watcher.stop()
             await pool.execute("DELETE FROM migration.journal WHERE table_name = $1", TABLE)
+            # A log table has TTL: left behind, it would hold a DynamoDB Local background thread for good (see
+            # tests/integration/conftest.py) and, from the 7th such table on, GSIs added later never get built.
+            await delete_table_if_present(client, table_name)
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from services.logging.migrations import upgrade_to_head as upgrade_logging_schem
 from services.payment.adapters.dynamodb import ensure_payment_table
 from services.payment.adapters.postgres import COLUMNS, row_values
 from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from tests.integration.conftest import delete_table_if_present
 from tests.integration.payment.conftest import a_payment, local_session
 
 if TYPE_CHECKING:
@@ -120,9 +121,15 @@ async def stores(postgres_dsn: str, dynamodb_endpoint: str) -> AsyncIterator[Sto
     try:
         async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint, config=config) as client:
             prefix = f"toolkit-{secrets.token_hex(4)}"
-            await ensure_payment_table(client, f"{prefix}-payments")
-            await ensure_log_table(client, f"{prefix}-logs")
-            yield Stores(postgres_dsn, pool, client, dynamodb_endpoint, prefix)
+            tables = [f"{prefix}-payments", f"{prefix}-logs"]
+            try:
+                await ensure_payment_table(client, tables[0])
+                await ensure_log_table(client, tables[1])
+                yield Stores(postgres_dsn, pool, client, dynamodb_endpoint, prefix)
+            finally:
+                # The log table has TTL: see tests/integration/conftest.py for why none may outlive its test.
+                for table in tables:
+                    await delete_table_if_present(client, table)
     finally:
         await pool.close()
 

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
@@ -43,7 +44,7 @@ def on_postgres(dsn: str, work: str, *arguments: object) -> object:
 
 
 @pytest.fixture
-def environment(postgres_dsn: str, dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+def environment(postgres_dsn: str, dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """Empty stores, both tables dual-writing, and fresh DynamoDB tables under a prefix of this test's own."""
 
     async def prepare() -> str:
@@ -60,8 +61,11 @@ def environment(postgres_dsn: str, dynamodb_endpoint: str, monkeypatch: pytest.M
     values = toolkit_environment(postgres_dsn, dynamodb_endpoint, prefix)
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    asyncio.run(_create_tables(dynamodb_endpoint, prefix))
-    return values
+    try:
+        asyncio.run(_create_tables(dynamodb_endpoint, prefix))
+        yield values
+    finally:
+        asyncio.run(_delete_tables(dynamodb_endpoint, prefix))
 
 
 async def _create_tables(endpoint: str, prefix: str) -> None:
@@ -72,6 +76,16 @@ async def _create_tables(endpoint: str, prefix: str) -> None:
     async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
         await ensure_payment_table(client, f"{prefix}-payments")
         await ensure_log_table(client, f"{prefix}-logs")
+
+
+async def _delete_tables(endpoint: str, prefix: str) -> None:
+    """The log table has TTL: see tests/integration/conftest.py for why none may outlive its test."""
+    from tests.integration.conftest import delete_table_if_present
+    from tests.integration.payment.conftest import local_session
+
+    async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
+        for table in (f"{prefix}-payments", f"{prefix}-logs"):
+            await delete_table_if_present(client, table)
 
 
 def seed(dsn: str, payments: int, logs: int) -> None:
