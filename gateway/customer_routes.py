@@ -55,7 +55,9 @@ class CustomerService(UpstreamService):
     deadline_seconds: float
 
 
-def customer_service(request: Request) -> CustomerService:
+# The service dependencies are `async def` although they only read app.state: FastAPI runs a plain `def`
+# dependency in a worker thread, a thread hop per request (bench/gateway_overhead.py).
+async def customer_service(request: Request) -> CustomerService:
     service: CustomerService = request.app.state.customer_service
     return service
 
