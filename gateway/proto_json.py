@@ -54,10 +54,13 @@ def message_to_json(message: Message) -> dict[str, Any]:
     return result
 
 
+_TWO_DIGITS = [f"{number:02d}" for number in range(60)]
+
+
 @functools.lru_cache(maxsize=4096)
 def _date_text(days: int) -> str:
     # isoformat() writes exactly the digits protobuf writes (4-digit years); a page's timestamps share few days.
-    return (_EPOCH + timedelta(days=days)).isoformat()
+    return (_EPOCH + timedelta(days=days)).isoformat() + "T"
 
 
 def timestamp_json(timestamp: Any) -> str:
@@ -65,7 +68,7 @@ def timestamp_json(timestamp: Any) -> str:
     days, clock = divmod(timestamp.seconds, _SECONDS_PER_DAY)  # floor division: right before 1970 too
     hours, clock = divmod(clock, 3600)
     minutes, seconds = divmod(clock, 60)
-    moment = f"{_date_text(days)}T{hours:02d}:{minutes:02d}:{seconds:02d}"
+    moment = f"{_date_text(days)}{_TWO_DIGITS[hours]}:{_TWO_DIGITS[minutes]}:{_TWO_DIGITS[seconds]}"
     nanos = timestamp.nanos
     if nanos == 0:
         return moment + "Z"
