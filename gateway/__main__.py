@@ -28,6 +28,7 @@ def main() -> None:
             app,
             host=settings.http_host,
             port=settings.http_port,
+            http="httptools",  # uvicorn's default would quietly fall back to the much slower pure-Python h11
             log_config=None,  # keep our structured logging
             access_log=False,  # gateway.access logs each request once, without query strings
             server_header=False,

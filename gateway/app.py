@@ -45,7 +45,7 @@ class Downstreams:
         await asyncio.gather(*(channel.close() for channel in self.channels.values()))
 
 
-def downstreams(request: Request) -> Downstreams:
+async def downstreams(request: Request) -> Downstreams:
     result: Downstreams = request.app.state.downstreams
     return result
 

@@ -8,6 +8,8 @@ the identity provider's user id, which need not be (and for a customer should no
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
@@ -22,6 +24,12 @@ from gateway.errors import ApiError
 
 HS256 = ("HS256",)
 REQUIRED_CLAIMS = ["exp", "iss", "aud", "sub", "role"]
+# Verified tokens remembered, least recently used dropped first: a client sends the same token on every request
+# of its session, and verifying it again each time was a measurable share of the gateway's time per request.
+VERIFIED_TOKENS_KEPT = 4096
+# With keys from a JWKS, a remembered token is verified again after this long, so a key withdrawn from the key set
+# stops being accepted about as soon as without the cache (PyJWKClient keeps the key set for 300 s itself).
+JWKS_REVERIFY_SECONDS = 60.0
 
 
 class InvalidToken(Exception):
@@ -39,8 +47,32 @@ class TokenVerifier:
         self._algorithms = list(HS256 if self._secret is not None else settings.jwt_algorithms)
         # PyJWKClient caches the key set and refetches it when a token names an unknown key id.
         self._jwks = jwt.PyJWKClient(settings.jwt_jwks_url, cache_keys=True) if settings.jwt_jwks_url else None
+        # token -> (its caller, the time.time() until which the token needs no verifying again)
+        self._verified: OrderedDict[str, tuple[Caller, float]] = OrderedDict()
 
     async def verify(self, token: str) -> Caller:
+        """The caller `token` names. A token verified before is not verified again while it is still good: the
+        key source does not change under a running gateway (HS256) or is re-checked every JWKS_REVERIFY_SECONDS,
+        the claims are signed so cannot differ, and time only ever makes `exp` fail, never `nbf` or `iat`, so
+        `exp` plus the leeway bounds how long it is remembered. Refused tokens are not remembered."""
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            caller, good_until = remembered
+            if time.time() < good_until:
+                self._verified.move_to_end(token)
+                return caller
+            del self._verified[token]
+        caller, expires = await self._verify(token)
+        # PyJWT refuses a token once exp <= now - leeway.
+        good_until = expires + self._leeway
+        if self._jwks is not None:
+            good_until = min(good_until, time.time() + JWKS_REVERIFY_SECONDS)
+        self._verified[token] = (caller, good_until)
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return caller
+
+    async def _verify(self, token: str) -> tuple[Caller, float]:
         try:
             key: Any
             if self._jwks is not None:
@@ -69,7 +101,7 @@ class TokenVerifier:
             raise InvalidToken("the token's signing key is unknown") from None
         except jwt.InvalidTokenError:
             raise InvalidToken("the token is malformed or not valid") from None
-        return _caller_from_claims(claims)
+        return _caller_from_claims(claims), float(claims["exp"])
 
 
 def _caller_from_claims(claims: dict[str, Any]) -> Caller:

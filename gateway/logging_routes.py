@@ -55,7 +55,7 @@ class LoggingService(UpstreamService):
     deadline_seconds: float
 
 
-def logging_service(request: Request) -> LoggingService:
+async def logging_service(request: Request) -> LoggingService:
     service: LoggingService = request.app.state.logging_service
     return service
 

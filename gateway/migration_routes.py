@@ -34,7 +34,7 @@ class MigrationService(UpstreamService):
     deadline_seconds: float
 
 
-def migration_service(request: Request) -> MigrationService:
+async def migration_service(request: Request) -> MigrationService:
     service: MigrationService = request.app.state.migration_service
     return service
 

@@ -48,7 +48,7 @@ class PaymentService(UpstreamService):
     deadline_seconds: float
 
 
-def payment_service(request: Request) -> PaymentService:
+async def payment_service(request: Request) -> PaymentService:
     service: PaymentService = request.app.state.payment_service
     return service
 

@@ -151,3 +151,49 @@ async def test_rs256_tokens_verify_with_the_key_the_jwks_names(monkeypatch: pyte
     assert caller.role is Role.OFFICER
     with pytest.raises(InvalidToken):
         await verifier.verify(forged)
+
+
+async def test_a_remembered_token_goes_back_to_pyjwt_once_past_exp_and_the_leeway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lenient = TokenVerifier(settings(jwt_leeway_seconds=10))
+    token = mint_token(SECRET, Role.OFFICER, "o", ttl=timedelta(seconds=60))
+    assert (await lenient.verify(token)).subject == "o"
+    started = time.time()
+
+    def pyjwt_at_that_time(*args: Any, **kwargs: Any) -> Any:
+        raise jwt.ExpiredSignatureError("Signature has expired")
+
+    monkeypatch.setattr(jwt, "decode", pyjwt_at_that_time)
+    monkeypatch.setattr(time, "time", lambda: started + 65)  # past exp, within the leeway: still good
+    assert (await lenient.verify(token)).subject == "o"
+    monkeypatch.setattr(time, "time", lambda: started + 75)  # past exp and the leeway: verified again
+    with pytest.raises(InvalidToken, match="expired"):
+        await lenient.verify(token)
+
+
+async def test_a_remembered_token_is_not_verified_again(
+    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = mint_token(SECRET, Role.CUSTOMER, "u", customer_id="cust-1")
+    first = await verifier.verify(token)
+
+    def no_second_decode(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("decoded twice")
+
+    monkeypatch.setattr(jwt, "decode", no_second_decode)
+    assert await verifier.verify(token) == first
+
+
+async def test_refused_tokens_are_not_remembered_and_the_memory_is_bounded(
+    verifier: TokenVerifier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.auth.VERIFIED_TOKENS_KEPT", 3)
+    bad = mint_token("another-secret-that-is-long-enough-for-hs256", Role.ADMIN, "a")
+    for _ in range(2):
+        with pytest.raises(InvalidToken, match="signature"):
+            await verifier.verify(bad)
+    for subject in "abcde":
+        await verifier.verify(mint_token(SECRET, Role.OFFICER, subject))
+
+    assert len(verifier._verified) == 3
