@@ -189,6 +189,16 @@ async def _settle(pool: asyncpg.Pool, table: str, seconds: float) -> None:
         await asyncio.sleep(seconds - float(age))
 
 
+async def _require_postgres_writes(pool: asyncpg.Pool, table: str) -> Stage:
+    stage = await current_stage(pool, table)
+    if not POLICIES[stage].writes_postgres:
+        raise FailedPrecondition(
+            f"{table}: in {stage.value} PostgreSQL receives no writes, so a copy into it would be stale at once; "
+            f"`loanbook migrate rollback {table}` switches to dynamo_primary first and then runs the reverse sync"
+        )
+    return stage
+
+
 async def _sync_table(
     pool: asyncpg.Pool,
     dynamodb: DynamoDBClient,
@@ -198,12 +208,7 @@ async def _sync_table(
     progress: Progress,
 ) -> ReverseSyncSummary:
     summary = ReverseSyncSummary(spec.name)
-    stage = await current_stage(pool, spec.name)
-    if not POLICIES[stage].writes_postgres:
-        raise FailedPrecondition(
-            f"{spec.name}: in {stage.value} PostgreSQL receives no writes, so a copy into it would be stale at once; "
-            f"`loanbook migrate rollback {spec.name}` switches to dynamo_primary first and then runs the reverse sync"
-        )
+    stage = await _require_postgres_writes(pool, spec.name)
     await _settle(pool, spec.name, options.settle_seconds)
     summary.covers_change = await _left_dynamo_only(pool, spec.name)
     started = time.monotonic()
@@ -270,6 +275,8 @@ async def run_reverse_sync(
     and records each run in migration.reverse_syncs. Refused unless PostgreSQL receives every write."""
     options = options or ReverseSyncOptions()
     sink = progress or NoProgress()
+    for spec in specs:  # refusals first, as themselves (not inside a TaskGroup's exception group)
+        await _require_postgres_writes(pool, spec.name)
     async with asyncio.TaskGroup() as group:
         tasks = [
             group.create_task(_sync_table(pool, dynamodb, spec, table_names(spec.name), options, sink))
