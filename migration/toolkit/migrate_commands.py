@@ -41,6 +41,7 @@ from migration.toolkit.reverse_sync import (
     rollback_out_of_dynamo_only,
     run_reverse_sync,
 )
+from migration.toolkit.settle import wait_for_replicas
 from migration.toolkit.specs import TableSpec, table_specs
 from migration.toolkit.verify import VerifyOptions, run_verify
 
@@ -221,6 +222,9 @@ def backfill(
         float | None, typer.Option(min=1, help="items per second per table (provisioned capacity)")
     ] = None,
     restart: Annotated[bool, typer.Option(help="abandon an unfinished run and start over")] = False,
+    settle_seconds: Annotated[
+        float, typer.Option(min=0, help="seconds every replica needs to follow a switch; the copy waits that long")
+    ] = 5.0,
     who: Who = None,
     postgres_dsn: PostgresDsn = None,
     dynamodb_endpoint: DynamoEndpoint = None,
@@ -236,6 +240,10 @@ def backfill(
 
     async def work() -> None:
         async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+            for name in names:  # a write that started before the switch to dual_write reaches PostgreSQL alone
+                if waited := await wait_for_replicas(pool, name, settle_seconds):
+                    err.print(f"{name}: waited {waited:.1f} s for every replica to follow the last switch",
+                              markup=False)  # fmt: skip
             progress = RichProgress()
             with progress.bars:
                 summaries = await run_backfill(pool, client, _specs(settings, names), settings.table_name, options,

@@ -35,6 +35,7 @@ from migration.stages import POLICIES, Stage
 from migration.toolkit.backfill import NoProgress, Progress, current_stage
 from migration.toolkit.dynamo_io import item_count
 from migration.toolkit.plan import rollback_target
+from migration.toolkit.settle import wait_for_replicas
 from migration.toolkit.specs import Item, LogSpec, PaymentSpec, TableSpec
 from migration.toolkit.verify import VerifyOptions, VerifySummary, run_verify
 from services.logging.adapters.dynamodb import log_entry
@@ -180,15 +181,6 @@ async def _left_dynamo_only(pool: asyncpg.Pool, table: str) -> int | None:
     return change
 
 
-async def _settle(pool: asyncpg.Pool, table: str, seconds: float) -> None:
-    """Waits until the table's latest mode change is `seconds` old: every replica follows it by then."""
-    age = await pool.fetchval(
-        "SELECT extract(epoch FROM now() - max(changed_at)) FROM migration.mode_changes WHERE table_name = $1", table
-    )
-    if age is not None and float(age) < seconds:
-        await asyncio.sleep(seconds - float(age))
-
-
 async def _require_postgres_writes(pool: asyncpg.Pool, table: str) -> Stage:
     stage = await current_stage(pool, table)
     if not POLICIES[stage].writes_postgres:
@@ -209,7 +201,7 @@ async def _sync_table(
 ) -> ReverseSyncSummary:
     summary = ReverseSyncSummary(spec.name)
     stage = await _require_postgres_writes(pool, spec.name)
-    await _settle(pool, spec.name, options.settle_seconds)
+    await wait_for_replicas(pool, spec.name, options.settle_seconds)
     summary.covers_change = await _left_dynamo_only(pool, spec.name)
     started = time.monotonic()
     summary.run_id = await pool.fetchval(

@@ -30,6 +30,7 @@ from migration.stages import TABLES, Stage
 from migration.toolkit.backfill import BackfillOptions, run_backfill
 from migration.toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
 from migration.toolkit.seeding import SeedPlan, seed
+from migration.toolkit.settle import wait_for_replicas
 from migration.toolkit.specs import table_specs
 from migration.toolkit.verify import VerifyOptions, VerifySummary, run_verify
 from tests.e2e.conftest import RunningSystem
@@ -45,6 +46,7 @@ PAYMENT_CLIENTS = 4
 LOG_CLIENTS = 2
 DWELL = 1.5  # seconds of load in each stage
 SETTLE = 1.0  # the e2e stack has one replica per service, notified within milliseconds
+WAY_BACK = "dynamo_only -> dynamo_primary (reverse sync)"
 
 
 def table_name(table: str) -> str:
@@ -83,6 +85,7 @@ async def payment_client(client: httpx.AsyncClient, system: RunningSystem, load:
     body = {"customerId": CASEY, "loanId": CASEY_FUNDED_LOAN, "amount": {"currencyCode": "USD", "units": "25"},
             "method": "PAYMENT_METHOD_ACH"}  # fmt: skip
     mine: list[str] = []
+    recorded_in_dynamo_only: list[str] = []
     while not load.stop.is_set():
         key = {"Idempotency-Key": f"journey-{secrets.token_hex(8)}"}
         response = await client.post("/v1/payments", json=body, headers={**casey, **key})
@@ -90,18 +93,24 @@ async def payment_client(client: httpx.AsyncClient, system: RunningSystem, load:
             payment = response.json()["payment"]
             load.payments[payment["id"]] = (payment["status"], int(payment["version"]))
             mine.append(payment["id"])
+            if load.stage == Stage.DYNAMO_ONLY.value:
+                recorded_in_dynamo_only.append(payment["id"])
             if rng.random() < 0.2:  # a client's retry: the same payment, replayed
                 again = await client.post("/v1/payments", json=body, headers={**casey, **key})
                 if load.seen("replay", again, 200) and again.json()["payment"]["id"] != payment["id"]:
                     load.unexpected.append(f"[{load.stage}] replay answered another payment: {again.text[:300]}")
         if mine:
             payment_id = rng.choice(mine)
+            targeted = load.stage == WAY_BACK and bool(recorded_in_dynamo_only)
+            if targeted:
+                # On the way back, reverse what PostgreSQL may not hold yet: payments recorded in dynamo_only.
+                payment_id = recorded_in_dynamo_only.pop()
             got = await client.get(f"/v1/payments/{payment_id}", headers=casey)
             if load.seen("get", got, 200):
                 status, version = got.json()["status"], int(got.json()["version"])
                 if version < load.payments[payment_id][1]:
                     load.unexpected.append(f"[{load.stage}] get {payment_id}: version {version} older than acked")
-                if status == "PAYMENT_STATUS_SETTLED" and rng.random() < 0.3:
+                if status == "PAYMENT_STATUS_SETTLED" and (targeted or rng.random() < 0.3):
                     reversal = await client.post(f"/v1/payments/{payment_id}/reverse", headers=officer,
                                                  json={"version": str(version), "reason": "journey"})  # fmt: skip
                     if load.seen("reverse", reversal, 200):
@@ -212,6 +221,8 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
                 journey = time.monotonic()
                 await asyncio.sleep(DWELL)
                 await switch(Stage.DUAL_WRITE)
+                for table in TABLES:  # as `loanbook migrate backfill` does: every replica follows the switch first
+                    await wait_for_replicas(pool, table, SETTLE)
                 options = BackfillOptions(workers=2, batch_rows=200, restart=True)
                 await timed("backfill", lambda: run_backfill(pool, dynamodb, specs, table_name, options))
                 clean(await timed("verify after backfill", lambda: run_verify(pool, dynamodb, specs, table_name)))
@@ -222,6 +233,7 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
                 await switch(Stage.DYNAMO_ONLY, attempts=20)
                 await asyncio.sleep(2 * DWELL)  # payments and logs written to DynamoDB alone
 
+                load.stage = WAY_BACK
                 ways = await timed("rollback out of dynamo_only", lambda: rollback_out_of_dynamo_only(
                     pool, dynamodb, specs, table_name, who="e2e journey", options=ReverseSyncOptions(
                         segments=4, settle_seconds=SETTLE), verify_options=VerifyOptions(workers=2)))  # fmt: skip
