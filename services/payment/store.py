@@ -83,10 +83,12 @@ class HybridPaymentStore:
             # On the way back from dynamo_only PostgreSQL may not hold this payment's latest version yet (the reverse
             # sync copies it). DynamoDB never holds a newer version than PostgreSQL otherwise, since every write
             # since dual_write went to PostgreSQL first: take DynamoDB's version if it is the one the caller read,
-            # never replacing a newer one, and try again.
+            # never replacing a newer one, and try again (the reverse sync may have copied it meanwhile: then the
+            # copy changes nothing and the retry finds it).
             current = await self._dynamo.get(payment.id)
-            if current is None or current.version != expected_version or not await postgres.put_if_newer(current):
+            if current is None or current.version != expected_version:
                 return False
+            await postgres.put_if_newer(current)
             return await postgres.update(payment, expected_version)
 
         return await self._table.write(
