@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -152,8 +152,8 @@ def answers_from_postgres(mode: TableMode) -> bool:
 async def reverse_sync_pending(connection: Connection | asyncpg.Pool, table: str) -> str | None:
     """Why PostgreSQL may still lack writes made in dynamo_only, or None when it holds them all.
 
-    After the latest switch out of dynamo_only, PostgreSQL holds every write once a reverse sync that started after
-    that switch has finished without conflicts and a clean full verification has started after that sync finished.
+    After the latest switch out of dynamo_only, PostgreSQL holds every write once a reverse sync covering that switch
+    has finished without conflicts and a clean full verification has started after that sync finished.
     """
     left = await connection.fetchrow(
         """SELECT id, changed_at FROM migration.mode_changes
@@ -175,12 +175,14 @@ async def reverse_sync_pending(connection: Connection | asyncpg.Pool, table: str
             f"{left['changed_at']:%Y-%m-%d %H:%M:%S %Z}); copy them back first with `loanbook migrate reverse-sync "
             f"{table}` (or `loanbook migrate rollback {table}`, which runs it)"
         )
-    latest = await connection.fetchrow(
-        """SELECT clean, full_scan, started_at FROM migration.verifications
-           WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1""",
-        table,
-    )
-    if latest is None or not (latest["clean"] and latest["full_scan"]) or latest["started_at"] < synced["finished_at"]:
+    # Any clean full verification since settles it: later ones that differ are about DynamoDB lagging (e.g. a new
+    # backfill), while PostgreSQL has received every write since the switch.
+    confirmed = await connection.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM migration.verifications
+                          WHERE table_name = $1 AND clean AND full_scan AND started_at >= $2)""",
+        table, synced["finished_at"],
+    )  # fmt: skip
+    if not confirmed:
         return (
             f"{table}: reverse sync {synced['id']} copied DynamoDB's items back into PostgreSQL; a clean full "
             f"verification that starts after it (`loanbook migrate verify {table}`) must confirm it first"
@@ -241,11 +243,11 @@ class ControlPlane:
                     created.append(table)
         return created
 
-    async def ensure_defaults(self, who: str) -> list[str]:
-        """Give every migrated table without a mode the default one (postgres_only, fallback on) — what the
-        replicas already assume for it — so it can be listed and switched like the others."""
+    async def ensure_defaults(self, who: str, tables: Sequence[str] = TABLES) -> list[str]:
+        """Give every migrated table (of `tables`) without a mode the default one (postgres_only, fallback on) —
+        what the replicas already assume for it — so it can be listed and switched like the others."""
         return await self.seed(
-            {table: TableMode(table, Stage.POSTGRES_ONLY, fallback=True) for table in TABLES}, who=who
+            {table: TableMode(table, Stage.POSTGRES_ONLY, fallback=True) for table in tables}, who=who
         )
 
     async def modes(self) -> dict[str, TableMode]:
