@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
-from migration.stages import ORDER, TABLES, Stage, TableMode, stage_from_seed_flags
+from migration.stages import ORDER, TABLES, Backend, Stage, TableMode, stage_from_seed_flags
 
 logger = logging.getLogger(__name__)
 
@@ -143,11 +143,76 @@ async def require_drained_journal(connection: Connection, current: TableMode, wa
         )
 
 
+def answers_from_postgres(mode: TableMode) -> bool:
+    """Whether PostgreSQL answers some reads in this mode: it serves them, or reads fall back to it."""
+    policy = mode.policy
+    return policy.serves is Backend.POSTGRES or (mode.fallback and policy.fallback_possible)
+
+
+async def reverse_sync_pending(connection: Connection | asyncpg.Pool, table: str) -> str | None:
+    """Why PostgreSQL may still lack writes made in dynamo_only, or None when it holds them all.
+
+    After the latest switch out of dynamo_only, PostgreSQL holds every write once a reverse sync covering that switch
+    has finished without conflicts and a clean full verification has started after that sync finished.
+    """
+    left = await connection.fetchrow(
+        """SELECT id, changed_at FROM migration.mode_changes
+           WHERE table_name = $1 AND from_stage = 'dynamo_only' AND to_stage <> 'dynamo_only'
+           ORDER BY id DESC LIMIT 1""",
+        table,
+    )
+    if left is None:
+        return None
+    synced = await connection.fetchrow(
+        """SELECT id, finished_at FROM migration.reverse_syncs
+           WHERE table_name = $1 AND covers_change = $2 AND status = 'finished' AND conflicts = 0
+           ORDER BY id DESC LIMIT 1""",
+        table, left["id"],
+    )  # fmt: skip
+    if synced is None:
+        return (
+            f"{table}: PostgreSQL received no writes while the table was in dynamo_only (left at "
+            f"{left['changed_at']:%Y-%m-%d %H:%M:%S %Z}); copy them back first with `loanbook migrate reverse-sync "
+            f"{table}` (or `loanbook migrate rollback {table}`, which runs it)"
+        )
+    # Any clean full verification since settles it: later ones that differ are about DynamoDB lagging (e.g. a new
+    # backfill), while PostgreSQL has received every write since the switch.
+    confirmed = await connection.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM migration.verifications
+                          WHERE table_name = $1 AND clean AND full_scan AND started_at >= $2)""",
+        table, synced["finished_at"],
+    )  # fmt: skip
+    if not confirmed:
+        return (
+            f"{table}: reverse sync {synced['id']} copied DynamoDB's items back into PostgreSQL; a clean full "
+            f"verification that starts after it (`loanbook migrate verify {table}`) must confirm it first"
+        )
+    return None
+
+
+async def require_reverse_sync_after_dynamo_only(connection: Connection, current: TableMode, wanted: TableMode) -> None:
+    """Leaving dynamo_only, PostgreSQL lacks the writes made in it: it answers no read (neither serves nor is fallen
+    back to) until a reverse sync has copied them back and a clean full verification has confirmed it."""
+    if not answers_from_postgres(wanted):
+        return
+    if current.stage is Stage.DYNAMO_ONLY:
+        raise FailedPrecondition(
+            f"{wanted.table}: from dynamo_only, go to dynamo_primary with fallback off first (PostgreSQL lacks the "
+            f"writes made in dynamo_only): `loanbook migrate rollback {wanted.table}` does that, copies them back "
+            "and verifies"
+        )
+    reason = await reverse_sync_pending(connection, wanted.table)
+    if reason is not None:
+        raise FailedPrecondition(f"{reason}; until then PostgreSQL must not answer reads ({wanted.stage.value}, "
+                                 f"fallback {'on' if wanted.fallback else 'off'})")  # fmt: skip
+
+
 # Every change through the control plane (the CLI and the gateway's admin route alike) passes these.
 DEFAULT_GUARDS: tuple[Guard, ...] = (
     require_clean_full_verification,
     require_verification_after_backfill,
     require_drained_journal,
+    require_reverse_sync_after_dynamo_only,
 )
 
 
@@ -178,11 +243,11 @@ class ControlPlane:
                     created.append(table)
         return created
 
-    async def ensure_defaults(self, who: str) -> list[str]:
-        """Give every migrated table without a mode the default one (postgres_only, fallback on) — what the
-        replicas already assume for it — so it can be listed and switched like the others."""
+    async def ensure_defaults(self, who: str, tables: Sequence[str] = TABLES) -> list[str]:
+        """Give every migrated table (of `tables`) without a mode the default one (postgres_only, fallback on) —
+        what the replicas already assume for it — so it can be listed and switched like the others."""
         return await self.seed(
-            {table: TableMode(table, Stage.POSTGRES_ONLY, fallback=True) for table in TABLES}, who=who
+            {table: TableMode(table, Stage.POSTGRES_ONLY, fallback=True) for table in tables}, who=who
         )
 
     async def modes(self) -> dict[str, TableMode]:

@@ -32,6 +32,9 @@ Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 @dataclass(frozen=True)
 class HybridSettings:
     dynamo_timeout_seconds: float = 0.2
+    # Where a DynamoDB failure has nothing to fall back to (dynamo_only, fallback off): cutting a slow call short only
+    # turns a slow answer into an error, so it gets the caller's patience instead (well within the gateway's 5 s).
+    dynamo_timeout_without_fallback_seconds: float = 2.0
     breaker_failure_threshold: int = 5
     breaker_recovery_seconds: float = 5.0
     shadow_sample_ratio: float = 0.1
@@ -122,7 +125,7 @@ class HybridTable:
                 raise DynamoUnavailable(f"{self.name}: DynamoDB circuit breaker is open")
             try:
                 result: T = await self.breaker.call_async(
-                    asyncio.wait_for, call(), timeout=timeout or self._settings.dynamo_timeout_seconds
+                    asyncio.wait_for, call(), timeout=timeout or self._timeout(operation)
                 )
                 return result
             except DomainError as error:
@@ -131,6 +134,14 @@ class HybridTable:
                 raise
             except (TimeoutError, OSError) as error:
                 raise DynamoUnavailable(f"{self.name}: DynamoDB timed out or unreachable") from error
+
+    def _timeout(self, operation: str) -> float:
+        """Short where a failure falls back (a read to PostgreSQL) or is retried by the relay (an inline copy)."""
+        mode = self.mode
+        falls_back = mode.fallback and mode.policy.fallback_possible
+        if falls_back or operation.endswith(".copy"):
+            return self._settings.dynamo_timeout_seconds
+        return max(self._settings.dynamo_timeout_seconds, self._settings.dynamo_timeout_without_fallback_seconds)
 
     # --- writes --------------------------------------------------------------------------------------------
 

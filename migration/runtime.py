@@ -24,7 +24,8 @@ async def open_hybrid_table(
     if settings.migration_settings_file is not None:
         modes = load_settings_file(settings.migration_settings_file)
         await control.seed({t: m for t, m in modes.items() if t == table}, who=f"{who} settings file")
-    await control.ensure_defaults(who=f"{who} start-up")
+    # Only this service's table: another table's own service may still have a settings file to seed it from.
+    await control.ensure_defaults(who=f"{who} start-up", tables=[table])
     watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
     await watcher.start()
     stack.push_async_callback(watcher.stop)

@@ -19,6 +19,8 @@ class MigratingTableSettings(BaseSettings):
     # Per DynamoDB call; past it a read falls back (where allowed). Above DynamoDB's normal tail, well under
     # what a caller waits: it bounds the latency of the few calls that pay for detecting an outage.
     dynamo_timeout_seconds: float = Field(default=0.2, gt=0, le=30)
+    # Per DynamoDB call where nothing falls back (dynamo_only, fallback off): a slow answer beats an error.
+    dynamo_timeout_without_fallback_seconds: float = Field(default=2.0, gt=0, le=30)
     breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
     breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
     shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)
@@ -30,6 +32,7 @@ class MigratingTableSettings(BaseSettings):
     def hybrid_settings(self) -> HybridSettings:
         return HybridSettings(
             dynamo_timeout_seconds=self.dynamo_timeout_seconds,
+            dynamo_timeout_without_fallback_seconds=self.dynamo_timeout_without_fallback_seconds,
             breaker_failure_threshold=self.breaker_failure_threshold,
             breaker_recovery_seconds=self.breaker_recovery_seconds,
             shadow_sample_ratio=self.shadow_sample_ratio,

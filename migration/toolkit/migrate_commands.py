@@ -26,15 +26,22 @@ from rich.progress import (
 from rich.progress import Progress as RichProgressBars
 from rich.text import Text
 
-from chassis.errors import DomainError
+from chassis.errors import DomainError, FailedPrecondition
 from chassis.stores import StoreUnavailable, dynamodb_client, postgres_pool
-from migration.control import ControlPlane, check_table, parse_stage
+from migration.control import ControlPlane, check_table, parse_stage, reverse_sync_pending
 from migration.schema import upgrade_to_head
-from migration.stages import TABLES
+from migration.stages import TABLES, Stage
 from migration.toolkit.app import migrate
 from migration.toolkit.backfill import BackfillOptions, run_backfill
 from migration.toolkit.config import ToolkitSettings
-from migration.toolkit.plan import rollback_guarantee, rollback_target, table_status
+from migration.toolkit.plan import reverse_sync_guarantee, rollback_guarantee, rollback_target, table_status
+from migration.toolkit.reverse_sync import (
+    ReverseSyncOptions,
+    ReverseSyncSummary,
+    rollback_out_of_dynamo_only,
+    run_reverse_sync,
+)
+from migration.toolkit.settle import wait_for_replicas
 from migration.toolkit.specs import TableSpec, table_specs
 from migration.toolkit.verify import VerifyOptions, run_verify
 
@@ -217,6 +224,9 @@ def backfill(
         float | None, typer.Option(min=1, help="items per second per table (provisioned capacity)")
     ] = None,
     restart: Annotated[bool, typer.Option(help="abandon an unfinished run and start over")] = False,
+    settle_seconds: Annotated[
+        float, typer.Option(min=0, help="seconds every replica needs to follow a switch; the copy waits that long")
+    ] = 5.0,
     who: Who = None,
     postgres_dsn: PostgresDsn = None,
     dynamodb_endpoint: DynamoEndpoint = None,
@@ -232,6 +242,10 @@ def backfill(
 
     async def work() -> None:
         async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+            for name in names:  # a write that started before the switch to dual_write reaches PostgreSQL alone
+                if waited := await wait_for_replicas(pool, name, settle_seconds):
+                    err.print(f"{name}: waited {waited:.1f} s for every replica to follow the last switch",
+                              markup=False)  # fmt: skip
             progress = RichProgress()
             with progress.bars:
                 summaries = await run_backfill(pool, client, _specs(settings, names), settings.table_name, options,
@@ -267,6 +281,13 @@ def verify(
 
     async def work() -> bool:
         async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+            if repair:
+                for name in names:
+                    if (pending := await reverse_sync_pending(pool, name)) is not None:
+                        raise FailedPrecondition(
+                            f"{pending}. --repair would make DynamoDB match PostgreSQL and so delete what only "
+                            "DynamoDB holds; verify without --repair"
+                        )
             progress = RichProgress()
             with progress.bars:
                 summaries = await run_verify(pool, client, _specs(settings, names), settings.table_name, options,
@@ -333,29 +354,129 @@ def switch(
     _run(work)
 
 
+Settle = Annotated[
+    float,
+    typer.Option(min=0, help="seconds every replica needs to follow a switch; the scan waits that long after it"),
+]
+Segments = Annotated[int, typer.Option(min=1, max=256, help="parallel DynamoDB Scan segments per table")]
+
+
+def _print_sync(s: ReverseSyncSummary) -> None:
+    out.print(
+        f"{s.table}: reverse sync {s.run_id} scanned {s.items_scanned:,} DynamoDB items in {s.seconds:.1f} s "
+        f"({s.items_per_second:,.0f} items/s): {s.inserted:,} rows inserted into PostgreSQL, {s.updated:,} updated "
+        f"(PostgreSQL's version was older), {s.kept:,} kept (PostgreSQL's version was the same or newer), "
+        f"{s.skipped:,} skipped (idempotency markers, expired log entries), {s.conflicts:,} conflicts",
+        markup=False,
+    )
+    for key in s.conflict_keys:
+        out.print(f"  conflict  {key}: its idempotency key belongs to another payment in PostgreSQL", markup=False)
+
+
+@migrate.command("reverse-sync")
+def reverse_sync(
+    tables: Tables = None,
+    segments: Segments = 8,
+    settle_seconds: Settle = 5.0,
+    who: Who = None,
+    postgres_dsn: PostgresDsn = None,
+    dynamodb_endpoint: DynamoEndpoint = None,
+    region: Region = None,
+    table_prefix: TablePrefix = None,
+) -> None:
+    """Copy DynamoDB's items into PostgreSQL, never replacing a newer version (payments: upsert where PostgreSQL's
+    version is older; log entries: insert where absent). Needs a stage in which PostgreSQL receives every write;
+    `rollback` out of dynamo_only runs it for you."""
+    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    names = _tables(tables)
+    options = ReverseSyncOptions(segments=segments, settle_seconds=settle_seconds, who=_who(who))
+
+    async def work() -> bool:
+        async with _stores(settings, 4 + segments * len(names)) as (pool, client):
+            progress = RichProgress()
+            with progress.bars:
+                summaries = await run_reverse_sync(pool, client, _specs(settings, names), settings.table_name,
+                                                   options, progress)  # fmt: skip
+        for s in summaries:
+            _print_sync(s)
+            out.print(f"  Next: `loanbook migrate verify {s.table}` (a clean full verification)", markup=False)
+        return all(s.clean for s in summaries)
+
+    if not _run(work):
+        raise typer.Exit(1)
+
+
 @migrate.command()
 def rollback(
     table: Annotated[str, typer.Argument(help="payments or logs")],
     to: Annotated[str | None, typer.Option(help="an earlier stage (default: the safe one)", show_default=False)] = None,
     who: Who = None,
     reason: Annotated[str, typer.Option(help="why, for the audit")] = "rollback",
+    segments: Segments = 8,
+    settle_seconds: Settle = 5.0,
+    workers: Workers = 4,
     postgres_dsn: PostgresDsn = None,
+    dynamodb_endpoint: DynamoEndpoint = None,
+    region: Region = None,
+    table_prefix: TablePrefix = None,
 ) -> None:
-    """Move a table back so that PostgreSQL serves its reads again, and say what that guarantees."""
-    settings = _settings(postgres_dsn, None, None, None)
+    """Move a table back so that PostgreSQL serves its reads again, and say what that guarantees.
 
-    async def work() -> None:
+    From dynamo_only (or part-way back from it): switch to dynamo_primary with fallback off, copy DynamoDB's items
+    back into PostgreSQL (reverse sync), verify in full, then restore fallback (and go on to --to, if given)."""
+    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+
+    async def work() -> bool:
         async with _postgres(settings) as pool:
             control = ControlPlane(pool)
             await control.ensure_defaults(who="loanbook migrate")
             before = await control.mode(check_table(table))
-            target = rollback_target(before, parse_stage(to, "--to") if to else None)
-            mode = await control.change(table, stage=target, who=_who(who), reason=reason)
-        out.print(f"{table}: rolled back {before.stage.value} -> {mode.stage.value} (revision {mode.revision}).",
-                  markup=False)  # fmt: skip
-        out.print(f"Guarantee: {rollback_guarantee(mode.stage)}", markup=False)
+            wanted = parse_stage(to, "--to") if to else None
+            if before.stage is not Stage.DYNAMO_ONLY and await reverse_sync_pending(pool, table) is None:
+                target = rollback_target(before, wanted)
+                mode = await control.change(table, stage=target, who=_who(who), reason=reason)
+                out.print(f"{table}: rolled back {before.stage.value} -> {mode.stage.value} "
+                          f"(revision {mode.revision}).", markup=False)  # fmt: skip
+                out.print(f"Guarantee: {rollback_guarantee(mode.stage)}", markup=False)
+                return True
+        options = ReverseSyncOptions(segments=segments, settle_seconds=settle_seconds, who=_who(who))
+        async with _stores(settings, 4 + (segments + workers) * 2) as (pool, client):
+            progress = RichProgress()
+            with progress.bars:
+                ways = await rollback_out_of_dynamo_only(
+                    pool, client, _specs(settings, [table]), settings.table_name, to=wanted, who=_who(who),
+                    reason=reason, options=options, verify_options=VerifyOptions(workers=workers), progress=progress,
+                )  # fmt: skip
+        for way in ways:
+            if way.from_stage is Stage.DYNAMO_ONLY:
+                out.print(f"{way.table}: dynamo_only -> dynamo_primary, fallback off: PostgreSQL receives every write "
+                          "again, DynamoDB serves every read, PostgreSQL answers none yet", markup=False)  # fmt: skip
+            if way.sync is not None:
+                _print_sync(way.sync)
+            check = way.verification
+            if check is not None:
+                verdict = "clean" if check.clean else f"{check.missing} missing, {check.extra} extra, " \
+                                                      f"{check.differing} differing"  # fmt: skip
+                out.print(f"{way.table}: verification {check.verification_id}: {verdict} (full: "
+                          f"{check.rows_checked:,} rows, {check.items_scanned:,} DynamoDB items scanned)",
+                          markup=False)  # fmt: skip
+                for difference in check.differences[:20]:
+                    fields = f": {', '.join(difference.fields)}" if difference.fields else ""
+                    out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
+            if not way.complete:
+                out.print(f"{way.table}: stays in {way.stage.value} with fallback off (PostgreSQL answers no read); "
+                          f"fix what is reported and run `loanbook migrate rollback {way.table}` again",
+                          markup=False)  # fmt: skip
+                continue
+            out.print(f"{way.table}: rolled back {way.from_stage.value} -> {way.stage.value}, fallback "
+                      f"{'on' if way.fallback else 'off'}.", markup=False)  # fmt: skip
+            out.print(f"Guarantee: {reverse_sync_guarantee(settle_seconds)}", markup=False)
+            if way.stage is not Stage.DYNAMO_PRIMARY:
+                out.print(f"Guarantee: {rollback_guarantee(way.stage)}", markup=False)
+        return all(way.complete for way in ways)
 
-    _run(work)
+    if not _run(work):
+        raise typer.Exit(1)
 
 
 @migrate.command()

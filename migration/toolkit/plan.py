@@ -10,7 +10,7 @@ import asyncpg
 from botocore.exceptions import ClientError
 
 from chassis.errors import FailedPrecondition
-from migration.control import ControlPlane
+from migration.control import ControlPlane, reverse_sync_pending
 from migration.journal import Backlog, Journal
 from migration.stages import ORDER, Stage, TableMode
 from migration.toolkit.dynamo_io import item_count
@@ -57,14 +57,24 @@ async def last_verification(pool: asyncpg.Pool, table: str) -> Verification | No
 
 
 def next_step(
-    mode: TableMode, backlog: Backlog, backfill: BackfillRun | None, verification: Verification | None
+    mode: TableMode,
+    backlog: Backlog,
+    backfill: BackfillRun | None,
+    verification: Verification | None,
+    reverse_sync: str | None = None,
 ) -> str:
-    """The next safe move from here, as the guards in migration.control will judge it."""
+    """The next safe move from here, as the guards in migration.control will judge it. `reverse_sync`: why
+    PostgreSQL may still lack writes made in dynamo_only (see migration.control.reverse_sync_pending)."""
     table, stage = mode.table, mode.stage
     if stage is Stage.POSTGRES_ONLY:
         return f"switch to dual_write (`loanbook migrate switch {table} dual_write`), then backfill"
     if stage is Stage.DYNAMO_ONLY:
-        return "none: the migration is complete (PostgreSQL no longer receives writes)"
+        return (
+            "none: the migration is complete (PostgreSQL no longer receives writes); the way back is "
+            f"`loanbook migrate rollback {table}` (reverse sync into PostgreSQL, then verify)"
+        )
+    if reverse_sync is not None:
+        return f"finish the way back from dynamo_only: `loanbook migrate rollback {table}` ({reverse_sync})"
     if backfill is None or backfill.status != "finished":
         what = "resume the backfill" if backfill is not None else "backfill"
         return f"{what} (`loanbook migrate backfill {table}`), then verify"
@@ -107,20 +117,24 @@ async def table_status(pool: asyncpg.Pool, dynamodb: DynamoDBClient, spec: Table
         items = None
     backfill = await BackfillRuns(pool).latest(spec.name)
     verification = await last_verification(pool, spec.name)
+    pending = await reverse_sync_pending(pool, spec.name)
     return TableStatus(
         spec.name, mode, configured, backlog, await spec.count(pool), items, backfill, verification,
-        next_step(mode, backlog, backfill, verification),
+        next_step(mode, backlog, backfill, verification, pending),
     )  # fmt: skip
 
 
 # --- rollback ------------------------------------------------------------------------------------------------
 
-# Where `rollback` goes from each stage: reads back on PostgreSQL, DynamoDB still written where it was.
+# Where `rollback` goes from each stage: reads back on PostgreSQL, DynamoDB still written where it was. From
+# dynamo_only the way back starts at dynamo_primary (PostgreSQL receives writes again, DynamoDB still serves) and
+# a reverse sync (migration.toolkit.reverse_sync) copies back what PostgreSQL missed.
 ROLLBACK_TO = {
     Stage.DUAL_WRITE: Stage.POSTGRES_ONLY,
     Stage.SHADOW: Stage.DUAL_WRITE,
     Stage.DYNAMO_LIVE: Stage.SHADOW,
     Stage.DYNAMO_PRIMARY: Stage.SHADOW,
+    Stage.DYNAMO_ONLY: Stage.DYNAMO_PRIMARY,
 }
 
 
@@ -138,13 +152,26 @@ def rollback_guarantee(target: Stage) -> str:
     )
 
 
+def reverse_sync_guarantee(settle_seconds: float) -> str:
+    """What holds after a rollback out of dynamo_only whose reverse sync and verification came out clean."""
+    return (
+        "Every acknowledged write is in PostgreSQL at its latest version: since the switch to dynamo_primary every "
+        "write went to PostgreSQL (and DynamoDB); every item DynamoDB held when the reverse sync scanned it was "
+        "copied back (an insert, or an update only where PostgreSQL held an older version: a newer PostgreSQL "
+        "version is never replaced; log entries are inserted where absent); and a clean full verification that "
+        "started after the sync compared both stores. DynamoDB still serves reads (dynamo_primary); rolling back "
+        "further (shadow, dual_write, postgres_only) is now lossless. Assumed: every replica followed the switch "
+        f"within {settle_seconds:g} s (the sync waits that long before scanning); a write made to DynamoDB alone "
+        "after that would have shown in the verification as an extra item. Until the verification passed, "
+        "PostgreSQL answered no read (fallback was off)."
+    )
+
+
 def rollback_target(mode: TableMode, to: Stage | None = None) -> Stage:
-    """The stage a rollback moves to, or FailedPrecondition saying why there is none that loses nothing."""
-    if mode.stage is Stage.DYNAMO_ONLY:
-        raise FailedPrecondition(
-            f"{mode.table}: in dynamo_only PostgreSQL receives no writes, so every earlier stage would serve or keep "
-            "data without the writes since that switch; copy DynamoDB back to PostgreSQL before rolling back"
-        )
+    """The stage a rollback moves to, or FailedPrecondition saying why there is none that loses nothing.
+
+    From dynamo_only the move itself is to dynamo_primary: the caller runs the reverse sync and the verification
+    (migration.toolkit.reverse_sync.rollback_out_of_dynamo_only) before going on to an earlier `to`."""
     if mode.stage is Stage.POSTGRES_ONLY:
         raise FailedPrecondition(f"{mode.table}: already in postgres_only, the first stage; nothing to roll back")
     if to is None:

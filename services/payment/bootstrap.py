@@ -58,7 +58,9 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     )
     servicer = PaymentServicer(use_cases)
     add_servicer = payment_pb2_grpc.add_PaymentServiceServicer_to_server
-    # The payment service holds the control plane's connection, so it serves the admins' migration API too.
+    # The payment service holds the control plane's connection, so it serves the admins' migration API too: every
+    # migrated table is listed and switchable from its start, whether or not its own service has started yet.
+    await control.ensure_defaults(who="payment start-up")
     migration_servicer = MigrationServicer(control, lambda table: Journal(pool, table))
     add_migration = migration_pb2_grpc.add_MigrationServiceServicer_to_server
     return [

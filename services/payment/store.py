@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from migration.hybrid import Connection, HybridTable, JournalItem
+from migration.stages import Backend
 from services.payment.domain import Payment, PaymentCursor
 from services.payment.ports import PaymentRepository
 
@@ -73,9 +74,26 @@ class HybridPaymentStore:
         )
 
     async def update(self, payment: Payment, expected_version: int) -> bool:
+        async def in_postgres(connection: Connection) -> bool:
+            postgres = self._postgres_on(connection)
+            if await postgres.update(payment, expected_version):
+                return True
+            if self._table.mode.policy.serves is not Backend.DYNAMODB:
+                return False
+            # On the way back from dynamo_only PostgreSQL may not hold this payment's latest version yet (the reverse
+            # sync copies it). DynamoDB never holds a newer version than PostgreSQL otherwise, since every write
+            # since dual_write went to PostgreSQL first: take DynamoDB's version if it is the one the caller read,
+            # never replacing a newer one, and try again (the reverse sync may have copied it meanwhile: then the
+            # copy changes nothing and the retry finds it).
+            current = await self._dynamo.get(payment.id)
+            if current is None or current.version != expected_version:
+                return False
+            await postgres.put_if_newer(current)
+            return await postgres.update(payment, expected_version)
+
         return await self._table.write(
             "update",
-            postgres=lambda connection: self._postgres_on(connection).update(payment, expected_version),
+            postgres=in_postgres,
             journal_item=lambda updated: journal_item(payment) if updated else None,
             copy_to_dynamo=lambda _: self._dynamo.put_if_newer(payment),
             dynamo_only=lambda: self._dynamo.update(payment, expected_version),

@@ -116,6 +116,11 @@ def _payment(item: Item) -> Payment:
     )
 
 
+def payment_from_item(item: Item) -> Payment:
+    """The payment a payment item (not a marker) stands for: the inverse of payment_item."""
+    return _payment(item)
+
+
 def _error_code(error: ClientError) -> str:
     return error.response.get("Error", {}).get("Code", "")
 

@@ -19,6 +19,8 @@ from typer.testing import CliRunner
 from migration.stages import Stage
 from migration.toolkit import commands  # noqa: F401 - registers the commands on `app`
 from migration.toolkit.app import app
+from services.payment.domain import Payment
+from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import (
     insert_logs,
     insert_payments,
@@ -180,13 +182,69 @@ def test_moving_to_dynamo_only_is_refused_while_the_journal_holds_writes(
     refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
     on_postgres(postgres_dsn, "DELETE FROM migration.journal WHERE table_name = 'logs'")
     allowed = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
-    no_rollback = runner.invoke(app, ["migrate", "rollback", "logs"])
+    # Straight back to a stage where PostgreSQL answers reads is refused: it lacks the writes made in dynamo_only.
+    straight_back = runner.invoke(app, ["migrate", "switch", "logs", "shadow"])
 
     assert refused.exit_code == 1
     assert "logs: 1 journaled writes are not in DynamoDB yet" in " ".join(refused.output.split())
     assert allowed.exit_code == 0, allowed.output
-    assert no_rollback.exit_code == 1
-    assert "in dynamo_only PostgreSQL receives no writes" in " ".join(no_rollback.output.split())
+    assert straight_back.exit_code == 1
+    assert "go to dynamo_primary with fallback off first" in " ".join(straight_back.output.split())
+
+
+def test_rollback_out_of_dynamo_only_copies_dynamodb_back_verifies_and_says_what_it_guarantees(
+    environment: dict[str, str], postgres_dsn: str
+) -> None:
+    seed(postgres_dsn, payments=40, logs=60)
+    assert runner.invoke(app, ["migrate", "backfill"]).exit_code == 0
+    assert runner.invoke(app, ["migrate", "verify"]).exit_code == 0
+    for stage in ("shadow", "dynamo_live", "dynamo_primary", "dynamo_only"):
+        assert runner.invoke(app, ["migrate", "switch", "payments", stage]).exit_code == 0
+    payment = a_payment()
+    asyncio.run(_create_in_dynamodb(environment, payment))
+
+    back = runner.invoke(app, ["migrate", "rollback", "payments", "--to", "shadow", "--settle-seconds", "0"])
+    output = " ".join(back.output.split())
+
+    assert back.exit_code == 0, back.output
+    assert "payments: dynamo_only -> dynamo_primary, fallback off" in output
+    assert "scanned 82 DynamoDB items" in output
+    assert "1 rows inserted into PostgreSQL, 0 updated" in output
+    assert "40 kept (PostgreSQL's version was the same or newer), 41 skipped" in output
+    assert ": clean (full: 41 rows" in output
+    assert "payments: rolled back dynamo_only -> shadow, fallback on." in output
+    assert "Guarantee: Every acknowledged write is in PostgreSQL at its latest version" in output
+    assert on_postgres(postgres_dsn, "SELECT version FROM payment.payments WHERE id = $1", payment.id) == 1
+    assert (
+        on_postgres(postgres_dsn, "SELECT stage FROM migration.table_modes WHERE table_name = 'payments'") == "shadow"
+    )
+
+
+def test_verify_does_not_repair_from_postgres_while_it_lacks_the_writes_of_dynamo_only(
+    environment: dict[str, str], postgres_dsn: str
+) -> None:
+    for stage in ("dynamo_primary", "dynamo_only"):
+        on_postgres(postgres_dsn, """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked,
+                                     differences, started_at) VALUES ('logs', true, true, 0, 0, now())""")  # fmt: skip
+        assert runner.invoke(app, ["migrate", "switch", "logs", stage]).exit_code == 0
+    assert runner.invoke(app, ["migrate", "switch", "logs", "dynamo_primary", "--fallback", "off"]).exit_code == 0
+
+    repair = runner.invoke(app, ["migrate", "verify", "logs", "--repair"])
+    status = runner.invoke(app, ["migrate", "status", "logs"])
+
+    assert repair.exit_code == 1
+    assert "--repair would make DynamoDB match PostgreSQL" in " ".join(repair.output.split())
+    assert "finish the way back from dynamo_only: `loanbook migrate rollback logs`" in " ".join(status.output.split())
+
+
+async def _create_in_dynamodb(environment: dict[str, str], payment: Payment) -> None:
+    from services.payment.adapters.dynamodb import DynamoPaymentRepository
+    from tests.integration.payment.conftest import local_session
+
+    endpoint = environment["LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT"]
+    async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
+        prefix = environment["LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX"]
+        await DynamoPaymentRepository(client, f"{prefix}-payments").create(payment)
 
 
 def test_the_cli_names_the_missing_setting(monkeypatch: pytest.MonkeyPatch) -> None:
