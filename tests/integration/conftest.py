@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,14 @@ async def no_expiring_table_left_behind(request: pytest.FixtureRequest) -> Async
     )
 
 
+def _thread_state(stat: Path) -> str:
+    try:
+        # /proc/<pid>/task/<tid>/stat: "tid (comm) state ..."; comm may hold spaces, so split after its ")".
+        return stat.read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return "T"  # a thread that ended meanwhile answers nothing
+
+
 @dataclass
 class OwnDynamo:
     """A DynamoDB Local only this test module uses, so it can be frozen (SIGSTOP) or killed safely."""
@@ -89,6 +98,12 @@ class OwnDynamo:
     def freeze(self) -> None:
         assert self.server.pid is not None
         os.kill(self.server.pid, signal.SIGSTOP)
+        # kill() returns once the signal is sent; the JVM's threads stop as each is next scheduled. Wait until
+        # every thread is stopped, so the next request cannot be answered by one still finishing its time slice.
+        deadline = time.monotonic() + 5
+        while not all(_thread_state(stat) == "T" for stat in Path(f"/proc/{self.server.pid}/task").glob("*/stat")):
+            assert time.monotonic() < deadline, "DynamoDB Local did not stop within 5 s of SIGSTOP"
+            time.sleep(0.01)
 
     def thaw(self) -> None:
         assert self.server.pid is not None

@@ -262,12 +262,14 @@ async def test_store_calls_are_spans_tagged_with_backend_stage_and_fallback(
     dynamo.freeze()
     await replica.store.get(payment.id)
     dynamo.thaw()
-    fallback = [s for s in spans.get_finished_spans() if s.name == "payments.get postgres"]
+    during_outage = spans.get_finished_spans()
+    fallback = [s for s in during_outage if s.name == "payments.get postgres"]
 
     assert served[0].attributes == {"loanbook.store.backend": "dynamodb", "loanbook.migration.stage": "dynamo_live"}
     assert shadow[0].attributes is not None
     assert shadow[0].attributes["loanbook.store.backend"] == "postgres"
     assert shadow[0].attributes["loanbook.shadow.result"] == "match"
+    assert fallback, [(s.name, s.attributes) for s in during_outage]
     assert fallback[0].attributes == {
         "loanbook.store.backend": "postgres",
         "loanbook.migration.stage": "dynamo_live",
