@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 from pathlib import Path
@@ -181,3 +182,11 @@ def test_the_development_customer_token_names_the_seeded_demo_customer() -> None
     from services.customer.demo import DEMO_CUSTOMER_ID
 
     assert str(DEMO_CUSTOMER_ID) == DEV_CUSTOMER_ID
+
+
+def test_grpc_fork_handlers_are_off_where_devstack_forks_children() -> None:
+    # conftest imports devstack before anything loads grpc, as `python -m devstack` does; with the handlers on,
+    # a child forked while gRPC threads are busy can abort before it execs (PostgreSQL died with SIGABRT).
+    cygrpc = importlib.import_module("grpc._cython.cygrpc")  # untyped internals: the flag gRPC read at load
+
+    assert cygrpc._GRPC_ENABLE_FORK_SUPPORT is False
