@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import asyncpg
 from botocore.exceptions import ClientError
@@ -61,6 +61,9 @@ class VerifyOptions:
     batch_rows: int = 500  # PostgreSQL rows per page of a sampled verification (one BatchGetItem round)
     stream_rows: int = 2000  # PostgreSQL rows per keyset page of a full verification
     ranges_per_worker: int = 8
+    # Scan segments in flight per worker in a full verification: a Scan call waits on DynamoDB most of its time
+    # (DynamoDB Local scanned about 5k items/s with 1 segment, 10k with 2, about 20k with 16 per table).
+    segments_per_worker: int = 4
     repair: bool = False
     # A difference is re-read once after this pause before it counts: a live write between the two reads of a
     # comparison (PostgreSQL committed, DynamoDB not yet written) is not a difference.
@@ -96,11 +99,15 @@ class VerifySummary:
         return self.rows_checked / self.seconds if self.seconds > 0 else 0.0
 
 
+# One encoder for every digest: json.dumps with options builds a new one per call (2.5x the cost, profiled).
+_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
+
+
 def digest(item: Item) -> bytes:
     """A 128-bit digest of an item's content, independent of attribute order. The same for an adapter's item and
     for that item as DynamoDB's wire JSON has it: both are the low-level form, S and N values as text (the migrated
     tables have no sets, whose order DynamoDB does not keep, and no binary values)."""
-    return hashlib.blake2b(json.dumps(item, sort_keys=True, separators=(",", ":")).encode(), digest_size=16).digest()
+    return hashlib.blake2b(_CANONICAL.encode(item).encode(), digest_size=16).digest()
 
 
 def checksum(item: Item) -> str:
@@ -336,7 +343,7 @@ class _TableVerifier:
             async with asyncio.TaskGroup() as streams:
                 for _ in range(self.options.workers):
                     streams.create_task(reader())
-                segments = max(1, self.options.workers)
+                segments = max(1, self.options.workers * self.options.segments_per_worker)
                 for segment in range(segments):
                     streams.create_task(self.digest_segment(segment, segments, pages))  # type: ignore[arg-type]
             await pages.put(None)
