@@ -62,11 +62,13 @@ async def batch_write(
     *,
     concurrency: int = 4,
     limiter: RateLimiter | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> None:
-    """Puts every item, BatchWriteItem by BatchWriteItem, `concurrency` calls at a time; UnprocessedItems are sent
+    """Puts every item, BatchWriteItem by BatchWriteItem, `concurrency` calls at a time (or as many as `slots`
+    allows, when the caller shares one semaphore between several batch_write calls); UnprocessedItems are sent
     again after a backoff with jitter; Unavailable once a chunk still has unprocessed items after ATTEMPTS."""
     chunks = [items[start : start + WRITE_BATCH] for start in range(0, len(items), WRITE_BATCH)]
-    slots = asyncio.Semaphore(concurrency)
+    slots = slots or asyncio.Semaphore(concurrency)
 
     async def write(chunk: Sequence[Item]) -> None:
         async with slots:
