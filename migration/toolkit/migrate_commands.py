@@ -229,7 +229,7 @@ def backfill(
                               rate_limit=rate_limit, restart=restart, who=_who(who))  # fmt: skip
 
     async def work() -> None:
-        async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+        async with _stores(settings, (2 * workers + 2) * len(names)) as (pool, client):
             progress = RichProgress()
             with progress.bars:
                 summaries = await run_backfill(pool, client, _specs(settings, names), settings.table_name, options,
