@@ -358,7 +358,9 @@ def main() -> None:
     args.ceiling_items = args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10)
     report = asyncio.run(run(args))
     print(report)
-    name = "migration_backfill" if args.payments >= 500_000 else "migration_backfill_quick"
+    name = {500_000: "migration_backfill", 50_000: "migration_backfill_quick"}.get(
+        args.payments, f"migration_backfill_{args.payments // 1000}k"
+    )
     print(f"written to {write_report(name, report)}")
 
 

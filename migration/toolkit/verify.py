@@ -82,6 +82,7 @@ class VerifySummary:
     extra: int = 0
     differing: int = 0
     repaired: int = 0
+    rechecked: int = 0  # keys re-read from both stores because the first comparison differed
     seconds: float = 0.0
     verification_id: int = 0
     differences: list[Difference] = field(default_factory=list)  # the first REPORTED
@@ -206,6 +207,7 @@ class _TableVerifier:
     async def _settle(self, suspects: Sequence[ItemKey], *, pause: bool = True) -> None:
         if not suspects:
             return
+        self.summary.rechecked += len(suspects)
         differences, extras = await self._confirmed(suspects, pause=pause)
         self._found(differences)
         if differences and self.options.repair:
