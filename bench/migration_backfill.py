@@ -123,7 +123,8 @@ async def raw_scan_ceiling(client: DynamoDBClient, tables: list[str], segments: 
 
     async def segment(table: str, number: int) -> None:
         nonlocal scanned
-        request: Any = {"TableName": table, "Segment": number, "TotalSegments": segments, "ConsistentRead": True}
+        request: Any = {"TableName": table, "Segment": number, "TotalSegments": segments, "ConsistentRead": True,
+                        "Limit": VerifyOptions.scan_page_items}  # fmt: skip
         while True:
             response = await scan_page(client, request)
             scanned += len(response.get("Items", []))
@@ -319,8 +320,8 @@ VmRSS {backfill.polled_peak_mb:.0f} MB; {verdict[peak < 500]} the 500 MB target)
 
 A full verification: PostgreSQL's rows (keyset ranges, {args.workers} at a time, mapped by the adapters' item
 functions) and a parallel Scan of DynamoDB ({args.workers} x {VerifyOptions.segments_per_worker} = {segments}
-segments per table) each reduced to (key, digest), loaded by COPY into temporary tables and compared with one
-FULL OUTER JOIN; differing keys are re-read for the report.
+segments per table, pages of {VerifyOptions.scan_page_items:,} items) each reduced to (key, digest), loaded by COPY
+into temporary tables and compared with one FULL OUTER JOIN; differing keys are re-read for the report.
 
 | table | PostgreSQL rows | their items | DynamoDB items scanned | differences | seconds | rows/s |
 | --- | --- | --- | --- | --- | --- | --- |
@@ -332,11 +333,12 @@ target), clean: {verify.result["clean"]}. Peak RSS of the verify process: {
         max(verify.result["max_rss_mb"], verify.polled_peak_mb):.0f} MB.
 
 The endpoint's raw Scan ceiling: the same two tables scanned side by side with the same {segments} segments each,
-strongly consistent, items counted and nothing else (no digests, no PostgreSQL), once before and once after the
-verify: {scan_ceilings[0][0]:,} items at {scan_ceilings[0][1]:,.0f} and {scan_ceilings[1][1]:,.0f} items/s,
-mean **{scan_ceiling:,.0f} items/s**. The verify read DynamoDB at {verify_items_rate:,.0f} items/s =
-**{scan_ratio:.2f}x that ceiling**: a verify of this data cannot be faster than
-{scan_ceiling * verify.result["rows"] / max(1, verify.result["items_scanned"]):,.0f} rows/s on this endpoint.
+strongly consistent, pages of {VerifyOptions.scan_page_items:,} items, items counted and nothing else (no digests,
+no PostgreSQL), once before and once after the verify: {scan_ceilings[0][0]:,} items at
+{scan_ceilings[0][1]:,.0f} and {scan_ceilings[1][1]:,.0f} items/s, mean **{scan_ceiling:,.0f} items/s**. The verify
+read DynamoDB at {verify_items_rate:,.0f} items/s = **{scan_ratio:.2f}x that ceiling**: a verify of this data cannot
+be faster than {scan_ceiling * verify.result["rows"] / max(1, verify.result["items_scanned"]):,.0f} rows/s on this
+endpoint.
 """
 
 

@@ -64,6 +64,9 @@ class VerifyOptions:
     # Scan segments in flight per worker in a full verification: a Scan call waits on DynamoDB most of its time
     # (DynamoDB Local scanned about 5k items/s with 1 segment, 10k with 2, about 20k with 16 per table).
     segments_per_worker: int = 4
+    # Items per Scan page in a full verification (DynamoDB stops a page at 1 MB anyway): a decoded page is several
+    # times its size in Python objects, and every segment has one in flight.
+    scan_page_items: int = 1000
     repair: bool = False
     # A difference is re-read once after this pause before it counts: a live write between the two reads of a
     # comparison (PostgreSQL committed, DynamoDB not yet written) is not a difference.
@@ -275,15 +278,17 @@ class _TableVerifier:
         """(key, digest) of every item of one Scan segment, TTL-expired items left out."""
         request: dict[str, Any] = {
             "TableName": self.table_name, "Segment": segment, "TotalSegments": segments, "ConsistentRead": True,
+            "Limit": self.options.scan_page_items,
         }  # fmt: skip
         while True:
             response = await scan_page(self.dynamodb, request)  # type: ignore[arg-type]
             digests: Digests = [(list(self.spec.item_key(item)), digest(item))
                                 for item in response.get("Items", []) if not self.spec.ignored(item)]  # fmt: skip
+            start = response.get("LastEvaluatedKey")
+            del response  # the decoded items are not kept while waiting for the queue
             self.summary.items_scanned += len(digests)
             if digests:
                 await pages.put(("verify_dynamo", digests))
-            start = response.get("LastEvaluatedKey")
             if not start:
                 return
             request["ExclusiveStartKey"] = start
