@@ -257,7 +257,7 @@ class _TableVerifier:
 
     # --- full verification: two digest streams compared in SQL ------------------------------------------------
 
-    async def digest_range(self, lower: Key | None, upper: Key | None, pages: asyncio.Queue[_Page]) -> None:
+    async def digest_range(self, lower: Key | None, upper: Key | None, pages: asyncio.Queue[_Page | None]) -> None:
         """(key, digest) of every item the rows of one key range map to, page by page."""
         after, size = lower, self.options.stream_rows
         while True:
@@ -274,7 +274,7 @@ class _TableVerifier:
                 return
             after = self.spec.key_of(rows[-1])
 
-    async def digest_segment(self, segment: int, segments: int, pages: asyncio.Queue[_Page]) -> None:
+    async def digest_segment(self, segment: int, segments: int, pages: asyncio.Queue[_Page | None]) -> None:
         """(key, digest) of every item of one Scan segment, TTL-expired items left out."""
         request: dict[str, Any] = {
             "TableName": self.table_name, "Segment": segment, "TotalSegments": segments, "ConsistentRead": True,
@@ -330,7 +330,8 @@ class _TableVerifier:
         ranges: Sequence[tuple[Key | None, Key | None]],
         pages: asyncio.Queue[_Page | None],
     ) -> None:
-        """Both streams into the scratch tables: `workers` key ranges at a time and `workers` Scan segments."""
+        """Both streams into the scratch tables: `workers` key ranges at a time and `workers x segments_per_worker`
+        Scan segments; one COPY at a time on the scratch session, from a bounded queue."""
 
         async def load() -> None:
             while (page := await pages.get()) is not None:
@@ -343,7 +344,7 @@ class _TableVerifier:
 
         async def reader() -> None:
             while not work.empty():
-                await self.digest_range(*work.get_nowait(), pages)  # type: ignore[arg-type]
+                await self.digest_range(*work.get_nowait(), pages)
 
         async with asyncio.TaskGroup() as group:
             loader = group.create_task(load())
@@ -352,7 +353,7 @@ class _TableVerifier:
                     streams.create_task(reader())
                 segments = max(1, self.options.workers * self.options.segments_per_worker)
                 for segment in range(segments):
-                    streams.create_task(self.digest_segment(segment, segments, pages))  # type: ignore[arg-type]
+                    streams.create_task(self.digest_segment(segment, segments, pages))
             await pages.put(None)
             await loader
 
