@@ -3,9 +3,13 @@
 Run: `.venv/bin/python -m bench.migration_backfill [--payments 500000 --logs 1000000]` (quick: `--payments 50000
 --logs 100000`). Targets (issue 7): backfill items/s at least 0.85x the raw BatchWriteItem ceiling measured on the
 same endpoint at the same concurrency in the same run; verify at least 20k rows/s; backfill peak RSS under 500 MB.
+The verify rate is reported next to the endpoint's raw Scan ceiling (the same tables scanned with the same
+segments in flight, items counted and nothing else), since DynamoDB Local caps what any verify can read.
 
 The backfill and the verify each run in a child process (`--child backfill|verify`), so their peak memory is
-their own: the child reports its ru_maxrss, and the parent polls /proc/<pid>/status as a cross-check.
+their own: the child reports its VmHWM (the peak RSS of its own image since exec; not ru_maxrss, which Linux
+carries over from the parent across fork and execve, so it showed the parent's RSS after seeding), and the parent
+polls /proc/<pid>/status as a cross-check.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -37,6 +40,7 @@ from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
 from migration.toolkit.backfill import BackfillOptions, run_backfill
+from migration.toolkit.dynamo_io import scan_page
 from migration.toolkit.seeding import IdSource, SeedPlan, log_entries, payments, seed, synthetic_loans
 from migration.toolkit.specs import Item, table_specs
 from migration.toolkit.verify import VerifyOptions, run_verify
@@ -113,12 +117,33 @@ async def raw_ceiling(client: DynamoDBClient, writers: int, batches: list[Batch]
     return sum(len(items) for _, items in batches) / (time.perf_counter() - started)
 
 
+async def raw_scan_ceiling(client: DynamoDBClient, tables: list[str], segments: int) -> tuple[int, float]:
+    """Items and items/s of a full parallel Scan of `tables` side by side, `segments` segments each, as the
+    verify's Scan stream reads them (strongly consistent, items left as the wire's JSON) but doing nothing else."""
+    scanned = 0
+
+    async def segment(table: str, number: int) -> None:
+        nonlocal scanned
+        request: Any = {"TableName": table, "Segment": number, "TotalSegments": segments, "ConsistentRead": True,
+                        "Limit": VerifyOptions.scan_page_items}  # fmt: skip
+        while True:
+            response = await scan_page(client, request)
+            scanned += len(response.get("Items", []))
+            if "LastEvaluatedKey" not in response:
+                return
+            request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(segment(table, number) for table in tables for number in range(segments)))
+    return scanned, scanned / (time.perf_counter() - started)
+
+
 # --- children: the engine under measurement ---------------------------------------------------------------------
 
 
 async def child(args: argparse.Namespace) -> dict[str, Any]:
     specs = table_specs(list(TABLES), LOG_SHARDS, RETENTION)
-    pool = await asyncpg.create_pool(args.dsn, min_size=2, max_size=len(TABLES) * (args.workers + 2))
+    pool = await asyncpg.create_pool(args.dsn, min_size=2, max_size=len(TABLES) * (2 * args.workers + 2))
     try:
         async with dynamodb_client(args.endpoint, in_flight(args)) as client:
             started = time.perf_counter()
@@ -136,15 +161,25 @@ async def child(args: argparse.Namespace) -> dict[str, Any]:
                 result = {
                     "rows": sum(s.rows_checked for s in verified),
                     "clean": all(s.clean for s in verified),
-                    "tables": {s.table: {"rows": s.rows_checked, "items_scanned": s.items_scanned,
+                    "items_scanned": sum(s.items_scanned for s in verified),
+                    "tables": {s.table: {"rows": s.rows_checked, "items_checked": s.items_checked,
+                                         "items_scanned": s.items_scanned,
                                          "differences": s.difference_count, "seconds": s.seconds}
                                for s in verified},
                 }  # fmt: skip
             result["seconds"] = time.perf_counter() - started
     finally:
         await pool.close()
-    result["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+    result["max_rss_mb"] = peak_rss_mb()
     return result
+
+
+def peak_rss_mb() -> float:
+    """VmHWM of this process: its peak RSS since exec."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kilobytes
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 @dataclass
@@ -232,10 +267,18 @@ async def run(args: argparse.Namespace) -> str:
                   f"({backfill_rate:,.0f} items/s), peak RSS {backfill.result['max_rss_mb']:.0f} MB",
                   flush=True)  # fmt: skip
             await ceiling_round("after the backfill")
-        verify = await run_child("verify", args, dsn, endpoint)
+            segments = args.workers * VerifyOptions.segments_per_worker
+            bench_tables = [f"{PREFIX}-{table}" for table in TABLES]
+            scan_ceilings = [await raw_scan_ceiling(client, bench_tables, segments)]
+            print(f"raw Scan ceiling (before the verify): {scan_ceilings[0][1]:,.0f} items/s", flush=True)
+            verify = await run_child("verify", args, dsn, endpoint)
+            scan_ceilings.append(await raw_scan_ceiling(client, bench_tables, segments))
+            print(f"raw Scan ceiling (after the verify): {scan_ceilings[1][1]:,.0f} items/s", flush=True)
         verify_rate = verify.result["rows"] / verify.result["seconds"]
+        verify_items_rate = verify.result["items_scanned"] / verify.result["seconds"]
         print(f"verify: {verify.result['rows']:,} rows in {verify.result['seconds']:.1f} s "
-              f"({verify_rate:,.0f} rows/s), clean {verify.result['clean']}", flush=True)  # fmt: skip
+              f"({verify_rate:,.0f} rows/s, {verify_items_rate:,.0f} DynamoDB items/s), "
+              f"clean {verify.result['clean']}", flush=True)  # fmt: skip
 
     ceiling = sum(ceilings) / len(ceilings)
     ratio = backfill_rate / ceiling
@@ -246,9 +289,12 @@ async def run(args: argparse.Namespace) -> str:
         for name, t in backfill.result["tables"].items()
     )
     verify_rows = "\n".join(
-        f"| {name} | {t['rows']:,} | {t['items_scanned']:,} | {t['differences']} | {t['seconds']:.1f} |"
+        f"| {name} | {t['rows']:,} | {t['items_checked']:,} | {t['items_scanned']:,} | {t['differences']} | "
+        f"{t['seconds']:.1f} | {t['rows'] / t['seconds']:,.0f} |"
         for name, t in verify.result["tables"].items()
     )
+    scan_ceiling = sum(rate for _, rate in scan_ceilings) / len(scan_ceilings)
+    scan_ratio = verify_items_rate / scan_ceiling
     return f"""Data: {args.payments:,} payments (two items each: the payment and its idempotency marker) over
 {args.customers:,} customers' funded loans and {args.logs:,} log entries over 6 days, seeded into PostgreSQL with
 `loanbook seed`'s module in {seed_seconds:.1f} s ({(args.payments + args.logs) / seed_seconds:,.0f} rows/s).
@@ -276,19 +322,32 @@ Backfill (both tables side by side, one process): {backfill.result["items"]:,} i
 {backfill.result["seconds"]:.1f} s = **{backfill_rate:,.0f} items/s = {ratio:.2f}x the ceiling**
 ({verdict[ratio >= 0.85]} the 0.85x target).
 
-Peak RSS of the backfill process: **{peak:.0f} MB** (ru_maxrss {backfill.result["max_rss_mb"]:.0f} MB, polled
+Peak RSS of the backfill process: **{peak:.0f} MB** (VmHWM {backfill.result["max_rss_mb"]:.0f} MB, polled
 VmRSS {backfill.polled_peak_mb:.0f} MB; {verdict[peak < 500]} the 500 MB target).
 
 ## Verify
 
-| table | PostgreSQL rows compared | DynamoDB items scanned for extras | differences | seconds |
-| --- | --- | --- | --- | --- |
+A full verification: PostgreSQL's rows (keyset ranges, {args.workers} at a time, mapped by the adapters' item
+functions) and a parallel Scan of DynamoDB ({args.workers} x {VerifyOptions.segments_per_worker} = {segments}
+segments per table, pages of {VerifyOptions.scan_page_items:,} items) each reduced to (key, digest), loaded by COPY
+into temporary tables and compared with one FULL OUTER JOIN; differing keys are re-read for the report.
+
+| table | PostgreSQL rows | their items | DynamoDB items scanned | differences | seconds | rows/s |
+| --- | --- | --- | --- | --- | --- | --- |
 {verify_rows}
 
-Full verification, {args.workers} workers per table: {verify.result["rows"]:,} rows in
+Both tables side by side: {verify.result["rows"]:,} rows ({verify.result["items_scanned"]:,} DynamoDB items) in
 {verify.result["seconds"]:.1f} s = **{verify_rate:,.0f} rows/s** ({verdict[verify_rate >= 20_000]} the 20k rows/s
 target), clean: {verify.result["clean"]}. Peak RSS of the verify process: {
         max(verify.result["max_rss_mb"], verify.polled_peak_mb):.0f} MB.
+
+The endpoint's raw Scan ceiling: the same two tables scanned side by side with the same {segments} segments each,
+strongly consistent, pages of {VerifyOptions.scan_page_items:,} items, items counted and nothing else (no digests,
+no PostgreSQL), once before and once after the verify: {scan_ceilings[0][0]:,} items at
+{scan_ceilings[0][1]:,.0f} and {scan_ceilings[1][1]:,.0f} items/s, mean **{scan_ceiling:,.0f} items/s**. The verify
+read DynamoDB at {verify_items_rate:,.0f} items/s = **{scan_ratio:.2f}x that ceiling**: a verify of this data cannot
+be faster than {scan_ceiling * verify.result["rows"] / max(1, verify.result["items_scanned"]):,.0f} rows/s on this
+endpoint.
 """
 
 
@@ -310,7 +369,9 @@ def main() -> None:
     args.ceiling_items = args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10)
     report = asyncio.run(run(args))
     print(report)
-    name = "migration_backfill" if args.payments >= 500_000 else "migration_backfill_quick"
+    name = {500_000: "migration_backfill", 50_000: "migration_backfill_quick"}.get(
+        args.payments, f"migration_backfill_{args.payments // 1000}k"
+    )
     print(f"written to {write_report(name, report)}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -16,7 +17,7 @@ from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
 from migration.toolkit.dynamo_io import RateLimiter, batch_write
 from migration.toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
-from migration.toolkit.specs import Key, TableSpec
+from migration.toolkit.specs import Executor, Key, TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -124,61 +125,51 @@ async def _copy_range(
     limiter: RateLimiter,
     copied: Callable[[int, int], None],
 ) -> None:
-    after = key_range.last or key_range.lower
-    if not spec.lock_rows:
-        await _copy_unlocked_range(pool, dynamodb, table_name, spec, run, key_range, after, options, limiter, copied)
-        return
-    while True:
-        # The checkpoint commits with the transaction that read the rows, once DynamoDB holds them; that
-        # transaction also holds the rows' share locks until then (see TableSpec.lock_rows).
-        async with pool.acquire() as connection, connection.transaction():
-            rows = await spec.read_page(connection, after, key_range.upper, options.batch_rows, lock=True)
-            items = [item for row in rows for item in spec.items(row)]
-            if items:
-                await batch_write(dynamodb, table_name, items, concurrency=options.write_concurrency, limiter=limiter)
+    """Copies one key range page by page, two pages in flight: the next page is read (and, for a table whose rows
+    change, share-locked) while the current one is written, and its BatchWriteItem calls queue behind the current
+    page's for the worker's `write_concurrency` slots, so the slots do not idle at page boundaries. Each page's
+    checkpoint commits after DynamoDB holds the page and after the page before it is checkpointed."""
+    slots = asyncio.Semaphore(options.write_concurrency)
+    upper = key_range.upper
+
+    async def page(after: Key | None, read: asyncio.Future[tuple[Key | None, bool]],
+                   previous: asyncio.Task[None] | None) -> None:  # fmt: skip
+        async with contextlib.AsyncExitStack() as stack:
+            executor: Executor = pool
+            if spec.lock_rows:
+                # The rows stay share-locked by this transaction until DynamoDB holds them and the checkpoint
+                # commits with it (see TableSpec.lock_rows): no live write can land a newer version in between.
+                connection = await stack.enter_async_context(pool.acquire())
+                await stack.enter_async_context(connection.transaction())
+                executor = connection
+            rows = await spec.read_page(executor, after, upper, options.batch_rows, lock=spec.lock_rows)
             last = spec.key_of(rows[-1]) if rows else None
             finished = len(rows) < options.batch_rows
-            await BackfillRuns.checkpoint(
-                connection, run.id, key_range.number, last, len(rows), len(items), done=finished
-            )
+            read.set_result((last, finished))
+            items = [item for row in rows for item in spec.items(row)]
+            if items:
+                await batch_write(dynamodb, table_name, items, limiter=limiter, slots=slots)
+            if previous is not None:
+                await previous  # checkpoints move forward in key order
+            # Only once DynamoDB holds the page: a run killed before this copies the page again, harmlessly.
+            await BackfillRuns.checkpoint(executor, run.id, key_range.number, last, len(rows), len(items),
+                                          done=finished)  # fmt: skip
         copied(len(rows), len(items))
-        if finished:
-            return
-        after = last
 
-
-async def _copy_unlocked_range(
-    pool: asyncpg.Pool,
-    dynamodb: DynamoDBClient,
-    table_name: str,
-    spec: TableSpec,
-    run: BackfillRun,
-    key_range: KeyRange,
-    after: Key | None,
-    options: BackfillOptions,
-    limiter: RateLimiter,
-    copied: Callable[[int, int], None],
-) -> None:
-    """Rows that never change need no lock: the next page is read while the current one is written."""
-    page = asyncio.create_task(spec.read_page(pool, after, key_range.upper, options.batch_rows))
-    try:
+    after = key_range.last or key_range.lower
+    previous: asyncio.Task[None] | None = None
+    # A failing page cancels the other one; its transaction rolls back, its locks go.
+    async with asyncio.TaskGroup() as group:
         while True:
-            rows = await page
-            finished = len(rows) < options.batch_rows
-            last = spec.key_of(rows[-1]) if rows else None
-            if not finished:
-                page = asyncio.create_task(spec.read_page(pool, last, key_range.upper, options.batch_rows))
-            items = [item for row in rows for item in spec.items(row)]
-            if items:
-                await batch_write(dynamodb, table_name, items, concurrency=options.write_concurrency, limiter=limiter)
-            # Checkpointed only once DynamoDB holds the page: a run killed here copies the page again, harmlessly.
-            await BackfillRuns.checkpoint(pool, run.id, key_range.number, last, len(rows), len(items), done=finished)
-            copied(len(rows), len(items))
+            read: asyncio.Future[tuple[Key | None, bool]] = asyncio.get_running_loop().create_future()
+            current = group.create_task(page(after, read, previous))
+            last, finished = await read
+            if previous is not None:
+                await previous  # at most two pages open: the one being written and the one just read
+            previous = current
             if finished:
                 return
-    finally:
-        if not page.done():
-            page.cancel()
+            after = last
 
 
 async def backfill_table(
@@ -246,7 +237,7 @@ async def run_backfill(
     """Backfills the tables side by side; every table must be dual-writing, or nothing starts.
 
     `table_names` maps a migrated table ("payments") to its DynamoDB table name. The pool needs about
-    `workers + 1` connections per table.
+    `2 * workers + 1` connections per table (a worker holds two pages' transactions when rows are locked).
     """
     options = options or BackfillOptions()
     for spec in specs:

@@ -241,7 +241,7 @@ def backfill(
                               rate_limit=rate_limit, restart=restart, who=_who(who))  # fmt: skip
 
     async def work() -> None:
-        async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
+        async with _stores(settings, (2 * workers + 2) * len(names)) as (pool, client):
             for name in names:  # a write that started before the switch to dual_write reaches PostgreSQL alone
                 if waited := await wait_for_replicas(pool, name, settle_seconds):
                     err.print(f"{name}: waited {waited:.1f} s for every replica to follow the last switch",

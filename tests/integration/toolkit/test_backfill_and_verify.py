@@ -5,22 +5,25 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import random
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from chassis.errors import FailedPrecondition
+from chassis.ids import new_id
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
 from migration.stages import Stage, TableMode
 from migration.toolkit.backfill import BackfillOptions, run_backfill
 from migration.toolkit.verify import VerifyOptions, run_verify
+from services.logging.adapters.dynamodb import LogTableLayout
+from services.logging.domain import LogEntry, LogLevel
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import HybridPaymentStore
 from tests.integration.payment.conftest import a_payment
-from tests.integration.toolkit.conftest import Stores, insert_logs, insert_payments, set_stage
+from tests.integration.toolkit.conftest import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments, set_stage
 
 PAYMENTS = 3000
 LOGS = 4000
@@ -186,3 +189,23 @@ async def test_a_sampled_verify_checks_part_of_the_table_and_is_recorded_as_not_
     assert not sampled.full
     assert 200 <= sampled.rows_checked <= 1000
     assert await stores.pool.fetchval("SELECT full_scan FROM migration.verifications") is False
+
+
+async def test_a_clean_full_verify_rechecks_nothing_and_ignores_log_items_past_their_ttl(stores: Stores) -> None:
+    await insert_payments(stores.pool, 300)
+    await insert_logs(stores.pool, 300)
+    for table in ("payments", "logs"):
+        await set_stage(stores.pool, table, Stage.DUAL_WRITE)
+    await run_backfill(stores.pool, stores.dynamodb, stores.specs(), stores.table_name)
+    expired = LogEntry(id=new_id(), time=datetime.now(UTC) - RETENTION - timedelta(days=2), service="payment",
+                       level=LogLevel.INFO, message="older than the retention", attributes={}, trace_id="")  # fmt: skip
+    item = LogTableLayout(shards=LOG_SHARDS, retention=RETENTION).item(expired)
+    await stores.dynamodb.put_item(TableName=stores.table_name("logs"), Item=item)  # not yet deleted by TTL
+
+    verified = await run_verify(stores.pool, stores.dynamodb, stores.specs(), stores.table_name)
+
+    # Both streams digest an item alike (the adapters' items and DynamoDB's wire JSON), so no key is re-read.
+    assert [(v.table, v.clean, v.full, v.rechecked, v.items_checked, v.items_scanned) for v in verified] == [
+        ("payments", True, True, 0, 600, 600),
+        ("logs", True, True, 0, 300, 300),
+    ]
