@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table
 from chassis.errors import Unavailable
+from chassis.ids import uuid_from_text
 from chassis.store_errors import dynamodb_errors_translated
 from services.logging.domain import LogBatch, LogCursor, LogEntry, LogLevel
 
@@ -97,7 +98,7 @@ class LogTableLayout:
 def log_entry(item: Item) -> LogEntry:
     time, _, entry_id = item["sk"]["S"].partition("#")
     return LogEntry(
-        id=uuid.UUID(entry_id),
+        id=uuid_from_text(entry_id),
         time=datetime.fromisoformat(time),
         service=item["pk"]["S"].split("#", 1)[0],
         level=LogLevel(int(item["level"]["N"])),

@@ -29,6 +29,7 @@ from botocore.exceptions import ClientError
 
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table
 from chassis.errors import AlreadyExists, Unavailable
+from chassis.ids import uuid_from_text
 from chassis.money import Money
 from chassis.store_errors import dynamodb_errors_translated
 from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus
@@ -101,9 +102,9 @@ def marker_item(payment: Payment) -> Item:
 
 def _payment(item: Item) -> Payment:
     return Payment(
-        id=uuid.UUID(item["pk"]["S"]),
-        customer_id=uuid.UUID(item["customer_id"]["S"]),
-        loan_id=uuid.UUID(item["loan_id"]["S"]),
+        id=uuid_from_text(item["pk"]["S"]),
+        customer_id=uuid_from_text(item["customer_id"]["S"]),
+        loan_id=uuid_from_text(item["loan_id"]["S"]),
         amount=Money(item["currency"]["S"], int(item["amount_minor"]["N"])),
         method=PaymentMethod(item["method"]["S"]),
         status=PaymentStatus(item["status"]["S"]),
