@@ -123,10 +123,15 @@ class HybridTable:
             if self.breaker.opened:
                 span.set_attribute("loanbook.store.breaker_open", True)
                 raise DynamoUnavailable(f"{self.name}: DynamoDB circuit breaker is open")
+            limit = timeout or self._timeout(operation)
+
+            async def bounded() -> T:
+                # asyncio.timeout rather than wait_for: no extra task per DynamoDB call on the read path.
+                async with asyncio.timeout(limit):
+                    return await call()
+
             try:
-                result: T = await self.breaker.call_async(
-                    asyncio.wait_for, call(), timeout=timeout or self._timeout(operation)
-                )
+                result: T = await self.breaker.call_async(bounded)
                 return result
             except DomainError as error:
                 if isinstance(error, Unavailable):
