@@ -63,12 +63,17 @@ class Journal:
     async def claim_due(self, limit: int) -> list[JournalEntry]:
         """Lease up to `limit` due entries to this caller. A relay that dies holding a lease loses it when the
         lease runs out, and another relay picks the entries up: nothing is lost, at worst copied twice."""
+        # The due ids are picked once, in a materialised CTE: as `WHERE id IN (SELECT ... LIMIT n SKIP LOCKED)`
+        # the planner may run the subquery more than once and lease more than `limit` entries (seen: 6 for 3).
         rows = await self._pool.fetch(
-            """UPDATE migration.journal SET next_attempt_at = now() + $3::interval, attempts = attempts + 1
-               WHERE id IN (SELECT id FROM migration.journal
-                            WHERE table_name = $1 AND next_attempt_at <= now()
-                            ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
-               RETURNING id, item_key, item_version, attempts""",
+            """WITH due AS MATERIALIZED (
+                   SELECT id FROM migration.journal
+                   WHERE table_name = $1 AND next_attempt_at <= now()
+                   ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)
+               UPDATE migration.journal AS journal
+               SET next_attempt_at = now() + $3::interval, attempts = journal.attempts + 1
+               FROM due WHERE journal.id = due.id
+               RETURNING journal.id, journal.item_key, journal.item_version, journal.attempts""",
             self.table, limit, self._lease,
         )  # fmt: skip
         return sorted((JournalEntry(r["id"], r["item_key"], r["item_version"], r["attempts"]) for r in rows),

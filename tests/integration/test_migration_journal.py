@@ -131,3 +131,16 @@ async def test_two_relays_draining_together_never_take_the_same_entry(pool: asyn
     assert len(copies) == 200
     assert set(copies.values()) == {1}
     assert all(relay.copied > 0 for relay in relays)
+
+
+async def test_a_claim_leases_at_most_its_limit_even_with_other_claims_running(
+    pool: asyncpg.Pool, journal: Journal
+) -> None:
+    for i in range(60):
+        await append(pool, journal, f"k{i}")
+
+    claims = await asyncio.gather(*(journal.claim_due(3) for _ in range(30)))
+    leased = [entry.id for claim in claims for entry in claim]
+
+    assert max(len(claim) for claim in claims) == 3
+    assert len(leased) == len(set(leased)) == 60
