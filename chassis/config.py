@@ -109,6 +109,10 @@ class DynamoSettings(BaseSettings):
     aws_region: str = "us-east-1"
     dynamodb_table_prefix: str = Field(default="loanbook", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
 
+    def table_name(self, table: str) -> str:
+        """The DynamoDB table of a migrated table: the services and the migration toolkit must agree on it."""
+        return f"{self.dynamodb_table_prefix}-{table}"
+
 
 S = TypeVar("S", bound=BaseSettings)
 

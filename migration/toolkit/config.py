@@ -13,8 +13,8 @@ from chassis.config import DynamoSettings, PostgresSettings
 class ToolkitSettings(PostgresSettings, DynamoSettings):
     model_config = SettingsConfigDict(env_prefix="LOANBOOK_MIGRATION_", extra="ignore", frozen=True)
 
-    # The services name their tables "<prefix>-payments" and "<prefix>-logs" (LOANBOOK_PAYMENT_/LOGGING_
-    # DYNAMODB_TABLE_PREFIX); this must be the same prefix. The log layout must match the logging service's
+    # Tables are named by DynamoSettings.table_name, as in the services: the prefix must be theirs
+    # (LOANBOOK_PAYMENT_/LOGGING_DYNAMODB_TABLE_PREFIX). The log layout must match the logging service's
     # (LOANBOOK_LOGGING_DYNAMODB_SHARDS, _RETENTION_DAYS) or backfilled items would land in other partitions.
     log_shards: int = Field(default=8, ge=1, le=256)
     log_retention_days: int = Field(default=30, ge=1, le=3650)
@@ -23,6 +23,3 @@ class ToolkitSettings(PostgresSettings, DynamoSettings):
     @property
     def log_retention(self) -> timedelta:
         return timedelta(days=self.log_retention_days)
-
-    def table_name(self, table: str) -> str:
-        return f"{self.dynamodb_table_prefix}-{table}"

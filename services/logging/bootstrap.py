@@ -42,7 +42,7 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
     _keep_maintaining(partitions, settings.partition_maintenance_seconds, stack)
 
     dynamodb = await stack.enter_async_context(dynamodb_client(settings))
-    table_name = f"{settings.dynamodb_table_prefix}-logs"
+    table_name = settings.table_name(TABLE)
     await ensure_log_table(dynamodb, table_name)
 
     hybrid, _ = await open_hybrid_table(TABLE, settings, dsn, pool, stack, who="logging-service")

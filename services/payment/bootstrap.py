@@ -36,7 +36,7 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
         await migrations.upgrade_to_head(dsn)
         await migration_schema.upgrade_to_head(dsn)
     dynamodb = await stack.enter_async_context(dynamodb_client(settings))
-    table_name = f"{settings.dynamodb_table_prefix}-payments"
+    table_name = settings.table_name(TABLE)
     await ensure_payment_table(dynamodb, table_name)
 
     hybrid, control = await open_hybrid_table(TABLE, settings, dsn, pool, stack, who="payment-service")
