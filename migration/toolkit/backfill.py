@@ -15,6 +15,7 @@ import asyncpg
 
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
+from migration.toolkit.collector import bulk_allocation
 from migration.toolkit.dynamo_io import RateLimiter, batch_write
 from migration.toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
 from migration.toolkit.specs import Executor, Key, TableSpec
@@ -243,9 +244,10 @@ async def run_backfill(
     for spec in specs:
         await require_dual_writing(pool, spec.name)
     sink = progress or NoProgress()
-    async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(backfill_table(pool, dynamodb, spec, table_names(spec.name), options, sink))
-            for spec in specs
-        ]
+    with bulk_allocation():
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(backfill_table(pool, dynamodb, spec, table_names(spec.name), options, sink))
+                for spec in specs
+            ]
     return [task.result() for task in tasks]

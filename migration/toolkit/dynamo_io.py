@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, cast
+
+import orjson
 
 from chassis.errors import Unavailable
 
@@ -138,12 +139,12 @@ _HANDLER_ID: Final = "loanbook-raw-scan-items"
 def _keep_items_raw(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
     if not _RAW_ITEMS.get() or response_dict.get("status_code", 500) >= 300:
         return
-    body = json.loads(response_dict["body"])
+    body = orjson.loads(response_dict["body"])
     items = body.pop("Items", None)
     if items is None:
         return
     customized_response_dict["Items"] = items  # merged into the parsed response
-    response_dict["body"] = json.dumps(body).encode()
+    response_dict["body"] = orjson.dumps(body)
 
 
 async def scan_page(client: DynamoDBClient, request: ScanInputTypeDef) -> dict[str, Any]:

@@ -14,21 +14,22 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
+import orjson
 from botocore.exceptions import ClientError
 
 from chassis.dynamodb_tables import error_code
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES
 from migration.toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
+from migration.toolkit.collector import bulk_allocation
 from migration.toolkit.dynamo_io import batch_get, batch_write, scan_page
 from migration.toolkit.runs import split_ranges
 from migration.toolkit.specs import Item, ItemKey, Key, TableSpec
@@ -103,15 +104,12 @@ class VerifySummary:
         return self.rows_checked / self.seconds if self.seconds > 0 else 0.0
 
 
-# One encoder for every digest: json.dumps with options builds a new one per call (2.5x the cost, profiled).
-_CANONICAL: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
-
-
 def digest(item: Item) -> bytes:
     """A 128-bit digest of an item's content, independent of attribute order. The same for an adapter's item and
     for that item as DynamoDB's wire JSON has it: both are the low-level form, S and N values as text (the migrated
     tables have no sets, whose order DynamoDB does not keep, and no binary values)."""
-    return hashlib.blake2b(_CANONICAL.encode(item).encode(), digest_size=16).digest()
+    # orjson, not json: the canonical encoding was a quarter of a full verification's CPU with json (profiled).
+    return hashlib.blake2b(orjson.dumps(item, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
 
 
 def checksum(item: Item) -> str:
@@ -428,9 +426,10 @@ async def run_verify(
     to record a clean one."""
     options = options or VerifyOptions()
     sink = progress or NoProgress()
-    async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(_TableVerifier(pool, dynamodb, spec, table_names(spec.name), options, sink).run())
-            for spec in specs
-        ]
+    with bulk_allocation():
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_TableVerifier(pool, dynamodb, spec, table_names(spec.name), options, sink).run())
+                for spec in specs
+            ]
     return [task.result() for task in tasks]
