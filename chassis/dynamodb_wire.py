@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final
 
@@ -50,22 +51,22 @@ def _register(client: DynamoDBClient) -> None:
         )
 
 
-async def query_page(client: DynamoDBClient, request: QueryInputTypeDef) -> dict[str, Any]:
-    """One Query whose "Items" are the wire's low-level JSON; only this call is affected (a context variable
-    switches the handler on for the calling task)."""
+async def _with_wire_items(client: DynamoDBClient, call: Callable[[], Awaitable[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Runs one call with the handler switched on for the calling task only (a context variable): other calls on
+    the same client, in other tasks, are parsed by botocore as usual."""
     _register(client)
     token = _WIRE_ITEMS.set(True)
     try:
-        return dict(await client.query(**request))
+        return dict(await call())
     finally:
         _WIRE_ITEMS.reset(token)
+
+
+async def query_page(client: DynamoDBClient, request: QueryInputTypeDef) -> dict[str, Any]:
+    """One Query whose "Items" are the wire's low-level JSON."""
+    return await _with_wire_items(client, lambda: client.query(**request))
 
 
 async def scan_page(client: DynamoDBClient, request: ScanInputTypeDef) -> dict[str, Any]:
-    """One Scan whose "Items" are the wire's low-level JSON (see query_page)."""
-    _register(client)
-    token = _WIRE_ITEMS.set(True)
-    try:
-        return dict(await client.scan(**request))
-    finally:
-        _WIRE_ITEMS.reset(token)
+    """One Scan whose "Items" are the wire's low-level JSON."""
+    return await _with_wire_items(client, lambda: client.scan(**request))
