@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -76,30 +76,67 @@ def _passes_through(error: BaseException) -> bool:
     return isinstance(error, asyncio.CancelledError | grpc.aio.AbortError)
 
 
-class DomainErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Turns DomainError into its status code and anything unexpected into a generic INTERNAL."""
+class ErrorMappingServer(grpc.aio.Server):
+    """A grpc.aio server whose registered methods turn domain errors into their status codes.
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        options = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary), **options)
-        if handler.stream_unary is not None:
-            return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary), **options)
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream), **options)
-        if handler.stream_stream is not None:
-            return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream), **options)
-        return handler
+    Anything unexpected becomes a generic INTERNAL. Each method is wrapped once, when it is registered, rather
+    than by a server interceptor on every call (which cost 0.02 ms a call); everything else is the server's own.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        wrapped = {name: with_error_mapping(handler) for name, handler in method_handlers.items()}
+        self._server.add_registered_method_handlers(service_name, wrapped)
+
+    def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers([_ErrorMappingGenericHandler(h) for h in generic_rpc_handlers])
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:
+        return await self._server.wait_for_termination(timeout)
+
+
+class _ErrorMappingGenericHandler(grpc.GenericRpcHandler):
+    # Generated code registers every method both ways; registered handlers take precedence, so this per-call
+    # wrapping only serves services registered by hand.
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = self._inner.service(handler_call_details)
+        return None if handler is None else with_error_mapping(handler)
+
+
+def with_error_mapping(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """The same method, its behaviour wrapped so that errors become status codes (see ErrorMappingServer)."""
+    options = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(_wrap_unary(handler.unary_unary), **options)
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(_wrap_unary(handler.stream_unary), **options)
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(_wrap_stream(handler.unary_stream), **options)
+    if handler.stream_stream is not None:
+        return grpc.stream_stream_rpc_method_handler(_wrap_stream(handler.stream_stream), **options)
+    return handler
 
 
 def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:

@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from chassis.config import GrpcServiceSettings, TlsSettings
-from chassis.grpc_errors import DomainErrorInterceptor
+from chassis.grpc_errors import ErrorMappingServer
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +50,8 @@ class GrpcServer:
     ) -> None:
         self._settings = settings
         self._services = services
-        # Domain errors become status codes here, for every service, after any interceptor given.
-        self._server = grpc.aio.server(interceptors=[*interceptors, DomainErrorInterceptor()])
+        # Domain errors become status codes in every method registered, of every service.
+        self._server = ErrorMappingServer(grpc.aio.server(interceptors=interceptors))
         self._health = health.aio.HealthServicer()
         self.port: int | None = None
 

@@ -42,15 +42,20 @@ async def serve(settings: SettingsT, bootstrap: Bootstrap[SettingsT], name: str 
         await GrpcServer(settings, services).serve_until_signalled()
 
 
-def run_service(name: str, settings_type: type[SettingsT], bootstrap: Bootstrap[SettingsT]) -> None:
-    """Entry point of `python -m services.<name>`: exits 2 on bad configuration, 3 when a store is down."""
+def run_service(
+    name: str, settings_type: type[SettingsT], bootstrap: Bootstrap[SettingsT], *, trace_store_clients: bool = True
+) -> None:
+    """Entry point of `python -m services.<name>`: exits 2 on bad configuration, 3 when a store is down.
+
+    `trace_store_clients=False` for services whose stores trace each call themselves (see configure_telemetry).
+    """
     try:
         settings = load_settings(settings_type)
     except ConfigurationError as error:
         print(f"loanbook-{name}: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIGURATION)
     configure_logging(f"loanbook-{name}", settings.log_level, json_lines=settings.log_json)
-    telemetry = configure_telemetry(f"loanbook-{name}")
+    telemetry = configure_telemetry(f"loanbook-{name}", trace_store_clients=trace_store_clients)
     try:
         # uvloop: measured 0.16 ms off the p50 of a 50-payment history page (bench/payment_history.py).
         uvloop.run(serve(settings, bootstrap, f"loanbook-{name}"))

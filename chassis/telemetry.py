@@ -55,9 +55,13 @@ def _exporter_from_environment() -> tuple[str, SpanExporter | None]:
     raise ValueError(f"OTEL_TRACES_EXPORTER={configured!r} is not supported; use otlp, console or none")
 
 
-def configure_telemetry(default_service_name: str, *, instrument_grpc_server: bool = True) -> Telemetry:
+def configure_telemetry(
+    default_service_name: str, *, instrument_grpc_server: bool = True, trace_store_clients: bool = True
+) -> Telemetry:
     """Install the global tracer provider and the instrumentations a loanbook process uses.
 
+    `trace_store_clients=False` leaves asyncpg and botocore uninstrumented, for services whose stores trace
+    every call themselves (the hybrid stores of migration.hybrid).
     Call before creating gRPC servers, channels, asyncpg pools or aiobotocore clients: the
     instrumentations patch their factories.
     """
@@ -69,23 +73,21 @@ def configure_telemetry(default_service_name: str, *, instrument_grpc_server: bo
     if exporter is not None:
         provider.add_span_processor(BatchSpanProcessor(exporter))  # honours OTEL_BSP_*
     trace.set_tracer_provider(provider)
-    _instrument_libraries(instrument_grpc_server)
+    _instrument_libraries(instrument_grpc_server, trace_store_clients)
     logger.info("tracing configured", extra={"traces_exporter": exporter_name})
     return Telemetry(provider=provider, exporter_name=exporter_name)
 
 
-def _instrument_libraries(instrument_grpc_server: bool) -> None:
+def _instrument_libraries(instrument_grpc_server: bool, trace_store_clients: bool) -> None:
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
     from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
     # The contrib instrumentors ship without type annotations on their constructors.
-    instrumentors: list[BaseInstrumentor] = [
-        GrpcAioInstrumentorClient(),  # type: ignore[no-untyped-call]
-        AsyncPGInstrumentor(),  # type: ignore[no-untyped-call]
-        BotocoreInstrumentor(),  # type: ignore[no-untyped-call]
-    ]
+    instrumentors: list[BaseInstrumentor] = [GrpcAioInstrumentorClient()]  # type: ignore[no-untyped-call]
+    if trace_store_clients:
+        instrumentors += [AsyncPGInstrumentor(), BotocoreInstrumentor()]  # type: ignore[no-untyped-call]
     if instrument_grpc_server:
         instrumentors.append(GrpcAioInstrumentorServer())  # type: ignore[no-untyped-call]
     for instrumentor in instrumentors:

@@ -5,4 +5,5 @@ from services.logging.bootstrap import bootstrap
 from services.logging.config import LoggingSettings
 
 if __name__ == "__main__":
-    run_service("logging", LoggingSettings, bootstrap)
+    # The hybrid store traces every store call itself, as in the payment service (see services/payment/__main__.py).
+    run_service("logging", LoggingSettings, bootstrap, trace_store_clients=False)

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import Callable
 from datetime import datetime
 
 from migration.hybrid import Connection, HybridTable, JournalItem
 from migration.stages import Backend
-from services.payment.domain import Payment, PaymentCursor
+from services.payment.domain import PAYMENT_FIELDS, Payment, PaymentCursor
 from services.payment.ports import PaymentRepository
-
-PAYMENT_FIELDS = tuple(field.name for field in dataclasses.fields(Payment))
 
 
 def routing_keys(payment: Payment) -> list[str]:

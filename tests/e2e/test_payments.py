@@ -139,6 +139,15 @@ async def test_recording_a_payment_is_one_trace_through_both_services(
     assert stores, names
     assert all(s.attributes["loanbook.migration.stage"] for s in stores)
 
+    # One span per store call in the payment service (the hybrid store's), none per SQL statement or AWS request;
+    # the customer service, whose store does not trace itself, keeps asyncpg's.
+    def client_spans(service: str) -> list[str]:
+        return [s.name for s in spans if s.service_name == service
+                and ("db.system" in s.attributes or s.attributes.get("rpc.system") == "aws-api")]  # fmt: skip
+
+    assert client_spans("loanbook-payment") == []
+    assert client_spans("loanbook-customer"), names
+
 
 async def test_with_the_customer_service_down_a_payment_is_refused_as_unavailable(
     running_system: RunningSystem, tmp_path: Path

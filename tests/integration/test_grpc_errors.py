@@ -37,17 +37,23 @@ ERRORS: dict[str, Exception] = {
 }
 
 
-def _failing_service() -> ServiceBinding:
+def _failing_service(registration: str) -> ServiceBinding:
     async def fail(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         raise ERRORS[request.decode()]
 
-    handler = grpc.method_handlers_generic_handler(SERVICE, {"Fail": grpc.unary_unary_rpc_method_handler(fail)})
-    return ServiceBinding(SERVICE, lambda server: server.add_generic_rpc_handlers((handler,)))
+    methods = {"Fail": grpc.unary_unary_rpc_method_handler(fail)}
+
+    def add_to_server(server: grpc.aio.Server) -> None:
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
+        if registration == "registered":  # as generated add_*Servicer_to_server functions do: both ways
+            server.add_registered_method_handlers(SERVICE, methods)
+
+    return ServiceBinding(SERVICE, add_to_server)
 
 
-@pytest.fixture
-async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    server = GrpcServer(GrpcServiceSettings(grpc_port=0), [_failing_service()])
+@pytest.fixture(params=["generic", "registered"])
+async def channel(request: pytest.FixtureRequest) -> AsyncIterator[grpc.aio.Channel]:
+    server = GrpcServer(GrpcServiceSettings(grpc_port=0), [_failing_service(request.param)])
     await server.start()
     try:
         async with grpc.aio.insecure_channel(server.address) as channel:

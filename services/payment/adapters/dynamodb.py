@@ -103,20 +103,13 @@ def marker_item(payment: Payment) -> Item:
 
 
 def _payment(item: Item) -> Payment:
-    return Payment(
-        id=uuid_from_text(item["pk"]["S"]),
-        customer_id=uuid_from_text(item["customer_id"]["S"]),
-        loan_id=uuid_from_text(item["loan_id"]["S"]),
-        amount=Money(item["currency"]["S"], int(item["amount_minor"]["N"])),
-        method=METHOD_BY_VALUE[item["method"]["S"]],
-        status=STATUS_BY_VALUE[item["status"]["S"]],
-        paid_at=_datetime(item["paid_at"]["S"]),
-        created_at=_datetime(item["created_at"]["S"]),
-        updated_at=_datetime(item["updated_at"]["S"]),
-        version=int(item["version"]["N"]),
-        idempotency_key=item["idempotency_key"]["S"],
-        request_fingerprint=item["request_fingerprint"]["S"],
-    )
+    return Payment.from_stored((
+        uuid_from_text(item["pk"]["S"]), uuid_from_text(item["customer_id"]["S"]),
+        uuid_from_text(item["loan_id"]["S"]), Money(item["currency"]["S"], int(item["amount_minor"]["N"])),
+        METHOD_BY_VALUE[item["method"]["S"]], STATUS_BY_VALUE[item["status"]["S"]], _datetime(item["paid_at"]["S"]),
+        _datetime(item["created_at"]["S"]), _datetime(item["updated_at"]["S"]), int(item["version"]["N"]),
+        item["idempotency_key"]["S"], item["request_fingerprint"]["S"],
+    ))  # fmt: skip
 
 
 def payment_from_item(item: Item) -> Payment:

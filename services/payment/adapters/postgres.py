@@ -33,20 +33,11 @@ def row_values(payment: Payment) -> tuple[Any, ...]:
 
 
 def payment_from_row(row: asyncpg.Record) -> Payment:
-    return Payment(
-        id=row["id"],
-        customer_id=row["customer_id"],
-        loan_id=row["loan_id"],
-        amount=Money(row["currency"], row["amount_minor"]),
-        method=METHOD_BY_VALUE[row["method"]],
-        status=STATUS_BY_VALUE[row["status"]],
-        paid_at=row["paid_at"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=row["version"],
-        idempotency_key=row["idempotency_key"],
-        request_fingerprint=row["request_fingerprint"],
-    )
+    return Payment.from_stored((
+        row["id"], row["customer_id"], row["loan_id"], Money(row["currency"], row["amount_minor"]),
+        METHOD_BY_VALUE[row["method"]], STATUS_BY_VALUE[row["status"]], row["paid_at"], row["created_at"],
+        row["updated_at"], row["version"], row["idempotency_key"], row["request_fingerprint"],
+    ))  # fmt: skip
 
 
 def listing_query(
