@@ -41,7 +41,7 @@ def _failing_service(registration: str) -> ServiceBinding:
     async def fail(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         raise ERRORS[request.decode()]
 
-    methods = {"Fail": grpc.unary_unary_rpc_method_handler(fail)}
+    methods: dict[str, grpc.RpcMethodHandler[bytes, bytes]] = {"Fail": grpc.unary_unary_rpc_method_handler(fail)}
 
     def add_to_server(server: grpc.aio.Server) -> None:
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, methods),))
