@@ -15,7 +15,8 @@ import argparse
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import uvloop
 from pydantic import SecretStr
@@ -23,6 +24,7 @@ from pydantic import SecretStr
 from chassis.config import DynamoSettings, GrpcServiceSettings, PostgresSettings
 from chassis.dynamodb_wire import query_page
 from chassis.grpc_server import GrpcServer, ServiceBinding
+from chassis.ids import uuid_from_text
 from chassis.stores import dynamodb_client, postgres_pool
 from chassis.telemetry import configure_telemetry
 from loanbook.payment.v1 import payment_pb2 as pb
@@ -32,14 +34,23 @@ from services.payment.adapters.postgres import listing_query, payment_from_row
 from services.payment.api import fill_payment
 from services.payment.domain import Payment
 
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.type_defs import QueryInputTypeDef
 
+
+def customer_history_query(table: str, customer: uuid.UUID, limit: int) -> QueryInputTypeDef:
+    """The DynamoDB Query of a customer's newest payments, as the payment adapter issues it."""
+    return {"TableName": table, "IndexName": BY_CUSTOMER, "KeyConditionExpression": "customer_id = :c",
+            "ExpressionAttributeValues": {":c": {"S": str(customer)}}, "ScanIndexForward": False,
+            "Limit": limit}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class ListingQuery:
     """A customer's newest payments, one more than a page, as the back end answers (rows or wire items)."""
 
-    def __init__(self, fetch: Callable[[uuid.UUID, int], Awaitable[Sequence[Any]]],
-                 to_payment: Callable[[Any], Payment]) -> None:  # fmt: skip
-        self.fetch = fetch
-        self.to_payment = to_payment
+    fetch: Callable[[uuid.UUID, int], Awaitable[Sequence[Any]]]
+    to_payment: Callable[[Any], Payment]
 
 
 class QueryOnlyPaymentService(payment_pb2_grpc.PaymentServiceServicer):
@@ -51,7 +62,7 @@ class QueryOnlyPaymentService(payment_pb2_grpc.PaymentServiceServicer):
         self, request: pb.ListCustomerPaymentsRequest, context: object
     ) -> pb.ListCustomerPaymentsResponse:
         limit = request.page_size or 50
-        answer = await self._query.fetch(uuid.UUID(request.customer_id), limit + 1)
+        answer = await self._query.fetch(uuid_from_text(request.customer_id), limit + 1)
         if self._page is None:  # a real page of the benchmark's data, built once
             self._page = pb.ListCustomerPaymentsResponse()
             for record in answer[:limit]:
@@ -74,11 +85,7 @@ async def serve(args: argparse.Namespace) -> None:
             client = await stack.enter_async_context(dynamodb_client(DynamoSettings(dynamodb_endpoint=args.dynamodb)))
 
             async def fetch_items(customer: uuid.UUID, limit: int) -> Sequence[Any]:
-                page = await query_page(client, {
-                    "TableName": args.table, "IndexName": BY_CUSTOMER, "KeyConditionExpression": "customer_id = :c",
-                    "ExpressionAttributeValues": {":c": {"S": str(customer)}}, "ScanIndexForward": False,
-                    "Limit": limit,
-                })  # fmt: skip
+                page = await query_page(client, customer_history_query(args.table, customer, limit))
                 items: Sequence[Any] = page["Items"]
                 return items
 

@@ -34,6 +34,7 @@ import asyncpg
 import grpc
 from aiobotocore.config import AioConfig
 
+from bench.grpc_floor import customer_history_query
 from bench.harness import Latencies, interleaved, wait_for, write_report
 from chassis.dynamodb_wire import query_page
 from chassis.stores import keep_session_state
@@ -160,9 +161,9 @@ async def run(args: argparse.Namespace) -> str:
                     for floor_port, store in floor_stores.items()
                 ]
                 try:
-                    for name, at in (("payment service", port), ("gRPC floor servers", ports.postgres_floor),
-                                     ("gRPC floor servers", ports.dynamodb_floor)):  # fmt: skip
-                        await wait_for(grpc_health(f"127.0.0.1:{at}"), 60, name)
+                    await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "payment service")
+                    for floor_port in floor_stores:
+                        await wait_for(grpc_health(f"127.0.0.1:{floor_port}"), 60, "gRPC floor server")
                     report = await measure(args, control, pool, client, table, ports, customers, dynamodb)
                 finally:
                     for process in (service, *floors):
@@ -227,9 +228,7 @@ async def measure(
             return await pool.fetch(*listing_query("customer_id", picks[i % len(picks)], None, None, None, 51))
 
         def history_query(i: int) -> Any:
-            return {"TableName": table, "IndexName": "by_customer", "KeyConditionExpression": "customer_id = :c",
-                    "ExpressionAttributeValues": {":c": {"S": str(picks[i % len(picks)])}}, "ScanIndexForward": False,
-                    "Limit": 51}  # fmt: skip
+            return customer_history_query(table, picks[i % len(picks)], 51)
 
         async def raw_dynamo(i: int) -> object:
             return await client.query(**history_query(i))  # type: ignore[attr-defined]
