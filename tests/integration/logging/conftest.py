@@ -129,11 +129,12 @@ class LogHarness:
         watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
         await watcher.start()
         # Generous budgets by default: tests of the healthy path assert which store served and that inline copies
-        # landed, and a busy CI machine has missed 0.2 s; outage tests pass their own short timeout.
+        # landed, and on a busy CI machine a DynamoDB Local read has overrun 0.2 s; outage tests pass their own.
         tuned: dict[str, float] = {"dynamo_timeout_seconds": 2.0, "shadow_budget_seconds": 2.0,
                                    "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0, **settings}  # fmt: skip
         journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1))
         hybrid = HybridTable(TABLE, lambda: watcher.mode(TABLE), self.pool, journal, HybridSettings(**tuned))  # type: ignore[arg-type]
+        # A batch is many requests: never shorter than 0.5 s, even where an outage test shortens single calls.
         batch_timeout = max(0.5, tuned["dynamo_timeout_seconds"])
         store = HybridLogStore(hybrid, self.postgres, self.dynamo, dynamo_batch_timeout=batch_timeout)
         replica = LogReplica(watcher, hybrid, store, Relay(journal, store.replicate))
