@@ -135,7 +135,10 @@ class ApplicationFilter:
 # --- input rules -------------------------------------------------------------------------------------------
 
 BRANCH_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,15}$")
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
+# Names, addresses and purposes are single-line text: a control character there is never meant, and NUL (U+0000)
+# cannot even be stored by PostgreSQL, so it must be refused as bad input rather than fail as INTERNAL.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
 PHONE_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 NATIONAL_ID = re.compile(r"^[A-Za-z0-9-]{4,32}$")
 MIN_PRINCIPAL_MAJOR = 100
@@ -169,6 +172,8 @@ def check_text(violations: Violations, field: str, value: str, max_length: int) 
         violations.add(field, "is required")
     elif len(value) > max_length:
         violations.add(field, f"must be at most {max_length} characters")
+    elif CONTROL_CHARACTER.search(value):
+        violations.add(field, "must not contain control characters (line breaks, tabs, U+0000 and the like)")
     return value
 
 

@@ -334,6 +334,8 @@ class CustomerUseCases:
         reason = reason.strip()
         if len(reason) > 500:
             violations.add("reason", "must be at most 500 characters")
+        elif "\x00" in reason:  # free text, line breaks welcome; PostgreSQL cannot store U+0000
+            violations.add("reason", "must not contain NUL characters (U+0000)")
         violations.raise_if_any()
         assert application_uuid is not None and action is not None
 

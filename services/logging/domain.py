@@ -18,6 +18,10 @@ MAX_MESSAGE_BYTES = 8 * 1024
 MAX_ATTRIBUTES = 32
 MAX_ATTRIBUTE_KEY_LENGTH = 64
 MAX_ATTRIBUTE_VALUE_BYTES = 1024
+# Log text may hold any character but NUL (U+0000): neither PostgreSQL text nor jsonb can store it, and a batch
+# must be refused as bad input up front rather than fail in the store (or only once the journal copies it).
+NUL = "\x00"
+NUL_REFUSED = "must not contain NUL characters (U+0000)"
 # Clocks drift; a log line from a few minutes ahead is a skewed clock, one from hours ahead is a bug.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 # A rejected batch lists at most this many problems: enough to fix it, small enough to read.
@@ -161,6 +165,8 @@ def _entry_problems(
         problems.append(("level", "must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL"))
     if len(candidate.message.encode()) > MAX_MESSAGE_BYTES:
         problems.append(("message", f"must be at most {MAX_MESSAGE_BYTES} bytes (UTF-8)"))
+    elif NUL in candidate.message:
+        problems.append(("message", NUL_REFUSED))
     problems.extend(_attribute_problems(candidate.attributes))
     if candidate.trace_id and not TRACE_ID_PATTERN.fullmatch(candidate.trace_id):
         problems.append(("trace_id", "must be 32 lowercase hex digits (W3C trace id)"))
@@ -186,6 +192,8 @@ def _attribute_problems(attributes: Mapping[str, str]) -> list[tuple[str, str]]:
             )  # fmt: skip
         elif len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
             problems.append((f"attributes[{key!r}]", f"values are at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes (UTF-8)"))
+        elif NUL in value:
+            problems.append((f"attributes[{key!r}]", NUL_REFUSED))
     return problems
 
 

@@ -53,6 +53,8 @@ def violations(error: pytest.ExceptionInfo[InvalidArgument]) -> dict[str, str]:
         ({"level": 0}, "level", "must be one of"),
         ({"level": 9}, "level", "must be one of"),
         ({"message": "é" * 4097}, "message", "8192 bytes"),
+        ({"message": "ends\x00here"}, "message", "NUL"),
+        ({"attributes": {"key": "a\x00b"}}, "attributes['key']", "NUL"),
         ({"attributes": {f"k{n}": "v" for n in range(33)}}, "attributes", "at most 32"),
         ({"attributes": {"key": "v" * 1025}}, "attributes['key']", "1024 bytes"),
         ({"attributes": {"bad key": "v"}}, "attributes['bad key']", "keys are"),

@@ -139,6 +139,9 @@ async def test_creates_and_reads_a_customer_with_every_field(customer_stub: Stub
         ({"date_of_birth": date_pb2.Date(year=2023, month=2, day=30)}, ["date_of_birth"]),
         ({"date_of_birth": date_pb2.Date(year=2020, month=1, day=1)}, ["date_of_birth"]),
         ({"national_id": "x"}, ["national_id"]),
+        # PostgreSQL cannot store U+0000: without the rule this was an INTERNAL error from the store.
+        ({"name": "Casey\x00Demo", "email": "casey\x00@example.com"}, ["name", "email"]),
+        ({"name": "Casey\nDemo"}, ["name"]),
         ({"branch_id": "", "name": "", "email": ""}, ["branch_id", "name", "email"]),
     ],
 )
@@ -199,9 +202,14 @@ async def test_a_bad_update_changes_nothing(customer_stub: Stub, factory: Factor
         await customer_stub.UpdateCustomer(pb.UpdateCustomerRequest(customer_id=customer.id, version=1))
     with pytest.raises(grpc.aio.AioRpcError) as no_version:
         await customer_stub.UpdateCustomer(pb.UpdateCustomerRequest(customer_id=customer.id, name="New"))
+    with pytest.raises(grpc.aio.AioRpcError) as nul_in_email:
+        await customer_stub.UpdateCustomer(
+            pb.UpdateCustomerRequest(customer_id=customer.id, version=1, email="a\x00@example.com")
+        )
     after = (await customer_stub.GetCustomer(pb.GetCustomerRequest(customer_id=customer.id))).customer
 
     assert bad_request_fields(bad_phone.value) == ["phone"]
+    assert bad_request_fields(nul_in_email.value) == ["email"]
     assert nothing.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_fields(no_version.value) == ["version"]
     assert after == customer

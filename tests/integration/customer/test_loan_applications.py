@@ -180,8 +180,19 @@ async def test_a_transition_at_a_stale_version_is_aborted(customer_stub: Stub, f
             pb.TransitionLoanApplicationRequest(application_id=application.id, version=application.version)
         )
 
+    with pytest.raises(grpc.aio.AioRpcError) as nul_in_reason:
+        await customer_stub.TransitionLoanApplication(
+            pb.TransitionLoanApplicationRequest(
+                application_id=application.id, action=pb.APPLICATION_ACTION_APPROVE, version=application.version,
+                reason="looks\x00fine",
+            )
+        )  # fmt: skip
+    after = await customer_stub.GetLoanApplication(pb.GetLoanApplicationRequest(application_id=application.id))
+
     assert stale.value.code() == grpc.StatusCode.ABORTED
     assert bad_request_fields(no_action.value) == ["action"]
+    assert bad_request_fields(nul_in_reason.value) == ["reason"]
+    assert after.application == application
 
 
 async def test_two_clients_moving_one_application_at_once_exactly_one_wins(
