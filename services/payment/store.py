@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -20,6 +21,12 @@ def routing_keys(payment: Payment) -> list[str]:
         f"customer:{payment.customer_id}",
         f"loan:{payment.loan_id}",
     ]
+
+
+def idempotency_mismatch_key(key: str) -> str:
+    """How a shadow mismatch found by idempotency key is recorded and logged: a digest, never the key itself (a
+    client's key may carry anything, and keys stay out of logs); an operator holding the key can compute it."""
+    return f"idempotency-sha256:{hashlib.sha256(key.encode()).hexdigest()[:16]}"
 
 
 def journal_item(payment: Payment) -> JournalItem:
@@ -122,7 +129,7 @@ class HybridPaymentStore:
             dynamo=lambda: self._dynamo.get_by_idempotency_key(key),
             routing_keys=[f"idempotency:{key}"],
             compare=compare_payment,
-            item_key=f"idempotency:{key}",
+            item_key=idempotency_mismatch_key(key),
         )
 
     async def list_for_customer(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +17,7 @@ from chassis.errors import Unavailable
 from chassis.page_tokens import PageTokens
 from migration.stages import POLICIES, Backend, Stage
 from services.payment.domain import Payment, PaymentStatus
-from services.payment.store import journal_item
+from services.payment.store import idempotency_mismatch_key, journal_item
 from services.payment.use_cases import PaymentUseCases
 from tests.integration.conftest import OwnDynamo
 from tests.integration.payment.conftest import T0, Harness, a_payment
@@ -64,6 +65,30 @@ async def test_reads_are_served_where_the_stage_says(harness: Harness, stage: St
             str(payment.id),
         )
         assert recorded == ["status"]
+
+
+async def test_a_mismatch_found_by_idempotency_key_is_recorded_and_logged_without_the_key(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    replica = await harness.replica()
+    await harness.set_stage(Stage.SHADOW)
+    payment = a_payment()
+    await harness.postgres.put_if_newer(payment)
+    await harness.dynamo.put_if_newer(dataclasses.replace(payment, status=PaymentStatus.REVERSED))
+
+    with caplog.at_level(logging.INFO):
+        assert await replica.store.get_by_idempotency_key(payment.idempotency_key) == payment
+        await replica.hybrid.wait_for_shadow_reads()
+    recorded = await harness.pool.fetch(
+        "SELECT item_key, fields FROM migration.shadow_mismatches WHERE item_key LIKE 'idempotency%'"
+    )
+
+    digest = idempotency_mismatch_key(payment.idempotency_key)
+    assert (digest, ["status"]) in replica.hybrid.shadow.mismatches
+    assert (digest, ["status"]) in [(row["item_key"], row["fields"]) for row in recorded]
+    assert all(payment.idempotency_key not in row["item_key"] for row in recorded)
+    assert "shadow mismatch" in caplog.text
+    assert payment.idempotency_key not in caplog.text + str([r.__dict__ for r in caplog.records])
 
 
 async def test_a_key_with_a_pending_journal_entry_is_read_from_postgres(harness: Harness) -> None:
