@@ -1,10 +1,11 @@
 """REST routes of the customer context: check the HTTP shape and the caller's role, make one gRPC call, convert.
 
-Per-customer authorization is enforced here, at the edge: the services receive the caller (chassis.identity) for
-their logs and traces but trust whoever may connect to them (mTLS decides that). Customers may read branches and
-officers: they choose the officer when they apply. A customer asking for another customer's record or application gets 404, the same answer as for an id that does
-not exist, so ids cannot be probed; for lists the filter is the caller's own id, and asking for someone else's
-list is 403 (there is no id to hide: the refusal does not depend on what exists).
+Per-customer authorization is enforced here, at the edge: the services receive the caller (chassis.identity), but
+the customer service trusts whoever may connect to it (mTLS decides that). Customers may read branches and
+officers: they choose the officer when they apply. A customer asking for another customer's record or application
+gets 404, the same answer as for an id that does not exist, so ids cannot be probed; for lists the filter is the
+caller's own id, and asking for someone else's list is 403 (there is no id to hide: the refusal does not depend on
+what exists).
 """
 
 from __future__ import annotations

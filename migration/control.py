@@ -87,9 +87,11 @@ async def require_clean_full_verification(connection: Connection, current: Table
 
 
 async def require_verification_after_backfill(connection: Connection, current: TableMode, wanted: TableMode) -> None:
-    """Past dynamo_live nothing compares DynamoDB's answers with PostgreSQL's any more: first prove the copy is whole
-    with a clean verification that started after the last backfill finished (and no backfill half-done)."""
-    if ORDER.index(wanted.stage) <= max(ORDER.index(Stage.DYNAMO_LIVE), ORDER.index(current.stage)):
+    """From dynamo_live on DynamoDB serves reads, and only keys with a pending journal entry are routed to PostgreSQL:
+    rows the journal never saw (written before dual_write, or in a later spell in postgres_only) must already be in
+    DynamoDB. First prove the copy is whole with a clean verification that started after the last backfill finished
+    and after the table last left postgres_only (and no backfill half-done). Going back needs nothing."""
+    if ORDER.index(wanted.stage) <= max(ORDER.index(Stage.SHADOW), ORDER.index(current.stage)):
         return
     unfinished = await connection.fetchrow(
         "SELECT id, started_at FROM migration.backfill_runs WHERE table_name = $1 AND status = 'running'",
@@ -122,6 +124,28 @@ async def require_verification_after_backfill(connection: Connection, current: T
             f"({last_backfill:%Y-%m-%d %H:%M:%S %Z}); run `loanbook migrate verify {wanted.table}` again before "
             f"moving to {wanted.stage.value}"
         )
+    # A verification from before a spell in postgres_only proves nothing about the writes made in it: they reached
+    # PostgreSQL alone, with no journal entry for the relay to copy.
+    since = await dynamo_receives_writes_since(connection, wanted.table)
+    if since is not None and latest["started_at"] < since["changed_at"]:
+        raise FailedPrecondition(
+            f"{wanted.table}: the latest clean verification started before the table left postgres_only "
+            f"({since['changed_at']:%Y-%m-%d %H:%M:%S %Z}, to {since['to_stage']}); writes made in postgres_only "
+            f"are only in PostgreSQL: run `loanbook migrate backfill {wanted.table}` and `loanbook migrate verify "
+            f"{wanted.table}` before moving to {wanted.stage.value}"
+        )
+
+
+async def dynamo_receives_writes_since(connection: Connection | asyncpg.Pool, table: str) -> asyncpg.Record | None:
+    """The change (changed_at, to_stage) since which DynamoDB has received every write of the table: the latest
+    move out of postgres_only, or the initial mode if that was already past it; None while in postgres_only."""
+    return await connection.fetchrow(
+        """SELECT changed_at, to_stage FROM migration.mode_changes
+           WHERE table_name = $1 AND to_stage <> 'postgres_only'
+             AND (from_stage IS NULL OR from_stage = 'postgres_only')
+           ORDER BY id DESC LIMIT 1""",
+        table,
+    )
 
 
 async def require_drained_journal(connection: Connection, current: TableMode, wanted: TableMode) -> None:

@@ -10,7 +10,7 @@ import asyncpg
 from botocore.exceptions import ClientError
 
 from chassis.errors import FailedPrecondition
-from migration.control import ControlPlane, reverse_sync_pending
+from migration.control import ControlPlane, dynamo_receives_writes_since, reverse_sync_pending
 from migration.journal import Backlog, Journal
 from migration.stages import ORDER, Stage, TableMode
 from migration.toolkit.dynamo_io import item_count
@@ -62,9 +62,11 @@ def next_step(
     backfill: BackfillRun | None,
     verification: Verification | None,
     reverse_sync: str | None = None,
+    dynamo_writes_since: datetime | None = None,
 ) -> str:
     """The next safe move from here, as the guards in migration.control will judge it. `reverse_sync`: why
-    PostgreSQL may still lack writes made in dynamo_only (see migration.control.reverse_sync_pending)."""
+    PostgreSQL may still lack writes made in dynamo_only (see migration.control.reverse_sync_pending);
+    `dynamo_writes_since`: when the table last left postgres_only (see dynamo_receives_writes_since)."""
     table, stage = mode.table, mode.stage
     if stage is Stage.POSTGRES_ONLY:
         return f"switch to dual_write (`loanbook migrate switch {table} dual_write`), then backfill"
@@ -78,11 +80,18 @@ def next_step(
     if backfill is None or backfill.status != "finished":
         what = "resume the backfill" if backfill is not None else "backfill"
         return f"{what} (`loanbook migrate backfill {table}`), then verify"
+    since = dynamo_writes_since
+    if since is not None and backfill.started_at < since:
+        return (
+            f"backfill again (`loanbook migrate backfill {table}`), then verify: the last backfill ran before the "
+            f"table left postgres_only ({since:%Y-%m-%d %H:%M:%S %Z}), and writes made there are only in PostgreSQL"
+        )
     verified = (
         verification is not None
         and verification.clean
         and backfill.finished_at is not None
         and verification.started_at >= backfill.finished_at
+        and (since is None or verification.started_at >= since)
     )
     if not verified:
         return f"verify (`loanbook migrate verify {table}`)" + (
@@ -118,9 +127,10 @@ async def table_status(pool: asyncpg.Pool, dynamodb: DynamoDBClient, spec: Table
     backfill = await BackfillRuns(pool).latest(spec.name)
     verification = await last_verification(pool, spec.name)
     pending = await reverse_sync_pending(pool, spec.name)
+    since = await dynamo_receives_writes_since(pool, spec.name)
     return TableStatus(
         spec.name, mode, configured, backlog, await spec.count(pool), items, backfill, verification,
-        next_step(mode, backlog, backfill, verification, pending),
+        next_step(mode, backlog, backfill, verification, pending, since["changed_at"] if since else None),
     )  # fmt: skip
 
 

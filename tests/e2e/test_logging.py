@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+import asyncpg
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -18,8 +19,13 @@ from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2_grpc
+from migration.toolkit.backfill import BackfillOptions, run_backfill
+from migration.toolkit.specs import table_specs
+from migration.toolkit.verify import run_verify
 from tests.e2e.conftest import RunningSystem
+from tests.e2e.test_migration_journey import LOG_SHARDS, RETENTION, table_name
 from tests.e2e.test_payments import fields_of, record
+from tests.integration.payment.conftest import local_session
 
 if TYPE_CHECKING:
     Stub = logging_pb2_grpc.LoggingServiceAsyncStub
@@ -143,8 +149,22 @@ async def test_bad_queries_are_invalid_argument_naming_the_field(
     assert fields_of(refused.value) == fields
 
 
+async def copy_logs_to_dynamodb(postgres_dsn: str, dynamodb_endpoint: str) -> None:
+    """Backfill and verify the logs table, as `loanbook migrate backfill/verify logs` do: DynamoDB may serve only
+    once the copy is proven whole (the control plane refuses dynamo_live before)."""
+    specs = table_specs(["logs"], LOG_SHARDS, RETENTION)
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=8)
+    try:
+        async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as dynamodb:
+            await run_backfill(pool, dynamodb, specs, table_name, BackfillOptions(workers=2, restart=True))
+            verified = await run_verify(pool, dynamodb, specs, table_name)
+    finally:
+        await pool.close()
+    assert [(v.clean, v.full) for v in verified] == [(True, True)], [(v.missing, v.extra) for v in verified]
+
+
 async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
-    stub: Stub, running_system: RunningSystem
+    stub: Stub, running_system: RunningSystem, postgres_dsn: str, dynamodb_endpoint: str
 ) -> None:
     service, trace_id = a_service(), secrets.token_hex(16)
     await stub.WriteLogs(pb.WriteLogsRequest(entries=[an_entry(service, n, trace_id=trace_id) for n in range(12)]))
@@ -165,6 +185,7 @@ async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
         try:
             await switch(migration_pb2.MIGRATION_STAGE_DUAL_WRITE)  # from here every new batch lands in both stores
             await stub.WriteLogs(pb.WriteLogsRequest(entries=[an_entry(service, 0.5, trace_id=trace_id)]))
+            await copy_logs_to_dynamodb(postgres_dsn, dynamodb_endpoint)
             await switch(migration_pb2.MIGRATION_STAGE_DYNAMO_LIVE)
             traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
             in_dynamo = await stub.QueryLogs(
@@ -176,12 +197,15 @@ async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
             await switch(migration_pb2.MIGRATION_STAGE_POSTGRES_ONLY)
 
     spans = await running_system.receiver.wait_for(traceparent.split("-")[1], {"loanbook-logging"}, timeout=15)
-    served_by = {s.attributes.get("loanbook.store.backend") for s in spans if s.name == "logs.query dynamodb"}
-    assert served_by == {"dynamodb"}
-    assert [e.message for e in in_dynamo.entries] == ["0.5 s ago"]
+    # DynamoDB served the query: no PostgreSQL read (neither a fallback nor a read-your-writes detour) beside it.
+    store_reads = {s.name for s in spans if s.name in ("logs.query dynamodb", "logs.query postgres")}
+    assert store_reads == {"logs.query dynamodb"}
+    # The backfilled entries and the one written in dual_write alike.
+    assert [e.message for e in in_dynamo.entries] == ["0 s ago", "0.5 s ago", "1 s ago"]
+    assert [e.id for e in in_dynamo.entries][::2] == [e.id for e in before[:2]]
     # Back on PostgreSQL nothing is missing: the entry written in dual_write sits between "0 s" and "1 s ago".
     after = [e.id for e in await query_all(stub, service, page_size=5)]
-    assert after == [before[0].id, in_dynamo.entries[0].id, *(e.id for e in before[1:])]
+    assert after == [before[0].id, in_dynamo.entries[1].id, *(e.id for e in before[1:])]
 
 
 async def test_a_services_own_log_lines_are_shipped_and_found_by_the_trace_id_of_their_request(

@@ -109,18 +109,18 @@ async def test_dynamo_only_needs_a_clean_full_verification(pool: asyncpg.Pool) -
     assert (await control.mode("payments")).stage is Stage.DYNAMO_ONLY
 
 
-async def test_serving_only_from_dynamodb_needs_a_clean_verification_newer_than_the_last_backfill(
+async def test_serving_from_dynamodb_needs_a_clean_verification_newer_than_the_last_backfill(
     pool: asyncpg.Pool,
 ) -> None:
     control = ControlPlane(pool)
-    await control.seed({"payments": TableMode("payments", Stage.DYNAMO_LIVE, True)}, who="settings")
+    await control.seed({"payments": TableMode("payments", Stage.SHADOW, True)}, who="settings")
     backfill = await pool.fetchval(
         """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total)
            VALUES ('payments', 'dual_write', 'ops', 10) RETURNING id"""
     )
 
     with pytest.raises(FailedPrecondition, match=f"backfill run {backfill} .* is unfinished"):
-        await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")
+        await control.change("payments", stage=Stage.DYNAMO_LIVE, who="ops")  # the first stage DynamoDB serves
     await pool.execute(
         """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
            VALUES ('payments', true, true, 10, 0, now() - interval '1 hour')"""
@@ -133,7 +133,7 @@ async def test_serving_only_from_dynamodb_needs_a_clean_verification_newer_than_
            VALUES ('payments', false, false, 10, 3, now())"""
     )
     with pytest.raises(FailedPrecondition, match="the latest verification found differences"):
-        await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")
+        await control.change("payments", stage=Stage.DYNAMO_LIVE, who="ops")
     await pool.execute(
         """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
            VALUES ('payments', false, true, 10, 0, now())"""
@@ -142,6 +142,37 @@ async def test_serving_only_from_dynamodb_needs_a_clean_verification_newer_than_
     assert (await control.change("payments", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
     # Backwards needs nothing: PostgreSQL still has every write.
     assert (await control.change("payments", stage=Stage.SHADOW, who="ops")).stage is Stage.SHADOW
+
+
+async def test_after_a_spell_in_postgres_only_a_verification_from_before_it_no_longer_counts(
+    pool: asyncpg.Pool,
+) -> None:
+    control = ControlPlane(pool)
+    await control.seed({"logs": TableMode("logs", Stage.POSTGRES_ONLY, True)}, who="settings")
+    await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('logs', true, true, 10, 0, now())"""
+    )
+    await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")
+    # Rolled back all the way: the writes made now reach PostgreSQL alone, with no journal entry.
+    await control.change("logs", stage=Stage.POSTGRES_ONLY, who="ops")
+    await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
+
+    with pytest.raises(FailedPrecondition, match="started before the table left postgres_only") as primary:
+        await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")
+    with pytest.raises(FailedPrecondition, match="started before the table left postgres_only"):
+        await control.change("logs", stage=Stage.DYNAMO_ONLY, who="ops")
+    assert "backfill logs" in str(primary.value)
+    assert (await control.mode("logs")).stage is Stage.DUAL_WRITE
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('logs', true, true, 10, 0, clock_timestamp())"""
+    )
+    assert (await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
+    # Going back short of postgres_only leaves the verification standing: DynamoDB kept receiving every write.
+    await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
+    assert (await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
 
 
 def _set_when(event: asyncio.Event, stage: Stage) -> Callable[[TableMode], None]:
@@ -159,16 +190,16 @@ async def test_every_replica_follows_a_change_within_a_second(postgres_dsn: str,
     replicas = [ModeWatcher(postgres_dsn, ControlPlane(pool), poll_interval=60) for _ in range(2)]
     followed = [asyncio.Event() for _ in replicas]
     for replica, event in zip(replicas, followed, strict=True):
-        replica.subscribe(_set_when(event, Stage.DYNAMO_LIVE))
+        replica.subscribe(_set_when(event, Stage.SHADOW))
         await replica.start()
     try:
         assert all(r.mode("payments").stage is Stage.DUAL_WRITE for r in replicas)
 
-        await control.change("payments", stage=Stage.DYNAMO_LIVE, who="ops")
+        await control.change("payments", stage=Stage.SHADOW, who="ops")
 
         async with asyncio.timeout(1.0):
             await asyncio.gather(*(event.wait() for event in followed))
-        assert all(r.mode("payments").stage is Stage.DYNAMO_LIVE for r in replicas)
+        assert all(r.mode("payments").stage is Stage.SHADOW for r in replicas)
     finally:
         for replica in replicas:
             await replica.stop()

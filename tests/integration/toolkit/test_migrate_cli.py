@@ -159,6 +159,30 @@ def test_backfill_then_verify_then_forward_and_rollback(environment: dict[str, s
     )
 
 
+def test_after_a_spell_in_postgres_only_the_plan_and_the_guards_ask_for_a_new_backfill_and_verify(
+    environment: dict[str, str], postgres_dsn: str
+) -> None:
+    seed(postgres_dsn, payments=30, logs=0)
+    assert runner.invoke(app, ["migrate", "backfill", "payments"]).exit_code == 0
+    assert runner.invoke(app, ["migrate", "verify", "payments"]).exit_code == 0
+    for stage in ("postgres_only", "dual_write"):
+        assert runner.invoke(app, ["migrate", "switch", "payments", stage]).exit_code == 0
+    seed(postgres_dsn, payments=5, logs=0)  # written while the table was in postgres_only: only in PostgreSQL
+
+    planned = runner.invoke(app, ["migrate", "plan", "payments"])
+    refused = runner.invoke(app, ["migrate", "switch", "payments", "dynamo_live"])
+    assert runner.invoke(app, ["migrate", "backfill", "payments"]).exit_code == 0
+    verified = runner.invoke(app, ["migrate", "verify", "payments"])
+    switched = runner.invoke(app, ["migrate", "switch", "payments", "dynamo_live"])
+
+    assert "next step          backfill again" in planned.output, planned.output
+    assert refused.exit_code == 1
+    assert "started before the table left postgres_only" in " ".join(refused.output.split())
+    assert verified.exit_code == 0, verified.output
+    assert "payments: clean (full: 35 rows" in verified.output
+    assert switched.exit_code == 0, switched.output
+
+
 def test_verify_exits_non_zero_listing_the_differences(environment: dict[str, str], postgres_dsn: str) -> None:
     seed(postgres_dsn, payments=50, logs=0)
 
