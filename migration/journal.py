@@ -27,6 +27,12 @@ class Backlog:
     retrying: int  # entries that failed at least once
 
 
+# How long a read key stays routed to PostgreSQL after its DynamoDB copy landed. DynamoDB propagates a write to
+# its GSIs within a second in normal operation (DynamoDB Local at once); a few seconds of PostgreSQL reads for a
+# just-written key is cheap insurance against a listing that misses an acknowledged write.
+DEFAULT_SETTLE = timedelta(seconds=3)
+
+
 def retry_delay(attempts: int, base: float = 0.2, cap: float = 60.0) -> timedelta:
     """Exponential backoff with full jitter, so many failed entries do not retry in lockstep."""
     return timedelta(seconds=random.uniform(0, min(cap, base * 2**attempts)))  # noqa: S311 - jitter, not secrets
@@ -36,10 +42,17 @@ class Journal:
     """Entries of one table. `append` runs inside the caller's transaction, so the entry and the row it stands
     for commit (or roll back) together."""
 
-    def __init__(self, pool: asyncpg.Pool, table: str, lease: timedelta = timedelta(seconds=30)) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        table: str,
+        lease: timedelta = timedelta(seconds=30),
+        settle: timedelta = DEFAULT_SETTLE,
+    ) -> None:
         self._pool = pool
         self.table = table
         self._lease = lease
+        self.settle = settle
 
     async def append(self, connection: Executor, item_key: str, item_version: int, routing_keys: Sequence[str]) -> int:
         entry_id: int = await connection.fetchval(
@@ -50,15 +63,37 @@ class Journal:
         return entry_id
 
     async def complete(self, entry_ids: Sequence[int]) -> None:
-        await self._pool.execute("DELETE FROM migration.journal WHERE id = ANY($1::bigint[])", list(entry_ids))
+        """The entries' copies are in DynamoDB: they leave the journal, and their read keys settle for a moment."""
+        if self.settle:
+            await self._pool.execute(
+                """WITH done AS (DELETE FROM migration.journal WHERE id = ANY($1::bigint[])
+                                 RETURNING table_name, routing_keys)
+                   INSERT INTO migration.journal_settling (table_name, routing_keys)
+                   SELECT table_name, routing_keys FROM done""",
+                list(entry_ids),
+            )
+        else:
+            await self._pool.execute("DELETE FROM migration.journal WHERE id = ANY($1::bigint[])", list(entry_ids))
 
     async def has_pending(self, routing_keys: Sequence[str]) -> bool:
-        """Whether a write touching any of these keys is still missing from DynamoDB."""
+        """Whether a write touching any of these keys may still be missing from what DynamoDB reads return: not
+        copied yet, or copied less than `settle` ago (GSIs and eventually consistent reads lag the base table)."""
         pending: bool = await self._pool.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM migration.journal WHERE table_name = $1 AND routing_keys && $2::text[])""",
-            self.table, list(routing_keys),
+            """SELECT EXISTS (SELECT 1 FROM migration.journal WHERE table_name = $1 AND routing_keys && $2::text[])
+                   OR EXISTS (SELECT 1 FROM migration.journal_settling
+                              WHERE table_name = $1 AND routing_keys && $2::text[]
+                                AND copied_at > now() - $3::interval)""",
+            self.table, list(routing_keys), self.settle,
         )  # fmt: skip
         return pending
+
+    async def forget_settled(self) -> int:
+        """Drop the copies that have settled; returns how many. The relay calls it now and then."""
+        result: str = await self._pool.execute(
+            "DELETE FROM migration.journal_settling WHERE table_name = $1 AND copied_at <= now() - $2::interval",
+            self.table, self.settle,
+        )  # fmt: skip
+        return int(result.rsplit(" ", 1)[-1])
 
     async def claim_due(self, limit: int) -> list[JournalEntry]:
         """Lease up to `limit` due entries to this caller. A relay that dies holding a lease loses it when the

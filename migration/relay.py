@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
@@ -31,6 +32,8 @@ class Relay:
         self._batch_size = batch_size
         self._concurrency = asyncio.Semaphore(concurrency)
         self._idle_seconds = idle_seconds
+        # Settled copies are dropped about as often as they settle: the table stays a few seconds of writes long.
+        self._forget_every_seconds = max(journal.settle.total_seconds(), idle_seconds)
         self.copied = 0
         self.failed = 0
 
@@ -72,8 +75,12 @@ class Relay:
 
     async def run(self) -> None:
         """Drain forever (a background task of each service replica); replicas share the work safely."""
+        forgotten_at = 0.0
         while True:
             try:
+                if time.monotonic() - forgotten_at >= self._forget_every_seconds:
+                    forgotten_at = time.monotonic()
+                    await self._journal.forget_settled()
                 if await self.drain_once() == 0:
                     await asyncio.sleep(self._idle_seconds)
             except asyncio.CancelledError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from contextlib import AsyncExitStack
+from datetime import timedelta
 
 import asyncpg
 
@@ -29,7 +30,8 @@ async def open_hybrid_table(
     watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
     await watcher.start()
     stack.push_async_callback(watcher.stop)
-    hybrid = HybridTable(table, lambda: watcher.mode(table), pool, Journal(pool, table), settings.hybrid_settings())
+    journal = Journal(pool, table, settle=timedelta(seconds=settings.journal_settle_seconds))
+    hybrid = HybridTable(table, lambda: watcher.mode(table), pool, journal, settings.hybrid_settings())
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
     return hybrid, control
 

@@ -8,6 +8,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from migration.hybrid import HybridSettings
+from migration.journal import DEFAULT_SETTLE
 
 
 class MigratingTableSettings(BaseSettings):
@@ -25,6 +26,9 @@ class MigratingTableSettings(BaseSettings):
     breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
     shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)
     shadow_budget_seconds: float = Field(default=0.5, gt=0, le=30)
+    # How long a key stays routed to PostgreSQL after its DynamoDB copy landed, while DynamoDB's GSIs and eventually
+    # consistent reads catch up (0: not at all, for DynamoDB Local only, which is consistent at once).
+    journal_settle_seconds: float = Field(default=DEFAULT_SETTLE.total_seconds(), ge=0, le=60)
     # How often a replica re-reads the modes even without a notification (the notification is the fast path).
     mode_poll_seconds: float = Field(default=5.0, gt=0, le=300)
     relay_enabled: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -28,8 +29,9 @@ async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def journal(pool: asyncpg.Pool) -> Journal:
-    # A table name of its own per test keeps tests apart on the shared journal.
-    return Journal(pool, f"test-{uuid.uuid4().hex[:8]}", lease=timedelta(seconds=30))
+    # A table name of its own per test keeps tests apart on the shared journal; copies settle at once unless a
+    # test is about settling.
+    return Journal(pool, f"test-{uuid.uuid4().hex[:8]}", lease=timedelta(seconds=30), settle=timedelta(0))
 
 
 async def append(pool: asyncpg.Pool, journal: Journal, key: str, version: int = 1) -> int:
@@ -69,6 +71,59 @@ async def test_the_relay_copies_each_key_once_and_empties_the_journal(pool: asyn
     assert copies == {"a": 1, "b": 1}
     assert (await journal.backlog()).pending == 0
     assert not await journal.has_pending(["item:a", "item:b"])
+
+
+async def test_a_copied_entry_keeps_its_keys_pending_until_the_copy_settles(pool: asyncpg.Pool) -> None:
+    journal = Journal(pool, f"test-{uuid.uuid4().hex[:8]}", settle=timedelta(seconds=0.5))
+    await append(pool, journal, "a")
+    await append(pool, journal, "b")
+
+    async def replicate(key: str) -> None:
+        return None
+
+    await Relay(journal, replicate).drain()
+    settling = (await journal.has_pending(["item:a"]), await journal.has_pending(["owner:o-1"]))
+    forgotten_early = await journal.forget_settled()
+    await asyncio.sleep(0.6)
+    settled = await journal.has_pending(["item:a", "owner:o-1"])
+    forgotten = await journal.forget_settled()
+
+    assert (await journal.backlog()).pending == 0  # nothing left to copy: a settling copy is not a backlog
+    assert settling == (True, True)
+    assert not await journal.has_pending(["item:c"])
+    assert forgotten_early == 0
+    assert not settled
+    assert forgotten == 2
+    assert await pool.fetchval("SELECT count(*) FROM migration.journal_settling WHERE table_name = $1",
+                               journal.table) == 0  # fmt: skip
+
+
+async def test_a_running_relay_forgets_settled_copies(pool: asyncpg.Pool) -> None:
+    journal = Journal(pool, f"test-{uuid.uuid4().hex[:8]}", settle=timedelta(seconds=0.2))
+
+    async def replicate(key: str) -> None:
+        return None
+
+    async def settling() -> int:
+        count: int = await pool.fetchval(
+            "SELECT count(*) FROM migration.journal_settling WHERE table_name = $1", journal.table
+        )
+        return count
+
+    relay = asyncio.create_task(Relay(journal, replicate, idle_seconds=0.05).run())
+    try:
+        await append(pool, journal, "a")
+        async with asyncio.timeout(5):
+            while await settling() == 0:  # the relay copies the entry: its keys settle...
+                await asyncio.sleep(0.02)
+            while await settling() > 0:  # ...and, once settled, the running relay forgets them
+                await asyncio.sleep(0.02)
+    finally:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+
+    assert not await journal.has_pending(["item:a"])
 
 
 async def test_a_failed_copy_stays_journaled_and_is_retried_after_a_backoff(

@@ -15,7 +15,8 @@ Table design (every access pattern is a GetItem or a Query; never a Scan):
 (paid_at, id) order, the same keyset order PostgreSQL uses; a PaymentCursor therefore maps to an exclusive
 upper bound and pages continue across back ends. Marker items carry no customer_id/loan_id/paid_sk, so the
 indexes stay sparse (payments only). GSIs are eventually consistent on real DynamoDB (Local is not): a listing
-right after a write may miss it, which is why the hybrid store routes keys with pending writes elsewhere.
+right after a write may miss it, which is why the hybrid store routes keys with pending or just-copied writes to
+PostgreSQL (migration.journal: the settle window).
 """
 
 from __future__ import annotations

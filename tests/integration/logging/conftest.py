@@ -125,14 +125,16 @@ class LogHarness:
     dynamo: DynamoLogRepository
     replicas: list[LogReplica] = field(default_factory=list)
 
-    async def replica(self, **settings: float) -> LogReplica:
+    async def replica(self, settle_seconds: float = 0.0, **settings: float) -> LogReplica:
+        """A service replica's machinery. DynamoDB Local is consistent at once, so copies need no settling time
+        unless a test is about it (`settle_seconds`)."""
         watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
         await watcher.start()
         # Generous budgets by default: tests of the healthy path assert which store served and that inline copies
         # landed, and on a busy CI machine a DynamoDB Local read has overrun 0.2 s; outage tests pass their own.
         tuned: dict[str, float] = {"dynamo_timeout_seconds": 2.0, "shadow_budget_seconds": 2.0,
                                    "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0, **settings}  # fmt: skip
-        journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1))
+        journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=timedelta(seconds=settle_seconds))
         hybrid = HybridTable(TABLE, lambda: watcher.mode(TABLE), self.pool, journal, HybridSettings(**tuned))  # type: ignore[arg-type]
         # A batch is many requests: never shorter than 0.5 s, even where an outage test shortens single calls.
         batch_timeout = max(0.5, tuned["dynamo_timeout_seconds"])

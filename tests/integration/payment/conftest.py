@@ -87,7 +87,9 @@ class Harness:
     dynamo: DynamoPaymentRepository
     replicas: list[Replica] = field(default_factory=list)
 
-    async def replica(self, **settings: float) -> Replica:
+    async def replica(self, settle_seconds: float = 0.0, **settings: float) -> Replica:
+        """A service replica's machinery. DynamoDB Local is consistent at once, so copies need no settling time
+        unless a test is about it (`settle_seconds`)."""
         watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
         await watcher.start()
         # Generous budgets by default: tests of the healthy path assert which store served and that inline copies
@@ -95,7 +97,8 @@ class Harness:
         defaults: dict[str, float] = {"dynamo_timeout_seconds": 2.0, "shadow_budget_seconds": 2.0,
                                       "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0}  # fmt: skip
         hybrid = HybridTable(
-            TABLE, lambda: watcher.mode(TABLE), self.pool, Journal(self.pool, TABLE, lease=timedelta(seconds=1)),
+            TABLE, lambda: watcher.mode(TABLE), self.pool,
+            Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=timedelta(seconds=settle_seconds)),
             HybridSettings(**{**defaults, **settings}),  # type: ignore[arg-type]
         )  # fmt: skip
         store = HybridPaymentStore(hybrid, self.postgres, PostgresPaymentRepository, self.dynamo)
