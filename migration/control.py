@@ -93,6 +93,12 @@ async def require_verification_after_backfill(connection: Connection, current: T
     and after the table last left postgres_only (and no backfill half-done). Going back needs nothing."""
     if ORDER.index(wanted.stage) <= max(ORDER.index(Stage.SHADOW), ORDER.index(current.stage)):
         return
+    if current.stage is Stage.POSTGRES_ONLY:
+        # Every write so far reached PostgreSQL alone: no verification from before can vouch for DynamoDB.
+        raise FailedPrecondition(
+            f"{wanted.table}: from postgres_only, go to dual_write first (`loanbook migrate switch {wanted.table} "
+            f"dual_write`), then backfill and verify before moving to {wanted.stage.value}"
+        )
     unfinished = await connection.fetchrow(
         "SELECT id, started_at FROM migration.backfill_runs WHERE table_name = $1 AND status = 'running'",
         wanted.table,
@@ -103,10 +109,12 @@ async def require_verification_after_backfill(connection: Connection, current: T
             f"{unfinished['started_at']:%Y-%m-%d %H:%M:%S %Z}) is unfinished; resume it with "
             f"`loanbook migrate backfill {wanted.table}` and verify before moving to {wanted.stage.value}"
         )
-    last_backfill = await connection.fetchval(
-        "SELECT max(finished_at) FROM migration.backfill_runs WHERE table_name = $1 AND status = 'finished'",
+    backfill = await connection.fetchrow(
+        """SELECT started_at, finished_at FROM migration.backfill_runs WHERE table_name = $1 AND status = 'finished'
+           ORDER BY finished_at DESC LIMIT 1""",
         wanted.table,
     )
+    last_backfill = None if backfill is None else backfill["finished_at"]
     latest = await connection.fetchrow(
         """SELECT clean, started_at FROM migration.verifications
            WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1""",
@@ -124,12 +132,15 @@ async def require_verification_after_backfill(connection: Connection, current: T
             f"({last_backfill:%Y-%m-%d %H:%M:%S %Z}); run `loanbook migrate verify {wanted.table}` again before "
             f"moving to {wanted.stage.value}"
         )
-    # A verification from before a spell in postgres_only proves nothing about the writes made in it: they reached
-    # PostgreSQL alone, with no journal entry for the relay to copy.
+    # A backfill or verification from before a spell in postgres_only proves nothing about the writes made in it:
+    # they reached PostgreSQL alone, with no journal entry for the relay to copy. (The backfill's own settle wait
+    # also covers replicas still writing as in postgres_only just after the switch; a verification's does not.)
     since = await dynamo_receives_writes_since(connection, wanted.table)
-    if since is not None and latest["started_at"] < since["changed_at"]:
+    stale_backfill = backfill is not None and since is not None and backfill["started_at"] < since["changed_at"]
+    if since is not None and (stale_backfill or latest["started_at"] < since["changed_at"]):
         raise FailedPrecondition(
-            f"{wanted.table}: the latest clean verification started before the table left postgres_only "
+            f"{wanted.table}: the last {'backfill' if stale_backfill else 'clean verification'} started before "
+            "the table left postgres_only "
             f"({since['changed_at']:%Y-%m-%d %H:%M:%S %Z}, to {since['to_stage']}); writes made in postgres_only "
             f"are only in PostgreSQL: run `loanbook migrate backfill {wanted.table}` and `loanbook migrate verify "
             f"{wanted.table}` before moving to {wanted.stage.value}"
@@ -137,8 +148,9 @@ async def require_verification_after_backfill(connection: Connection, current: T
 
 
 async def dynamo_receives_writes_since(connection: Connection | asyncpg.Pool, table: str) -> asyncpg.Record | None:
-    """The change (changed_at, to_stage) since which DynamoDB has received every write of the table: the latest
-    move out of postgres_only, or the initial mode if that was already past it; None while in postgres_only."""
+    """The change (changed_at, to_stage) since which DynamoDB has received every write of the table, if it is not
+    in postgres_only now: the latest move out of postgres_only, or the initial mode if that was already past it.
+    None if the table never left postgres_only."""
     return await connection.fetchrow(
         """SELECT changed_at, to_stage FROM migration.mode_changes
            WHERE table_name = $1 AND to_stage <> 'postgres_only'

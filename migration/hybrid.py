@@ -69,7 +69,8 @@ class HybridTable:
 
     Writes, in every stage that writes PostgreSQL, commit the row and a journal entry in one transaction and
     then copy to DynamoDB inline; a failed inline copy is left to the relay. A read served by DynamoDB is
-    routed to PostgreSQL while any of its keys has a pending journal entry (read-your-writes), and falls back
+    routed to PostgreSQL while any of its keys has a pending journal entry or a copy still settling into a GSI
+    (read-your-writes; see Journal.has_pending), and falls back
     to PostgreSQL when DynamoDB fails, wherever PostgreSQL still receives writes and fallback is on.
     """
 

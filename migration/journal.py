@@ -48,11 +48,16 @@ class Journal:
         table: str,
         lease: timedelta = timedelta(seconds=30),
         settle: timedelta = DEFAULT_SETTLE,
+        settling_kinds: Sequence[str] | None = None,
     ) -> None:
+        """`settle`: how long a copied entry's keys stay pending; `settling_kinds`: which keys (by the kind before
+        the first ':', e.g. "customer" of "customer:<id>") are read through an eventually consistent index and
+        need it — None: all of them. Keys read with consistent reads need no settling."""
         self._pool = pool
         self.table = table
         self._lease = lease
         self.settle = settle
+        self._settling_kinds = None if settling_kinds is None else list(settling_kinds)
 
     async def append(self, connection: Executor, item_key: str, item_version: int, routing_keys: Sequence[str]) -> int:
         entry_id: int = await connection.fetchval(
@@ -63,36 +68,39 @@ class Journal:
         return entry_id
 
     async def complete(self, entry_ids: Sequence[int]) -> None:
-        """The entries' copies are in DynamoDB: they leave the journal, and their read keys settle for a moment."""
-        if self.settle:
-            await self._pool.execute(
-                """WITH done AS (DELETE FROM migration.journal WHERE id = ANY($1::bigint[])
-                                 RETURNING table_name, routing_keys)
-                   INSERT INTO migration.journal_settling (table_name, routing_keys)
-                   SELECT table_name, routing_keys FROM done""",
-                list(entry_ids),
-            )
-        else:
+        """The entries' copies are in DynamoDB: they leave the journal, and their index-read keys settle a moment."""
+        if not self.settle or self._settling_kinds == []:
             await self._pool.execute("DELETE FROM migration.journal WHERE id = ANY($1::bigint[])", list(entry_ids))
+            return
+        await self._pool.execute(
+            """WITH done AS (DELETE FROM migration.journal WHERE id = ANY($1::bigint[])
+                             RETURNING table_name, routing_keys),
+                    settling AS (SELECT table_name,
+                                        ARRAY(SELECT key FROM unnest(routing_keys) AS key
+                                              WHERE $3::text[] IS NULL
+                                                 OR split_part(key, ':', 1) = ANY($3::text[])) AS keys
+                                 FROM done)
+               INSERT INTO migration.journal_settling (table_name, routing_keys, settles_at)
+               SELECT table_name, keys, now() + $2::interval FROM settling WHERE cardinality(keys) > 0""",
+            list(entry_ids), self.settle, self._settling_kinds,
+        )  # fmt: skip
 
     async def has_pending(self, routing_keys: Sequence[str]) -> bool:
         """Whether a write touching any of these keys may still be missing from what DynamoDB reads return: not
-        copied yet, or copied less than `settle` ago (GSIs and eventually consistent reads lag the base table)."""
+        copied yet, or copied so recently that an index may not show it yet (see `settle`)."""
         pending: bool = await self._pool.fetchval(
             """SELECT EXISTS (SELECT 1 FROM migration.journal WHERE table_name = $1 AND routing_keys && $2::text[])
                    OR EXISTS (SELECT 1 FROM migration.journal_settling
-                              WHERE table_name = $1 AND routing_keys && $2::text[]
-                                AND copied_at > now() - $3::interval)""",
-            self.table, list(routing_keys), self.settle,
+                              WHERE table_name = $1 AND routing_keys && $2::text[] AND settles_at > now())""",
+            self.table, list(routing_keys),
         )  # fmt: skip
         return pending
 
     async def forget_settled(self) -> int:
         """Drop the copies that have settled; returns how many. The relay calls it now and then."""
         result: str = await self._pool.execute(
-            "DELETE FROM migration.journal_settling WHERE table_name = $1 AND copied_at <= now() - $2::interval",
-            self.table, self.settle,
-        )  # fmt: skip
+            "DELETE FROM migration.journal_settling WHERE table_name = $1 AND settles_at <= now()", self.table
+        )
         return int(result.rsplit(" ", 1)[-1])
 
     async def claim_due(self, limit: int) -> list[JournalEntry]:

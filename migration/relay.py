@@ -78,7 +78,7 @@ class Relay:
         forgotten_at = 0.0
         while True:
             try:
-                if time.monotonic() - forgotten_at >= self._forget_every_seconds:
+                if self._journal.settle and time.monotonic() - forgotten_at >= self._forget_every_seconds:
                     forgotten_at = time.monotonic()
                     await self._journal.forget_settled()
                 if await self.drain_once() == 0:

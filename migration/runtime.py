@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -18,9 +19,19 @@ from migration.watcher import ModeWatcher
 
 
 async def open_hybrid_table(
-    table: str, settings: MigratingTableSettings, dsn: str, pool: asyncpg.Pool, stack: AsyncExitStack, *, who: str
+    table: str,
+    settings: MigratingTableSettings,
+    dsn: str,
+    pool: asyncpg.Pool,
+    stack: AsyncExitStack,
+    *,
+    who: str,
+    index_read_kinds: Sequence[str],
 ) -> tuple[HybridTable, ControlPlane]:
-    """The table's stage machinery, following its mode live; torn down by `stack` (shadow reads finish first)."""
+    """The table's stage machinery, following its mode live; torn down by `stack` (shadow reads finish first).
+
+    `index_read_kinds`: the kinds of read keys the table's store serves from an eventually consistent GSI; only
+    they stay routed to PostgreSQL while a fresh copy settles (the store reads everything else consistently)."""
     control = ControlPlane(pool)
     if settings.migration_settings_file is not None:
         modes = load_settings_file(settings.migration_settings_file)
@@ -30,7 +41,9 @@ async def open_hybrid_table(
     watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
     await watcher.start()
     stack.push_async_callback(watcher.stop)
-    journal = Journal(pool, table, settle=timedelta(seconds=settings.journal_settle_seconds))
+    journal = Journal(
+        pool, table, settle=timedelta(seconds=settings.journal_settle_seconds), settling_kinds=index_read_kinds
+    )
     hybrid = HybridTable(table, lambda: watcher.mode(table), pool, journal, settings.hybrid_settings())
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
     return hybrid, control

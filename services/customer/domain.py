@@ -136,9 +136,10 @@ class ApplicationFilter:
 
 BRANCH_CODE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,15}$")
 EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$")
-# Names, addresses and purposes are single-line text: a control character there is never meant, and NUL (U+0000)
-# cannot even be stored by PostgreSQL, so it must be refused as bad input rather than fail as INTERNAL.
+# A control character in a name is never meant, and NUL (U+0000) cannot even be stored by PostgreSQL, so it must be
+# refused as bad input rather than fail as INTERNAL. Longer text (an address, a purpose) may keep line breaks/tabs.
 CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f]")
+CONTROL_CHARACTER_BUT_LAYOUT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 PHONE_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 NATIONAL_ID = re.compile(r"^[A-Za-z0-9-]{4,32}$")
 MIN_PRINCIPAL_MAJOR = 100
@@ -166,13 +167,15 @@ class Violations:
             raise InvalidArgument(self.items)
 
 
-def check_text(violations: Violations, field: str, value: str, max_length: int) -> str:
+def check_text(violations: Violations, field: str, value: str, max_length: int, *, multiline: bool = False) -> str:
     value = value.strip()
     if not value:
         violations.add(field, "is required")
     elif len(value) > max_length:
         violations.add(field, f"must be at most {max_length} characters")
-    elif CONTROL_CHARACTER.search(value):
+    elif multiline and CONTROL_CHARACTER_BUT_LAYOUT.search(value):
+        violations.add(field, "must not contain control characters other than line breaks and tabs (e.g. U+0000)")
+    elif not multiline and CONTROL_CHARACTER.search(value):
         violations.add(field, "must not contain control characters (line breaks, tabs, U+0000 and the like)")
     return value
 

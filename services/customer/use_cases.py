@@ -140,7 +140,7 @@ class CustomerUseCases:
         violations = Violations()
         code = check_branch_code(violations, code)
         name = check_text(violations, "name", name, 200)
-        address = check_text(violations, "address", address, 500)
+        address = check_text(violations, "address", address, 500, multiline=True)
         violations.raise_if_any()
         return await self._repository.add_branch(Branch(new_id(), code, name, address))
 
@@ -268,7 +268,7 @@ class CustomerUseCases:
             principal, problems = parse_money(new.principal, "principal")
             violations.extend(problems)
         check_loan_terms(violations, principal, new.term_months, new.annual_rate_bps)
-        purpose = check_text(violations, "purpose", new.purpose, 500)
+        purpose = check_text(violations, "purpose", new.purpose, 500, multiline=True)
         violations.raise_if_any()
         assert customer_uuid is not None and officer_uuid is not None and principal is not None
 

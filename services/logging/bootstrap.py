@@ -19,7 +19,7 @@ from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayo
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.api import LoggingServicer
 from services.logging.config import LoggingSettings
-from services.logging.store import HybridLogStore
+from services.logging.store import INDEX_READ_KINDS, HybridLogStore
 from services.logging.use_cases import LogUseCases
 
 logger = logging.getLogger(__name__)
@@ -45,7 +45,9 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
     table_name = settings.table_name(TABLE)
     await ensure_log_table(dynamodb, table_name)
 
-    hybrid, _ = await open_hybrid_table(TABLE, settings, dsn, pool, stack, who="logging-service")
+    hybrid, _ = await open_hybrid_table(
+        TABLE, settings, dsn, pool, stack, who="logging-service", index_read_kinds=INDEX_READ_KINDS
+    )
     store = HybridLogStore(
         hybrid,
         postgres=PostgresLogRepository(pool),

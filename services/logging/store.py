@@ -16,6 +16,13 @@ BATCH_KEY_PREFIX = "batch:"
 ENTRY_FIELDS = tuple(field.name for field in dataclasses.fields(LogEntry))
 
 
+# Read keys served from a GSI (by_trace), which is eventually consistent: a batch just copied may not show in it
+# yet, so they stay routed to PostgreSQL while it settles (migration.journal). A service's entries are read from the
+# base table with consistent Queries and need no settling - a busy service would otherwise never be read from
+# DynamoDB.
+INDEX_READ_KINDS = ("trace",)
+
+
 def routing_keys(batch: LogBatch) -> list[str]:
     """The reads a batch can change: each of its services' listings and each of its traces."""
     keys = {f"service:{entry.service}" for entry in batch.entries}

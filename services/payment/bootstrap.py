@@ -21,7 +21,7 @@ from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.api import PaymentServicer
 from services.payment.config import PaymentSettings
 from services.payment.loans import GrpcLoanDirectory
-from services.payment.store import HybridPaymentStore
+from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from services.payment.use_cases import PaymentUseCases
 
 SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
@@ -39,7 +39,9 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     table_name = settings.table_name(TABLE)
     await ensure_payment_table(dynamodb, table_name)
 
-    hybrid, control = await open_hybrid_table(TABLE, settings, dsn, pool, stack, who="payment-service")
+    hybrid, control = await open_hybrid_table(
+        TABLE, settings, dsn, pool, stack, who="payment-service", index_read_kinds=INDEX_READ_KINDS
+    )
     store = HybridPaymentStore(
         hybrid,
         postgres=PostgresPaymentRepository(pool),

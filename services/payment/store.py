@@ -12,6 +12,11 @@ from migration.stages import Backend
 from services.payment.domain import PAYMENT_FIELDS, Payment, PaymentCursor
 from services.payment.ports import PaymentRepository
 
+# Read keys served from a GSI, which is eventually consistent: a copy just written may not show in them yet, so they
+# stay routed to PostgreSQL while it settles (migration.journal). Gets by id and by idempotency key are consistent
+# GetItems and need no settling.
+INDEX_READ_KINDS = ("customer", "loan")
+
 
 def routing_keys(payment: Payment) -> list[str]:
     """Every read a write to this payment can change: itself, its key, its customer's and its loan's lists."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -20,7 +19,6 @@ from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2_grpc
-from migration.journal import DEFAULT_SETTLE
 from migration.toolkit.backfill import BackfillOptions, run_backfill
 from migration.toolkit.specs import table_specs
 from migration.toolkit.verify import run_verify
@@ -165,6 +163,19 @@ async def copy_logs_to_dynamodb(postgres_dsn: str, dynamodb_endpoint: str) -> No
     assert [(v.clean, v.full) for v in verified] == [(True, True)], [(v.missing, v.extra) for v in verified]
 
 
+async def copied(postgres_dsn: str, routing_key: str) -> None:
+    """Wait until no journal entry for this read key is waiting for its DynamoDB copy."""
+    connection = await asyncpg.connect(postgres_dsn)
+    try:
+        async with asyncio.timeout(10):
+            while await connection.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM migration.journal WHERE $1 = ANY (routing_keys))", routing_key
+            ):
+                await asyncio.sleep(0.05)
+    finally:
+        await connection.close()
+
+
 async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
     stub: Stub, running_system: RunningSystem, postgres_dsn: str, dynamodb_endpoint: str
 ) -> None:
@@ -187,11 +198,11 @@ async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
         try:
             await switch(migration_pb2.MIGRATION_STAGE_DUAL_WRITE)  # from here every new batch lands in both stores
             await stub.WriteLogs(pb.WriteLogsRequest(entries=[an_entry(service, 0.5, trace_id=trace_id)]))
-            written = time.monotonic()
             await copy_logs_to_dynamodb(postgres_dsn, dynamodb_endpoint)
             await switch(migration_pb2.MIGRATION_STAGE_DYNAMO_LIVE)
-            # Until its copy settles the service's key is read from PostgreSQL (migration.journal.DEFAULT_SETTLE).
-            await asyncio.sleep(max(0.0, DEFAULT_SETTLE.total_seconds() - (time.monotonic() - written)))
+            # Until its copy is in DynamoDB (inline, or by the relay if that timed out) the service's entries are
+            # read from PostgreSQL (read-your-writes).
+            await copied(postgres_dsn, f"service:{service}")
             traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
             in_dynamo = await stub.QueryLogs(
                 pb.QueryLogsRequest(service=service, from_time=at(NOW - timedelta(seconds=1)),

@@ -157,6 +157,8 @@ async def test_after_a_spell_in_postgres_only_a_verification_from_before_it_no_l
     await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")
     # Rolled back all the way: the writes made now reach PostgreSQL alone, with no journal entry.
     await control.change("logs", stage=Stage.POSTGRES_ONLY, who="ops")
+    with pytest.raises(FailedPrecondition, match="from postgres_only, go to dual_write first"):
+        await control.change("logs", stage=Stage.DYNAMO_LIVE, who="ops")  # the old verification is no excuse
     await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
 
     with pytest.raises(FailedPrecondition, match="started before the table left postgres_only") as primary:
@@ -165,6 +167,30 @@ async def test_after_a_spell_in_postgres_only_a_verification_from_before_it_no_l
         await control.change("logs", stage=Stage.DYNAMO_ONLY, who="ops")
     assert "backfill logs" in str(primary.value)
     assert (await control.mode("logs")).stage is Stage.DUAL_WRITE
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('logs', true, true, 10, 0, clock_timestamp())"""
+    )
+    assert (await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
+    # A backfill from before a spell is stale too, even with a verification after it.
+    await pool.execute(
+        """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total, status, started_at,
+                                                 finished_at)
+           VALUES ('logs', 'dual_write', 'ops', 10, 'finished', clock_timestamp(), clock_timestamp())"""
+    )
+    await control.change("logs", stage=Stage.POSTGRES_ONLY, who="ops")
+    await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ('logs', true, true, 10, 0, clock_timestamp())"""
+    )
+    with pytest.raises(FailedPrecondition, match="the last backfill started before the table left postgres_only"):
+        await control.change("logs", stage=Stage.DYNAMO_LIVE, who="ops")
+    await pool.execute(
+        """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total, status, started_at,
+                                                 finished_at)
+           VALUES ('logs', 'dual_write', 'ops', 10, 'finished', clock_timestamp(), clock_timestamp())"""
+    )
     await pool.execute(
         """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
            VALUES ('logs', true, true, 10, 0, clock_timestamp())"""

@@ -225,6 +225,9 @@ class DynamoLogRepository:
             "ExpressionAttributeValues": {":pk": {"S": shard.pk}, ":lower": {"S": lower}, ":upper": {"S": upper}},
             "ScanIndexForward": False,
             "Limit": min(limit, self._query_page_size or limit),
+            # Consistent: an entry copied a moment ago must show, or the hybrid store would have to keep a busy
+            # service's reads on PostgreSQL (read-your-writes); it costs twice the read capacity of an eventual read.
+            "ConsistentRead": True,
         }
         if min_level > LogLevel.DEBUG:
             request["FilterExpression"] = "#level >= :min_level"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -63,6 +64,22 @@ async def test_bad_branch_input_names_every_field_and_writes_nothing(customer_st
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_fields(refused.value) == ["code", "name", "address"]
     assert await count(db, "branches") == before
+
+
+async def test_an_address_keeps_its_line_breaks_but_no_other_control_character(
+    customer_stub: Stub, db: asyncpg.Pool
+) -> None:
+    code = f"ML-{secrets.token_hex(3).upper()}"
+    address = "1 Harbour Street\nLeith\tEdinburgh"
+    before = await count(db, "branches")
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await customer_stub.CreateBranch(pb.CreateBranchRequest(code=code, name="Leith", address="1 Harbour\x00St"))
+    created = await customer_stub.CreateBranch(pb.CreateBranchRequest(code=code, name="Leith", address=address))
+
+    assert bad_request_fields(refused.value) == ["address"]
+    assert created.branch.address == address
+    assert await count(db, "branches") == before + 1
 
 
 async def test_unknown_and_malformed_ids_are_not_found_and_invalid(customer_stub: Stub) -> None:

@@ -78,6 +78,7 @@ async def test_submits_an_application_at_the_customers_branch(customer_stub: Stu
         ({"principal": None}, ["principal"]),
         ({"term_months": 0, "annual_rate_bps": 10_001}, ["term_months", "annual_rate_bps"]),
         ({"purpose": "   "}, ["purpose"]),
+        ({"purpose": "a boat\x00"}, ["purpose"]),
         ({"customer_id": "x", "officer_id": ""}, ["customer_id", "officer_id"]),
     ],
 )

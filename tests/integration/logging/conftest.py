@@ -26,7 +26,7 @@ from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayo
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogEntry, LogLevel
 from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
-from services.logging.store import HybridLogStore
+from services.logging.store import INDEX_READ_KINDS, HybridLogStore
 from tests.integration.conftest import OwnDynamo, delete_table_if_present
 
 if TYPE_CHECKING:
@@ -134,7 +134,8 @@ class LogHarness:
         # landed, and on a busy CI machine a DynamoDB Local read has overrun 0.2 s; outage tests pass their own.
         tuned: dict[str, float] = {"dynamo_timeout_seconds": 2.0, "shadow_budget_seconds": 2.0,
                                    "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0, **settings}  # fmt: skip
-        journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=timedelta(seconds=settle_seconds))
+        settle = timedelta(seconds=settle_seconds)
+        journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=settle, settling_kinds=INDEX_READ_KINDS)
         hybrid = HybridTable(TABLE, lambda: watcher.mode(TABLE), self.pool, journal, HybridSettings(**tuned))  # type: ignore[arg-type]
         # A batch is many requests: never shorter than 0.5 s, even where an outage test shortens single calls.
         batch_timeout = max(0.5, tuned["dynamo_timeout_seconds"])
@@ -176,6 +177,7 @@ async def _log_harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> 
                 await replica.hybrid.wait_for_shadow_reads()
                 await replica.watcher.stop()
             await pool.execute("DELETE FROM migration.journal WHERE table_name = $1", TABLE)
+            await pool.execute("DELETE FROM migration.journal_settling WHERE table_name = $1", TABLE)
             # A log table has TTL: left behind, it would hold a DynamoDB Local background thread for good (see
             # tests/integration/conftest.py) and, from the 7th such table on, GSIs added later never get built.
             await delete_table_if_present(client, table_name)

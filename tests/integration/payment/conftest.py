@@ -28,7 +28,7 @@ from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_p
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
-from services.payment.store import HybridPaymentStore
+from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from tests.integration.conftest import OwnDynamo
 
 if TYPE_CHECKING:
@@ -98,7 +98,8 @@ class Harness:
                                       "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0}  # fmt: skip
         hybrid = HybridTable(
             TABLE, lambda: watcher.mode(TABLE), self.pool,
-            Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=timedelta(seconds=settle_seconds)),
+            Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=timedelta(seconds=settle_seconds),
+                    settling_kinds=INDEX_READ_KINDS),  # as the service: only its GSI listings settle
             HybridSettings(**{**defaults, **settings}),  # type: ignore[arg-type]
         )  # fmt: skip
         store = HybridPaymentStore(hybrid, self.postgres, PostgresPaymentRepository, self.dynamo)
@@ -141,6 +142,7 @@ async def _harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> Asyn
                 await replica.hybrid.wait_for_shadow_reads()
                 await replica.watcher.stop()
             await pool.execute("DELETE FROM migration.journal WHERE table_name = $1", TABLE)
+            await pool.execute("DELETE FROM migration.journal_settling WHERE table_name = $1", TABLE)
 
 
 @pytest.fixture

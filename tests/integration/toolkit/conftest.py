@@ -42,7 +42,8 @@ async def prepare_postgres(dsn: str) -> None:
     connection = await asyncpg.connect(dsn)
     try:
         await connection.execute(
-            """TRUNCATE payment.payments, logging.entries, migration.journal, migration.backfill_runs,
+            """TRUNCATE payment.payments, logging.entries, migration.journal, migration.journal_settling,
+                        migration.backfill_runs,
                         migration.verifications, migration.mode_changes, migration.table_modes
                RESTART IDENTITY CASCADE"""
         )
