@@ -148,9 +148,9 @@ async def require_verification_after_backfill(connection: Connection, current: T
 
 
 async def dynamo_receives_writes_since(connection: Connection | asyncpg.Pool, table: str) -> asyncpg.Record | None:
-    """The change (changed_at, to_stage) since which DynamoDB has received every write of the table, if it is not
-    in postgres_only now: the latest move out of postgres_only, or the initial mode if that was already past it.
-    None if the table never left postgres_only."""
+    """The latest move out of postgres_only (changed_at, to_stage), or the initial mode if that was already past
+    it: while the table is past postgres_only, DynamoDB has received every write since. None if the table never
+    left postgres_only. (In postgres_only now, it is the last spell's move: callers check the stage first.)"""
     return await connection.fetchrow(
         """SELECT changed_at, to_stage FROM migration.mode_changes
            WHERE table_name = $1 AND to_stage <> 'postgres_only'
