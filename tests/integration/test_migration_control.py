@@ -144,16 +144,32 @@ async def test_serving_from_dynamodb_needs_a_clean_verification_newer_than_the_l
     assert (await control.change("payments", stage=Stage.SHADOW, who="ops")).stage is Stage.SHADOW
 
 
+async def clean_full_verification(pool: asyncpg.Pool, table: str) -> None:
+    """As `loanbook migrate verify` records one that found nothing, started now."""
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ($1, true, true, 10, 0, clock_timestamp())""",
+        table,
+    )
+
+
+async def finished_backfill(pool: asyncpg.Pool, table: str) -> None:
+    """As `loanbook migrate backfill` records a run that started and finished now."""
+    await pool.execute(
+        """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total, status, started_at,
+                                                 finished_at)
+           VALUES ($1, 'dual_write', 'ops', 10, 'finished', clock_timestamp(), clock_timestamp())""",
+        table,
+    )
+
+
 async def test_after_a_spell_in_postgres_only_a_verification_from_before_it_no_longer_counts(
     pool: asyncpg.Pool,
 ) -> None:
     control = ControlPlane(pool)
     await control.seed({"logs": TableMode("logs", Stage.POSTGRES_ONLY, True)}, who="settings")
     await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
-    await pool.execute(
-        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
-           VALUES ('logs', true, true, 10, 0, now())"""
-    )
+    await clean_full_verification(pool, "logs")
     await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")
     # Rolled back all the way: the writes made now reach PostgreSQL alone, with no journal entry.
     await control.change("logs", stage=Stage.POSTGRES_ONLY, who="ops")
@@ -167,34 +183,17 @@ async def test_after_a_spell_in_postgres_only_a_verification_from_before_it_no_l
         await control.change("logs", stage=Stage.DYNAMO_ONLY, who="ops")
     assert "backfill logs" in str(primary.value)
     assert (await control.mode("logs")).stage is Stage.DUAL_WRITE
-    await pool.execute(
-        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
-           VALUES ('logs', true, true, 10, 0, clock_timestamp())"""
-    )
+    await clean_full_verification(pool, "logs")
     assert (await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
     # A backfill from before a spell is stale too, even with a verification after it.
-    await pool.execute(
-        """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total, status, started_at,
-                                                 finished_at)
-           VALUES ('logs', 'dual_write', 'ops', 10, 'finished', clock_timestamp(), clock_timestamp())"""
-    )
+    await finished_backfill(pool, "logs")
     await control.change("logs", stage=Stage.POSTGRES_ONLY, who="ops")
     await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
-    await pool.execute(
-        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
-           VALUES ('logs', true, true, 10, 0, clock_timestamp())"""
-    )
+    await clean_full_verification(pool, "logs")
     with pytest.raises(FailedPrecondition, match="the last backfill started before the table left postgres_only"):
         await control.change("logs", stage=Stage.DYNAMO_LIVE, who="ops")
-    await pool.execute(
-        """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total, status, started_at,
-                                                 finished_at)
-           VALUES ('logs', 'dual_write', 'ops', 10, 'finished', clock_timestamp(), clock_timestamp())"""
-    )
-    await pool.execute(
-        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
-           VALUES ('logs', true, true, 10, 0, clock_timestamp())"""
-    )
+    await finished_backfill(pool, "logs")
+    await clean_full_verification(pool, "logs")
     assert (await control.change("logs", stage=Stage.DYNAMO_PRIMARY, who="ops")).stage is Stage.DYNAMO_PRIMARY
     # Going back short of postgres_only leaves the verification standing: DynamoDB kept receiving every write.
     await control.change("logs", stage=Stage.DUAL_WRITE, who="ops")
