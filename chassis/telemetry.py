@@ -17,6 +17,8 @@ logger = logging.getLogger(__name__)
 ATTR_STORE_BACKEND = "loanbook.store.backend"
 ATTR_MIGRATION_STAGE = "loanbook.migration.stage"
 ATTR_STORE_FALLBACK = "loanbook.store.fallback"
+# A read answered by both stores merged (on the way back from dynamo_only); set on the PostgreSQL half.
+ATTR_STORE_MERGED = "loanbook.store.merged"
 
 
 @dataclass

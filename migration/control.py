@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -289,6 +290,14 @@ class ControlPlane:
     async def modes(self) -> dict[str, TableMode]:
         rows = await self._pool.fetch("SELECT * FROM migration.table_modes ORDER BY table_name")
         return {row["table_name"]: _mode(row) for row in rows}
+
+    async def live_modes(self) -> dict[str, TableMode]:
+        """Every table's mode as a replica runs it: with whether PostgreSQL holds every acknowledged write."""
+        modes = await self.modes()
+        for table, mode in modes.items():
+            complete = mode.stage is not Stage.DYNAMO_ONLY and await reverse_sync_pending(self._pool, table) is None
+            modes[table] = dataclasses.replace(mode, postgres_complete=complete)
+        return modes
 
     async def records(self) -> list[ModeRecord]:
         """Every table's mode with its last change's author and time, by table name."""

@@ -16,7 +16,7 @@ from circuitbreaker import CircuitBreaker
 from opentelemetry import trace
 
 from chassis.errors import DomainError, Unavailable
-from chassis.telemetry import ATTR_MIGRATION_STAGE, ATTR_STORE_BACKEND, ATTR_STORE_FALLBACK
+from chassis.telemetry import ATTR_MIGRATION_STAGE, ATTR_STORE_BACKEND, ATTR_STORE_FALLBACK, ATTR_STORE_MERGED
 from migration.journal import Journal
 from migration.stages import Backend, TableMode
 
@@ -36,7 +36,7 @@ class HybridSettings:
     # turns a slow answer into an error, so it gets the caller's patience instead (well within the gateway's 5 s).
     dynamo_timeout_without_fallback_seconds: float = 2.0
     breaker_failure_threshold: int = 5
-    breaker_recovery_seconds: float = 5.0
+    breaker_recovery_seconds: float = 1.0
     shadow_sample_ratio: float = 0.1
     shadow_budget_seconds: float = 0.5
 
@@ -72,6 +72,10 @@ class HybridTable:
     routed to PostgreSQL while any of its keys has a pending journal entry or a copy still settling into a GSI
     (read-your-writes; see Journal.has_pending), and falls back
     to PostgreSQL when DynamoDB fails, wherever PostgreSQL still receives writes and fallback is on.
+
+    On the way back from dynamo_only PostgreSQL lacks the writes made there until the reverse sync is verified
+    (`TableMode.postgres_complete` is false): a read whose key has a pending write then reads both stores and merges
+    them (by id, the newer version winning), since neither alone is whole, and nothing falls back to PostgreSQL.
     """
 
     def __init__(
@@ -105,12 +109,16 @@ class HybridTable:
 
     # --- calls to each store, traced -----------------------------------------------------------------------
 
-    async def _postgres(self, operation: str, call: Callable[[], Awaitable[T]], *, fallback: bool = False) -> T:
+    async def _postgres(
+        self, operation: str, call: Callable[[], Awaitable[T]], *, fallback: bool = False, merged: bool = False
+    ) -> T:
         with tracer.start_as_current_span(f"{self.name}.{operation} postgres") as span:
             span.set_attribute(ATTR_STORE_BACKEND, Backend.POSTGRES.value)
             span.set_attribute(ATTR_MIGRATION_STAGE, self.mode.stage.value)
             if fallback:
                 span.set_attribute(ATTR_STORE_FALLBACK, True)
+            if merged:
+                span.set_attribute(ATTR_STORE_MERGED, True)
             return await call()
 
     async def _dynamo(self, operation: str, call: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
@@ -193,11 +201,14 @@ class HybridTable:
         *,
         postgres: Callable[[], Awaitable[R]],
         dynamo: Callable[[], Awaitable[R]],
+        merge: Callable[[R, R], R],
         routing_keys: Sequence[str],
         compare: Callable[[R, R], list[str]] | None = None,
         item_key: str = "",
         dynamo_timeout: float | None = None,
     ) -> R:
+        """A read for a caller, served where the stage says. `merge(from_dynamo, from_postgres)` combines both
+        stores' answers where neither alone is whole (see the class)."""
         mode = self.mode
         policy = mode.policy
         if policy.serves is Backend.POSTGRES:
@@ -218,6 +229,8 @@ class HybridTable:
                 except BaseException:  # the request itself was cancelled: take the DynamoDB read with it
                     served.cancel()
                     raise
+                if has_pending and not mode.postgres_complete:
+                    return await self._merged(operation, served, postgres, merge)
                 if has_pending:
                     served.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -227,7 +240,7 @@ class HybridTable:
             else:
                 result = await self._dynamo(operation, dynamo, dynamo_timeout)
         except DynamoUnavailable:
-            if not (mode.fallback and policy.fallback_possible):
+            if not (mode.fallback and policy.fallback_possible and mode.postgres_complete):
                 raise
             return await self._postgres(operation, postgres, fallback=True)
         if policy.compares and compare is not None:
@@ -235,6 +248,42 @@ class HybridTable:
                 lambda: self._compare(operation, postgres, result, compare, routing_keys, item_key, Backend.POSTGRES)
             )
         return result
+
+    async def read_for_write(
+        self,
+        operation: str,
+        *,
+        postgres: Callable[[], Awaitable[R]],
+        dynamo: Callable[[], Awaitable[R]],
+        merge: Callable[[R, R], R],
+    ) -> R:
+        """A lookup a write makes before writing (an idempotency key, the version a change starts from), answered by
+        the store that is authoritative for writes in this stage, whatever serves readers and whatever the fallback
+        switch says: wherever writes commit in PostgreSQL first and it is complete, a write never waits on
+        DynamoDB, so an outage cannot refuse it. In dynamo_only, DynamoDB; on the way back from it, both merged."""
+        mode = self.mode
+        if not mode.policy.writes_postgres:
+            return await self._dynamo(operation, dynamo)
+        if mode.postgres_complete:
+            return await self._postgres(operation, postgres)
+        return await self._merged(operation, asyncio.create_task(self._dynamo(operation, dynamo)), postgres, merge)
+
+    async def _merged(
+        self,
+        operation: str,
+        from_dynamo: asyncio.Task[R],
+        postgres: Callable[[], Awaitable[R]],
+        merge: Callable[[R, R], R],
+    ) -> R:
+        """Both stores' answers combined: DynamoDB's (already under way) and PostgreSQL's, read side by side."""
+        try:
+            from_postgres = await self._postgres(operation, postgres, merged=True)
+        except BaseException:
+            from_dynamo.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await from_dynamo
+            raise
+        return merge(await from_dynamo, from_postgres)
 
     async def _has_pending(self, routing_keys: Sequence[str]) -> bool:
         try:

@@ -23,7 +23,10 @@ class MigratingTableSettings(BaseSettings):
     # Per DynamoDB call where nothing falls back (dynamo_only, fallback off): a slow answer beats an error.
     dynamo_timeout_without_fallback_seconds: float = Field(default=2.0, gt=0, le=30)
     breaker_failure_threshold: int = Field(default=5, ge=1, le=1000)
-    breaker_recovery_seconds: float = Field(default=5.0, gt=0, le=600)
+    # How long an open breaker waits before letting calls probe DynamoDB again. Short: a probe costs one call's
+    # timeout while DynamoDB is still down, but every second the breaker stays open after it recovered, reads
+    # with nothing to fall back to are refused.
+    breaker_recovery_seconds: float = Field(default=1.0, gt=0, le=600)
     shadow_sample_ratio: float = Field(default=0.1, ge=0, le=1)
     shadow_budget_seconds: float = Field(default=0.5, gt=0, le=30)
     # How long a key stays routed to PostgreSQL after its DynamoDB copy landed, while DynamoDB's GSIs and eventually

@@ -52,12 +52,18 @@ POLICIES: dict[Stage, StagePolicy] = {
 
 @dataclass(frozen=True)
 class TableMode:
-    """The live setting of one table: its stage and whether reads fall back to PostgreSQL."""
+    """The live setting of one table: its stage and whether reads fall back to PostgreSQL.
+
+    `postgres_complete`: whether PostgreSQL holds every acknowledged write. It does not in dynamo_only, nor on the
+    way back from it until a reverse sync has copied those writes back and a clean full verification confirmed it;
+    meanwhile no read may be answered by PostgreSQL alone (see migration.hybrid).
+    """
 
     table: str
     stage: Stage
     fallback: bool
     revision: int = 0
+    postgres_complete: bool = True
 
     @property
     def policy(self) -> StagePolicy:

@@ -58,15 +58,19 @@ class ModeWatcher:
 
     async def refresh(self) -> None:
         async with self._refresh_lock:
-            modes = await self._control.modes()
+            modes = await self._control.live_modes()
             for table, mode in modes.items():
                 previous = self._modes.get(table)
                 self._modes[table] = mode
-                if previous is None or previous.revision != mode.revision:
+                if previous is None or (previous.revision, previous.postgres_complete) != (
+                    mode.revision,
+                    mode.postgres_complete,
+                ):
                     logger.info(
                         "migration mode in force",
-                        extra={"table": table, "stage": mode.stage.value, "fallback": mode.fallback},
-                    )
+                        extra={"table": table, "stage": mode.stage.value, "fallback": mode.fallback,
+                               "postgres_complete": mode.postgres_complete},
+                    )  # fmt: skip
                     for listener in self._listeners:
                         listener(mode)
 

@@ -43,6 +43,16 @@ def compare_entries(served: list[LogEntry], other: list[LogEntry]) -> list[str]:
     )
 
 
+def merge_entries(
+    from_dynamo: list[LogEntry], from_postgres: list[LogEntry], limit: int, *, newest_first: bool
+) -> list[LogEntry]:
+    """Two stores' pages of one listing as one. Entries never change, so each id is one entry whichever store
+    holds it; both pages start at the same position with up to `limit` entries, so the union's first `limit` are
+    the merged page."""
+    by_id = {entry.id: entry for entry in (*from_postgres, *from_dynamo)}
+    return sorted(by_id.values(), key=lambda entry: (entry.time, entry.id), reverse=newest_first)[:limit]
+
+
 class HybridLogStore:
     """PostgreSQL and DynamoDB behind one LogRepository, as the `logs` stage says (see migration.hybrid).
 
@@ -113,6 +123,9 @@ class HybridLogStore:
             "query",
             postgres=lambda: self._postgres.query(service, time_from, time_to, min_level, before, limit),
             dynamo=lambda: self._dynamo.query(service, time_from, time_to, min_level, before, limit),
+            merge=lambda from_dynamo, from_postgres: merge_entries(
+                from_dynamo, from_postgres, limit, newest_first=True
+            ),
             routing_keys=[f"service:{service}"],
             compare=compare_entries,
             item_key=f"service:{service}",
@@ -123,6 +136,9 @@ class HybridLogStore:
             "trace",
             postgres=lambda: self._postgres.trace(trace_id, limit),
             dynamo=lambda: self._dynamo.trace(trace_id, limit),
+            merge=lambda from_dynamo, from_postgres: merge_entries(
+                from_dynamo, from_postgres, limit, newest_first=False
+            ),
             routing_keys=[f"trace:{trace_id}"],
             compare=compare_entries,
             item_key=f"trace:{trace_id}",

@@ -27,9 +27,15 @@ class PaymentRepository(Protocol):
         """Store a new payment (version 1). Raises IdempotencyKeyTaken if its key is already used."""
         ...
 
-    async def get(self, payment_id: uuid.UUID) -> Payment | None: ...
+    async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
+        """`for_write`: the lookup is a write's own (the version a change starts from), so a hybrid store answers it
+        from the store authoritative for writes in its stage, never from one an outage or lag could mislead; a
+        single store is that store."""
+        ...
 
-    async def get_by_idempotency_key(self, key: str) -> Payment | None: ...
+    async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
+        """`for_write` as for `get`: the idempotency check before recording a payment."""
+        ...
 
     async def list_for_customer(
         self,

@@ -50,6 +50,24 @@ def compare_pages(served: list[Payment], other: list[Payment]) -> list[str]:
     return sorted({name for a, b in zip(served, other, strict=True) for name in compare_payment(a, b)})
 
 
+def newer(from_dynamo: Payment | None, from_postgres: Payment | None) -> Payment | None:
+    """The newer version of one payment as two stores hold it (either may lack it)."""
+    if from_dynamo is None or from_postgres is None:
+        return from_dynamo or from_postgres
+    return from_dynamo if from_dynamo.version > from_postgres.version else from_postgres
+
+
+def merge_pages(from_dynamo: list[Payment], from_postgres: list[Payment], limit: int) -> list[Payment]:
+    """Two stores' pages of one listing as one: every payment either holds, at its newer version, newest first.
+
+    Both pages start after the same position and hold up to `limit` items, so the first `limit` of their union are
+    exactly the merged listing's page."""
+    by_id: dict[uuid.UUID, Payment] = {payment.id: payment for payment in from_postgres}
+    for payment in from_dynamo:
+        by_id[payment.id] = newer(payment, by_id.get(payment.id)) or payment
+    return sorted(by_id.values(), key=lambda p: (p.paid_at, p.id), reverse=True)[:limit]
+
+
 class HybridPaymentStore:
     """PostgreSQL and DynamoDB behind one PaymentRepository, as the table's stage says (see migration.hybrid)."""
 
@@ -117,21 +135,37 @@ class HybridPaymentStore:
             dynamo_only=lambda: self._dynamo.put_if_newer(payment),
         )
 
-    async def get(self, payment_id: uuid.UUID) -> Payment | None:
+    async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
+        if for_write:
+            return await self._table.read_for_write(
+                "get.for_write",
+                postgres=lambda: self._postgres.get(payment_id),
+                dynamo=lambda: self._dynamo.get(payment_id),
+                merge=newer,
+            )
         return await self._table.read(
             "get",
             postgres=lambda: self._postgres.get(payment_id),
             dynamo=lambda: self._dynamo.get(payment_id),
+            merge=newer,
             routing_keys=[f"payment:{payment_id}"],
             compare=compare_payment,
             item_key=str(payment_id),
         )
 
-    async def get_by_idempotency_key(self, key: str) -> Payment | None:
+    async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
+        if for_write:
+            return await self._table.read_for_write(
+                "get_by_idempotency_key.for_write",
+                postgres=lambda: self._postgres.get_by_idempotency_key(key),
+                dynamo=lambda: self._dynamo.get_by_idempotency_key(key),
+                merge=newer,
+            )
         return await self._table.read(
             "get_by_idempotency_key",
             postgres=lambda: self._postgres.get_by_idempotency_key(key),
             dynamo=lambda: self._dynamo.get_by_idempotency_key(key),
+            merge=newer,
             routing_keys=[f"idempotency:{key}"],
             compare=compare_payment,
             item_key=idempotency_mismatch_key(key),
@@ -149,6 +183,7 @@ class HybridPaymentStore:
             "list_for_customer",
             postgres=lambda: self._postgres.list_for_customer(customer_id, paid_from, paid_to, after, limit),
             dynamo=lambda: self._dynamo.list_for_customer(customer_id, paid_from, paid_to, after, limit),
+            merge=lambda from_dynamo, from_postgres: merge_pages(from_dynamo, from_postgres, limit),
             routing_keys=[f"customer:{customer_id}"],
             compare=compare_pages,
             item_key=f"customer:{customer_id}",
@@ -159,6 +194,7 @@ class HybridPaymentStore:
             "list_for_loan",
             postgres=lambda: self._postgres.list_for_loan(loan_id, after, limit),
             dynamo=lambda: self._dynamo.list_for_loan(loan_id, after, limit),
+            merge=lambda from_dynamo, from_postgres: merge_pages(from_dynamo, from_postgres, limit),
             routing_keys=[f"loan:{loan_id}"],
             compare=compare_pages,
             item_key=f"loan:{loan_id}",

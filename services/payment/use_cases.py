@@ -105,7 +105,7 @@ class PaymentUseCases:
         assert customer_id is not None and loan_id is not None and amount is not None and command.method
         fingerprint = request_fingerprint(customer_id, loan_id, amount, command.method, command.paid_at)
 
-        if (earlier := await self._store.get_by_idempotency_key(key)) is not None:
+        if (earlier := await self._store.get_by_idempotency_key(key, for_write=True)) is not None:
             return self._replay(earlier, fingerprint)
         standing = await self._loans.standing(loan_id, customer_id)
         if not standing.exists or not standing.belongs_to_customer:
@@ -139,12 +139,12 @@ class PaymentUseCases:
         logger.info("payment request replayed", extra={"payment_id": str(earlier.id)})
         return earlier, True
 
-    async def get_payment(self, payment_id: str) -> Payment:
+    async def get_payment(self, payment_id: str, *, for_write: bool = False) -> Payment:
         violations: list[FieldViolation] = []
         parsed = _id(violations, payment_id, "payment_id")
         if parsed is None:
             raise InvalidArgument(violations)
-        payment = await self._store.get(parsed)
+        payment = await self._store.get(parsed, for_write=for_write)
         if payment is None:
             raise NotFound("payment", payment_id)
         return payment
@@ -198,12 +198,12 @@ class PaymentUseCases:
             violations.append(FieldViolation("reason", "must be at most 500 characters"))
         if violations:
             raise InvalidArgument(violations)
-        current = await self.get_payment(payment_id)
+        current = await self.get_payment(payment_id, for_write=True)
         if current.version != version:
             raise VersionConflict("payment", payment_id, version, current.version)
         reversed_payment = current.reversed_at(self._now())
         if await self._store.update(reversed_payment, expected_version=version):
             logger.info("payment reversed", extra={"payment_id": payment_id, "version": reversed_payment.version})
             return reversed_payment
-        latest = await self.get_payment(payment_id)
+        latest = await self.get_payment(payment_id, for_write=True)
         raise VersionConflict("payment", payment_id, version, latest.version)

@@ -42,10 +42,10 @@ class InMemoryPaymentRepository:
         self._store(payment)
         return self.payments[payment.id]
 
-    async def get(self, payment_id: uuid.UUID) -> Payment | None:
+    async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
         return self.payments.get(payment_id)
 
-    async def get_by_idempotency_key(self, key: str) -> Payment | None:
+    async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
         payment_id = self._by_key.get(key)
         return None if payment_id is None else self.payments[payment_id]
 

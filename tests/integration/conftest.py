@@ -3,15 +3,17 @@ check that no module leaves an expiring (TTL) table on the shared DynamoDB Local
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import aioboto3
+import asyncpg
 import pytest
 from botocore.exceptions import ClientError
 from opentelemetry import trace
@@ -20,6 +22,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devstack.dynamodb import DynamoDBLocal
+from migration.control import ControlPlane, reverse_sync_pending
+from migration.stages import Stage
+from migration.watcher import ModeWatcher
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -58,6 +63,45 @@ async def expiring_tables(endpoint: str) -> set[str]:
                 if ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
                     names.add(name)
     return names
+
+
+async def stand_in_for_a_verified_reverse_sync(pool: asyncpg.Pool, table: str) -> bool:
+    """Records a clean reverse sync and full verification covering the table's last move out of dynamo_only, so
+    PostgreSQL counts as complete again; for harness tests that walk stages freely (without guards) and are not about
+    the way back. False if nothing was pending."""
+    if await reverse_sync_pending(pool, table) is None:
+        return False
+    await pool.execute(
+        """INSERT INTO migration.reverse_syncs (table_name, stage, started_by, covers_change, status, finished_at)
+           SELECT $1, 'dynamo_primary', 'test', max(id), 'finished', clock_timestamp() FROM migration.mode_changes
+           WHERE table_name = $1 AND from_stage = 'dynamo_only' AND to_stage <> 'dynamo_only'""",
+        table,
+    )
+    await pool.execute(
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences, started_at)
+           VALUES ($1, true, true, 0, 0, clock_timestamp())""",
+        table,
+    )
+    return True
+
+
+async def follow_stage(
+    pool: asyncpg.Pool, control: ControlPlane, watchers: Sequence[ModeWatcher], table: str, stage: Stage,
+    fallback: bool, *, postgres_complete: bool = True,
+) -> None:  # fmt: skip
+    """Change a table's mode (no guards in harnesses) and wait until every replica's watcher follows (≤ 1 s).
+
+    Leaving dynamo_only leaves PostgreSQL incomplete until a verified reverse sync; unless `postgres_complete` is
+    false, a stand-in for that sync is recorded, so tests of other things see the usual behaviour."""
+    await control.change(table, stage=stage, fallback=fallback, who="test")
+    if postgres_complete and stage is not Stage.DYNAMO_ONLY and await stand_in_for_a_verified_reverse_sync(pool, table):
+        for watcher in watchers:
+            await watcher.refresh()  # the stand-in changes no mode, so nothing announces it
+    wanted = (stage, fallback, postgres_complete and stage is not Stage.DYNAMO_ONLY)
+    async with asyncio.timeout(1.0):
+        while any((w.mode(table).stage, w.mode(table).fallback, w.mode(table).postgres_complete) != wanted
+                  for w in watchers):  # fmt: skip
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -158,7 +158,7 @@ class DynamoPaymentRepository:
         return _payment(payment_item(payment))  # as stored: timestamps in UTC
 
     @translated
-    async def get(self, payment_id: uuid.UUID) -> Payment | None:
+    async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
         response = await self._client.get_item(
             TableName=self._table, Key={"pk": {"S": str(payment_id)}}, ConsistentRead=True
         )
@@ -166,7 +166,7 @@ class DynamoPaymentRepository:
         return _payment(item) if item else None
 
     @translated
-    async def get_by_idempotency_key(self, key: str) -> Payment | None:
+    async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
         response = await self._client.get_item(TableName=self._table, Key=_marker_key(key), ConsistentRead=True)
         marker = response.get("Item")
         if not marker:

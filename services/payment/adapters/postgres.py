@@ -91,12 +91,12 @@ class PostgresPaymentRepository:
         raise IdempotencyKeyTaken(await self._existing(payment.idempotency_key))
 
     @translated
-    async def get(self, payment_id: uuid.UUID) -> Payment | None:
+    async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
         row = await self._pool.fetchrow("SELECT * FROM payment.payments WHERE id = $1", payment_id)
         return payment_from_row(row) if row else None
 
     @translated
-    async def get_by_idempotency_key(self, key: str) -> Payment | None:
+    async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
         row = await self._pool.fetchrow("SELECT * FROM payment.payments WHERE idempotency_key = $1", key)
         return payment_from_row(row) if row else None
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,7 +26,12 @@ from services.logging.adapters.postgres import LogPartitions, PostgresLogReposit
 from services.logging.domain import LogEntry, LogLevel
 from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
 from services.logging.store import INDEX_READ_KINDS, HybridLogStore
-from tests.integration.conftest import OwnDynamo, delete_table_if_present
+from tests.integration.conftest import (
+    OwnDynamo,
+    delete_table_if_present,
+    follow_stage,
+    stand_in_for_a_verified_reverse_sync,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -144,13 +148,12 @@ class LogHarness:
         self.replicas.append(replica)
         return replica
 
-    async def set_stage(self, stage: Stage, fallback: bool = True) -> None:
-        """Change the mode through the control plane and wait until every replica follows (≤ 1 s)."""
-        await self.control.change(TABLE, stage=stage, fallback=fallback, who="test")
-        async with asyncio.timeout(1.0):
-            while any((r.watcher.mode(TABLE).stage, r.watcher.mode(TABLE).fallback) != (stage, fallback)
-                      for r in self.replicas):  # fmt: skip
-                await asyncio.sleep(0.01)
+    async def set_stage(self, stage: Stage, fallback: bool = True, *, postgres_complete: bool = True) -> None:
+        """Change the mode through the control plane and wait until every replica follows (≤ 1 s); see
+        follow_stage for `postgres_complete`."""
+        watchers = [r.watcher for r in self.replicas]
+        await follow_stage(self.pool, self.control, watchers, TABLE, stage, fallback,
+                           postgres_complete=postgres_complete)  # fmt: skip
 
     async def in_postgres(self, service: str, start: datetime) -> list[LogEntry]:
         return await self.postgres.query(service, start, start + timedelta(days=1), LogLevel.DEBUG, None, 10_000)
@@ -168,6 +171,7 @@ async def _log_harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> 
         # Tests move through every stage; the dynamo_only guard has its own test in test_migration_control.
         control = ControlPlane(pool, guards=())
         await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
+        await stand_in_for_a_verified_reverse_sync(pool, TABLE)  # whatever an earlier module left behind
         harness = LogHarness(postgres_dsn, pool, table_name, control, PostgresLogRepository(pool),
                              DynamoLogRepository(client, table_name, LogTableLayout(shards=4)))  # fmt: skip
         try:

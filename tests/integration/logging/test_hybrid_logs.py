@@ -276,3 +276,26 @@ async def test_a_day_without_its_partition_gets_it_on_the_first_write(log_harnes
     await store.write(batch)
 
     assert await log_harness.in_postgres(service, far - timedelta(hours=1)) == newest_first(list(batch.entries))
+
+
+async def test_on_the_way_back_from_dynamo_only_a_pending_trace_is_read_from_both_stores(
+    log_harness: LogHarness,
+) -> None:
+    replica = await log_harness.replica(settle_seconds=30)  # the trace stays pending after the write below
+    await log_harness.set_stage(Stage.DYNAMO_ONLY)
+    service, t0, trace = a_service(), recent_hour(), a_trace()
+    in_dynamo_only = a_batch(service, t0, 3, trace_id=trace)
+    await replica.store.write(in_dynamo_only)
+    await log_harness.set_stage(Stage.DYNAMO_PRIMARY, fallback=False, postgres_complete=False)
+
+    on_the_way_back = a_batch(service, t0 + timedelta(seconds=1), 2, trace_id=trace)
+    await replica.store.write(on_the_way_back)
+    assert await replica.hybrid.journal.has_pending([f"trace:{trace}"])
+
+    traced = await replica.store.trace(trace, 10)
+    first_three = await replica.store.trace(trace, 3)
+
+    # PostgreSQL alone would miss the entries written in dynamo_only.
+    everything = [*in_dynamo_only.entries, *on_the_way_back.entries]
+    assert traced == sorted(everything, key=entry_order)
+    assert first_three == traced[:3]

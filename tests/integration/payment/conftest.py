@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import secrets
 from collections.abc import AsyncIterator
@@ -29,7 +28,7 @@ from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
-from tests.integration.conftest import OwnDynamo
+from tests.integration.conftest import OwnDynamo, follow_stage, stand_in_for_a_verified_reverse_sync
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -107,13 +106,12 @@ class Harness:
         self.replicas.append(replica)
         return replica
 
-    async def set_stage(self, stage: Stage, fallback: bool = True) -> None:
-        """Change the mode through the control plane and wait until every replica follows (≤ 1 s)."""
-        await self.control.change(TABLE, stage=stage, fallback=fallback, who="test")
-        async with asyncio.timeout(1.0):
-            while any((r.watcher.mode(TABLE).stage, r.watcher.mode(TABLE).fallback) != (stage, fallback)
-                      for r in self.replicas):  # fmt: skip
-                await asyncio.sleep(0.01)
+    async def set_stage(self, stage: Stage, fallback: bool = True, *, postgres_complete: bool = True) -> None:
+        """Change the mode through the control plane and wait until every replica follows (≤ 1 s); see
+        follow_stage for `postgres_complete`."""
+        watchers = [r.watcher for r in self.replicas]
+        await follow_stage(self.pool, self.control, watchers, TABLE, stage, fallback,
+                           postgres_complete=postgres_complete)  # fmt: skip
 
     async def in_postgres(self, payment: Payment) -> Payment | None:
         return await self.postgres.get(payment.id)
@@ -131,6 +129,7 @@ async def _harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> Asyn
         # business and has its own test in test_migration_control.
         control = ControlPlane(pool, guards=())
         await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
+        await stand_in_for_a_verified_reverse_sync(pool, TABLE)  # whatever an earlier module left behind
         harness = Harness(
             postgres_dsn, pool, client, table_name, control, PostgresPaymentRepository(pool),
             DynamoPaymentRepository(client, table_name),

@@ -13,12 +13,14 @@ from pathlib import Path
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from chassis.errors import Unavailable
+from chassis.errors import Unavailable, VersionConflict
+from chassis.money import MoneyInput
 from chassis.page_tokens import PageTokens
 from migration.stages import POLICIES, Backend, Stage
 from services.payment.domain import Payment, PaymentStatus
+from services.payment.loans import LoanStanding
 from services.payment.store import idempotency_mismatch_key, journal_item
-from services.payment.use_cases import PaymentUseCases
+from services.payment.use_cases import PaymentUseCases, RecordPayment
 from tests.integration.conftest import OwnDynamo
 from tests.integration.payment.conftest import T0, Harness, a_payment
 
@@ -409,3 +411,105 @@ async def test_a_relay_process_killed_mid_batch_is_finished_by_the_next_with_not
     for payment in payments:  # exactly one item per payment: nothing duplicated
         listed = await harness.dynamo.list_for_customer(payment.customer_id, None, None, None, 10)
         assert [p.id for p in listed] == [payment.id]
+
+
+async def test_on_the_way_back_from_dynamo_only_a_key_with_a_pending_write_is_read_from_both_stores(
+    harness: Harness, spans: InMemorySpanExporter
+) -> None:
+    replica = await harness.replica(settle_seconds=30)  # the customer's listing stays pending after each write
+    await harness.set_stage(Stage.DYNAMO_ONLY)
+    customer = a_payment().customer_id
+    in_dynamo_only = [
+        await replica.store.create(a_payment(customer, paid_at=T0 + timedelta(minutes=i))) for i in range(3)
+    ]
+    await harness.set_stage(Stage.DYNAMO_PRIMARY, fallback=False, postgres_complete=False)  # as rollback leaves it
+    assert not replica.watcher.mode("payments").postgres_complete
+
+    # Written on the way back (PostgreSQL first): the customer's listing now has a pending write.
+    on_the_way_back = await replica.store.create(a_payment(customer, paid_at=T0 + timedelta(hours=1)))
+    reversed_payment = dataclasses.replace(in_dynamo_only[0], status=PaymentStatus.REVERSED, version=2)
+    assert await replica.store.update(reversed_payment, expected_version=1)
+    assert await replica.hybrid.journal.has_pending([f"customer:{customer}"])
+    spans.clear()
+
+    history = await replica.store.list_for_customer(customer, None, None, None, 10)
+    first_two = await replica.store.list_for_customer(customer, None, None, None, 2)
+    by_key = await replica.store.get_by_idempotency_key(in_dynamo_only[1].idempotency_key)
+
+    # PostgreSQL alone would miss in_dynamo_only[1:]; DynamoDB alone could miss a write still being copied.
+    assert history == [on_the_way_back, *reversed([reversed_payment, *in_dynamo_only[1:]])]
+    assert first_two == history[:2]
+    assert by_key == in_dynamo_only[1]
+    merged = [s for s in spans.get_finished_spans() if s.name == "payments.list_for_customer postgres"]
+    assert merged
+    assert merged[0].attributes is not None
+    assert merged[0].attributes["loanbook.store.merged"] is True
+
+
+async def test_on_the_way_back_from_dynamo_only_nothing_falls_back_to_the_incomplete_postgres(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2)
+    await harness.set_stage(Stage.DYNAMO_ONLY)
+    payment = await replica.store.create(a_payment())
+    # Fallback on here only to show PostgreSQL is not fallen back to while incomplete (the guards refuse this mode).
+    await harness.set_stage(Stage.DYNAMO_PRIMARY, fallback=True, postgres_complete=False)
+
+    dynamo.freeze()
+    try:
+        with pytest.raises(Unavailable):
+            await replica.store.list_for_customer(payment.customer_id, None, None, None, 10)
+        with pytest.raises(Unavailable):
+            await replica.store.get(payment.id, for_write=True)
+    finally:
+        dynamo.thaw()
+
+
+@dataclasses.dataclass
+class FundedLoans:
+    """Every loan exists, is funded and belongs to whoever asks: these tests are about the stores."""
+
+    async def standing(self, loan_id: object, customer_id: object) -> LoanStanding:
+        return LoanStanding(exists=True, belongs_to_customer=True, funded=True, currency="USD")
+
+
+def a_request(payment: Payment) -> RecordPayment:
+    return RecordPayment(
+        idempotency_key=payment.idempotency_key, customer_id=str(payment.customer_id), loan_id=str(payment.loan_id),
+        amount=MoneyInput(payment.amount.currency, payment.amount.minor_units // 100, 0), method=payment.method,
+        paid_at=payment.paid_at,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("stage", [Stage.DYNAMO_LIVE, Stage.DYNAMO_PRIMARY])
+async def test_with_fallback_off_a_dynamodb_outage_refuses_no_write_where_postgres_is_authoritative(
+    outage_harness: tuple[Harness, OwnDynamo], stage: Stage
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=3)
+    use_cases = PaymentUseCases(replica.store, FundedLoans(), PageTokens("p" * 32, "payment"))
+    await harness.set_stage(stage, fallback=False)
+    earlier, _ = await use_cases.record_payment(a_request(a_payment()))
+    untouched, _ = await use_cases.record_payment(a_request(a_payment()))
+
+    dynamo.freeze()
+    try:
+        requests = [a_request(a_payment()) for _ in range(8)]
+        recorded = [(await use_cases.record_payment(request))[0] for request in requests]
+        replayed = await use_cases.record_payment(requests[0])  # a client's retry: answered from PostgreSQL
+        reversed_payment = await use_cases.reverse_payment(str(earlier.id), earlier.version, "customer asked")
+        with pytest.raises(VersionConflict):
+            await use_cases.reverse_payment(str(earlier.id), earlier.version, "a stale second try")
+        with pytest.raises(Unavailable):  # readers follow the fallback switch: off, so no PostgreSQL answer
+            await use_cases.get_payment(str(untouched.id))
+    finally:
+        dynamo.thaw()
+
+    assert replayed == (recorded[0], True)
+    assert reversed_payment.status is PaymentStatus.REVERSED
+    await asyncio.sleep(1.1)  # the breaker's recovery time and the journal's lease
+    await harness.pool.execute("UPDATE migration.journal SET next_attempt_at = now() WHERE table_name = 'payments'")
+    await replica.relay.drain()
+    for payment in [*recorded, reversed_payment]:
+        assert await harness.in_dynamo(payment) == await harness.in_postgres(payment) == payment
