@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from migration.hybrid import Connection, HybridTable, JournalItem
@@ -136,39 +136,48 @@ class HybridPaymentStore:
         )
 
     async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
-        if for_write:
-            return await self._table.read_for_write(
-                "get.for_write",
-                postgres=lambda: self._postgres.get(payment_id),
-                dynamo=lambda: self._dynamo.get(payment_id),
-                merge=newer,
-            )
-        return await self._table.read(
+        return await self._one(
             "get",
             postgres=lambda: self._postgres.get(payment_id),
             dynamo=lambda: self._dynamo.get(payment_id),
-            merge=newer,
-            routing_keys=[f"payment:{payment_id}"],
-            compare=compare_payment,
+            routing_key=f"payment:{payment_id}",
             item_key=str(payment_id),
+            for_write=for_write,
         )
 
     async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
-        if for_write:
-            return await self._table.read_for_write(
-                "get_by_idempotency_key.for_write",
-                postgres=lambda: self._postgres.get_by_idempotency_key(key),
-                dynamo=lambda: self._dynamo.get_by_idempotency_key(key),
-                merge=newer,
-            )
-        return await self._table.read(
+        return await self._one(
             "get_by_idempotency_key",
             postgres=lambda: self._postgres.get_by_idempotency_key(key),
             dynamo=lambda: self._dynamo.get_by_idempotency_key(key),
-            merge=newer,
-            routing_keys=[f"idempotency:{key}"],
-            compare=compare_payment,
+            routing_key=f"idempotency:{key}",
             item_key=idempotency_mismatch_key(key),
+            for_write=for_write,
+        )
+
+    async def _one(
+        self,
+        operation: str,
+        *,
+        postgres: Callable[[], Awaitable[Payment | None]],
+        dynamo: Callable[[], Awaitable[Payment | None]],
+        routing_key: str,
+        item_key: str,
+        for_write: bool,
+    ) -> Payment | None:
+        """One payment: for a reader where the stage serves it, for a write from the authoritative store."""
+        if for_write:
+            return await self._table.read_for_write(
+                f"{operation}.for_write", postgres=postgres, dynamo=dynamo, merge=newer
+            )
+        return await self._table.read(
+            operation,
+            postgres=postgres,
+            dynamo=dynamo,
+            merge=newer,
+            routing_keys=[routing_key],
+            compare=compare_payment,
+            item_key=item_key,
         )
 
     async def list_for_customer(
