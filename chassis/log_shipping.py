@@ -26,8 +26,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
+from chassis.backoff import full_jitter
 from chassis.identity import Caller, Role, caller_metadata
 from chassis.ids import new_id
+from chassis.structured_logging import STANDARD_RECORD_ATTRIBUTES
 from chassis.timestamps import set_timestamp
 from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1.logging_pb2_grpc import LoggingServiceStub
@@ -46,7 +48,6 @@ MAX_MESSAGE_CHARACTERS = 2000
 MAX_ATTRIBUTE_CHARACTERS = 250
 MAX_ATTRIBUTES = 32
 LEVELS = ((50, pb.LOG_LEVEL_CRITICAL), (40, pb.LOG_LEVEL_ERROR), (30, pb.LOG_LEVEL_WARNING), (20, pb.LOG_LEVEL_INFO))
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _ATTRIBUTE_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
 # Set inside the shipping task: records logged while shipping (a failed send, the gRPC client) are not shipped
@@ -129,7 +130,7 @@ class LogShipper:
             entry.span_id = format(span.span_id, "016x")
         attributes = {"logger": record.name}
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and key not in ("trace_id", "span_id") and _attribute_key(key):
+            if key not in STANDARD_RECORD_ATTRIBUTES and key not in ("trace_id", "span_id") and _attribute_key(key):
                 attributes[key] = _clipped(str(value), MAX_ATTRIBUTE_CHARACTERS)
         if record.exc_info and record.exc_info[1] is not None:
             # The last lines of a traceback say where it failed; the whole of it stays in the process's stderr.
@@ -199,8 +200,7 @@ class LogShipper:
                 failures += 1
                 self._requeue(batch)
                 logger.warning("log shipping failed; retrying", extra={"error": type(error).__name__})
-                backoff = min(30.0, self._retry_seconds * 2 ** min(failures, 5))
-                await asyncio.sleep(backoff * random.uniform(0.5, 1))  # noqa: S311 - jitter, not secrets
+                await asyncio.sleep(full_jitter(failures, base=self._retry_seconds, cap=30.0))
 
     def _requeue(self, batch: list[pb.LogEntry]) -> None:
         """Put a failed batch back in front, as far as the capacity allows (the newest of it is dropped)."""

@@ -11,7 +11,8 @@ from typing import Any
 from opentelemetry import trace
 
 # LogRecord attributes that are not user-supplied `extra=` fields.
-_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# What every LogRecord carries; anything else on a record came from `extra=` and is a field of its own.
+STANDARD_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 class TraceContextFilter(logging.Filter):
@@ -42,7 +43,7 @@ class JsonFormatter(logging.Formatter):
             "span_id": getattr(record, "span_id", ""),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD_ATTRIBUTES and key not in entry:
+            if key not in STANDARD_RECORD_ATTRIBUTES and key not in entry:
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)

@@ -1,4 +1,4 @@
-"""google.protobuf.Timestamp to and from aware UTC datetimes, cheaply enough for pages of hundreds of messages."""
+"""Timestamps on the wire: google.protobuf.Timestamp and sortable strings, to and from aware UTC datetimes."""
 
 from __future__ import annotations
 
@@ -24,3 +24,12 @@ def optional_datetime(message: Any, field: str) -> datetime | None:
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
     return stamp.ToDatetime(tzinfo=UTC)
+
+
+def sortable_utc(value: datetime) -> str:
+    """Fixed-width UTC ISO-8601 with microseconds ("2026-11-01T09:00:00.000000Z"), so that string order is time order
+    (DynamoDB sort keys compare strings)."""
+    if value.tzinfo is None:
+        raise ValueError("stored timestamps must be timezone-aware")
+    t = value.astimezone(UTC)
+    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"

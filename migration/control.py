@@ -380,10 +380,6 @@ class ControlPlane:
         ]
 
 
-def is_rollback(current: Stage, wanted: Stage) -> bool:
-    return ORDER.index(wanted) < ORDER.index(current)
-
-
 # --- the settings file -----------------------------------------------------------------------------------
 
 SEED_SECTIONS = {"PaymentSettings": "payments", "LogSettings": "logs", "LoggingSettings": "logs"}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import asyncpg
+
+from chassis.backoff import full_jitter
 
 Executor = asyncpg.Connection | asyncpg.Pool | asyncpg.pool.PoolConnectionProxy
 
@@ -34,8 +35,8 @@ DEFAULT_SETTLE = timedelta(seconds=3)
 
 
 def retry_delay(attempts: int, base: float = 0.2, cap: float = 60.0) -> timedelta:
-    """Exponential backoff with full jitter, so many failed entries do not retry in lockstep."""
-    return timedelta(seconds=random.uniform(0, min(cap, base * 2**attempts)))  # noqa: S311 - jitter, not secrets
+    """When a failed entry is due again: many failed entries must not retry in lockstep."""
+    return timedelta(seconds=full_jitter(attempts, base=base, cap=cap))
 
 
 class Journal:

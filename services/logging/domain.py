@@ -42,19 +42,6 @@ class LogLevel(IntEnum):
     ERROR = 4
     CRITICAL = 5
 
-    @classmethod
-    def from_python(cls, levelno: int) -> LogLevel:
-        """The level of a `logging` record (custom levels round down to the nearest standard one)."""
-        if levelno >= 50:
-            return cls.CRITICAL
-        if levelno >= 40:
-            return cls.ERROR
-        if levelno >= 30:
-            return cls.WARNING
-        if levelno >= 20:
-            return cls.INFO
-        return cls.DEBUG
-
 
 @dataclass(frozen=True)
 class LogEntry:

@@ -20,18 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-import random
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final, cast
 
+from chassis.backoff import full_jitter
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table
 from chassis.dynamodb_wire import query_page
 from chassis.errors import Unavailable
 from chassis.ids import uuid_from_text
 from chassis.store_errors import dynamodb_errors_translated
+from chassis.timestamps import sortable_utc
 from services.logging.domain import LogBatch, LogCursor, LogEntry, LogLevel
 
 if TYPE_CHECKING:
@@ -52,13 +53,8 @@ BUCKET: Final = timedelta(hours=1)
 translated = dynamodb_errors_translated("logs")
 
 
-def _timestamp(value: datetime) -> str:
-    t = value.astimezone(UTC)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
-
-
 def sort_key(time: datetime, entry_id: uuid.UUID) -> str:
-    return f"{_timestamp(time)}#{entry_id}"
+    return f"{sortable_utc(time)}#{entry_id}"
 
 
 def bucket_start(time: datetime) -> datetime:
@@ -161,7 +157,7 @@ class DynamoLogRepository:
                 pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(self._table, []))
                 if not pending:
                     return
-                await asyncio.sleep(random.uniform(0, min(1.0, 0.025 * 2**attempt)))  # noqa: S311 - jitter
+                await asyncio.sleep(full_jitter(attempt, base=0.025, cap=1.0))
         raise Unavailable(f"DynamoDB left {len(pending)} log entries unprocessed after {BATCH_WRITE_ATTEMPTS} tries")
 
     # --- reads ---------------------------------------------------------------------------------------------
@@ -180,12 +176,12 @@ class DynamoLogRepository:
             return []
         # Upper bound (exclusive) as a sort key: the cursor's own key, or the bare time `time_to` (every key of
         # a moment t is "t#<id>", greater than "t"), whichever is lower.
-        upper = _timestamp(time_to)
+        upper = sortable_utc(time_to)
         newest = time_to - timedelta(microseconds=1)
         if before is not None:
             upper = min(upper, sort_key(before.time, before.id))
             newest = min(newest, before.time)
-        lower = _timestamp(time_from)
+        lower = sortable_utc(time_from)
         found: list[LogEntry] = []
         bucket = bucket_start(newest)
         while len(found) < limit and bucket >= bucket_start(time_from):

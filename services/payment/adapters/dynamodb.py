@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Final
 
 from botocore.exceptions import ClientError
 
-from chassis.dynamodb_tables import Index, TableDesign, ensure_table
+from chassis.backoff import full_jitter
+from chassis.dynamodb_tables import Index, TableDesign, ensure_table, error_code
 from chassis.dynamodb_wire import query_page
 from chassis.errors import AlreadyExists, Unavailable
 from chassis.ids import uuid_from_text
 from chassis.money import Money
 from chassis.store_errors import dynamodb_errors_translated
+from chassis.timestamps import sortable_utc
 from services.payment.domain import METHOD_BY_VALUE, STATUS_BY_VALUE, Payment, PaymentCursor
 from services.payment.ports import IdempotencyKeyTaken
 
@@ -58,21 +60,13 @@ RETRYABLE_CANCELLATIONS: Final = frozenset({"TransactionConflict", "ThrottlingEr
 translated = dynamodb_errors_translated("payments")
 
 
-def _timestamp(value: datetime) -> str:
-    """Fixed-width UTC ISO-8601 with microseconds, so that string order is time order."""
-    if value.tzinfo is None:
-        raise ValueError("payment timestamps must be timezone-aware")
-    t = value.astimezone(UTC)
-    return f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:{t.second:02d}.{t.microsecond:06d}Z"
-
-
 def _datetime(value: str) -> datetime:
     parsed = datetime.fromisoformat(value)
     return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)  # stored as "...Z": already UTC
 
 
 def paid_sort_key(paid_at: datetime, payment_id: uuid.UUID) -> str:
-    return f"{_timestamp(paid_at)}#{payment_id}"
+    return f"{sortable_utc(paid_at)}#{payment_id}"
 
 
 def _marker_key(idempotency_key: str) -> Item:
@@ -89,9 +83,9 @@ def payment_item(payment: Payment) -> Item:
         "currency": {"S": payment.amount.currency},
         "method": {"S": payment.method.value},
         "status": {"S": payment.status.value},
-        "paid_at": {"S": _timestamp(payment.paid_at)},
-        "created_at": {"S": _timestamp(payment.created_at)},
-        "updated_at": {"S": _timestamp(payment.updated_at)},
+        "paid_at": {"S": sortable_utc(payment.paid_at)},
+        "created_at": {"S": sortable_utc(payment.created_at)},
+        "updated_at": {"S": sortable_utc(payment.updated_at)},
         "version": {"N": str(payment.version)},
         "idempotency_key": {"S": payment.idempotency_key},
         "request_fingerprint": {"S": payment.request_fingerprint},
@@ -103,7 +97,8 @@ def marker_item(payment: Payment) -> Item:
     return {**_marker_key(payment.idempotency_key), "payment_id": {"S": str(payment.id)}}
 
 
-def _payment(item: Item) -> Payment:
+def payment_from_item(item: Item) -> Payment:
+    """The payment a payment item (not a marker) stands for: the inverse of payment_item."""
     return Payment.from_stored((
         uuid_from_text(item["pk"]["S"]), uuid_from_text(item["customer_id"]["S"]),
         uuid_from_text(item["loan_id"]["S"]), Money(item["currency"]["S"], int(item["amount_minor"]["N"])),
@@ -113,18 +108,9 @@ def _payment(item: Item) -> Payment:
     ))  # fmt: skip
 
 
-def payment_from_item(item: Item) -> Payment:
-    """The payment a payment item (not a marker) stands for: the inverse of payment_item."""
-    return _payment(item)
-
-
-def _error_code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
-
-
 def _cancellation_codes(error: ClientError) -> list[str]:
     """Per-item reasons of a cancelled transaction, in request order ("None" where that item was fine)."""
-    if _error_code(error) != "TransactionCanceledException":
+    if error_code(error) != "TransactionCanceledException":
         return []
     reasons = error.response.get("CancellationReasons", [])
     return [reason.get("Code", "None") for reason in reasons]
@@ -155,7 +141,7 @@ class DynamoPaymentRepository:
             raise IdempotencyKeyTaken(await self._holder_of(payment.idempotency_key))
         if codes[0] == "ConditionalCheckFailed":
             raise AlreadyExists("payment", "id")
-        return _payment(payment_item(payment))  # as stored: timestamps in UTC
+        return payment_from_item(payment_item(payment))  # as stored: timestamps in UTC
 
     @translated
     async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
@@ -163,7 +149,7 @@ class DynamoPaymentRepository:
             TableName=self._table, Key={"pk": {"S": str(payment_id)}}, ConsistentRead=True
         )
         item = response.get("Item")
-        return _payment(item) if item else None
+        return payment_from_item(item) if item else None
 
     @translated
     async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
@@ -208,8 +194,8 @@ class DynamoPaymentRepository:
     ) -> list[Payment]:
         if limit < 1:
             return []
-        low = _timestamp(paid_from) if paid_from is not None else None  # inclusive: "T" sorts before "T#id"
-        uppers = [_timestamp(paid_to)] if paid_to is not None else []  # exclusive: no sort key equals "T"
+        low = sortable_utc(paid_from) if paid_from is not None else None  # inclusive: "T" sorts before "T#id"
+        uppers = [sortable_utc(paid_to)] if paid_to is not None else []  # exclusive: no sort key equals "T"
         if after is not None:
             uppers.append(paid_sort_key(after.paid_at, after.payment_id))  # exclusive: the cursor item itself
         high = min(uppers) if uppers else None
@@ -246,7 +232,7 @@ class DynamoPaymentRepository:
             request["Limit"] = min(wanted, self._query_page_size) if self._query_page_size else wanted
             # Items as sent: botocore's parsing of 50 items cost more than the rest of the service's work on a page.
             response = await query_page(self._client, request)
-            payments.extend(_payment(item) for item in response["Items"] if item[SORT_KEY]["S"] != high)
+            payments.extend(payment_from_item(item) for item in response["Items"] if item[SORT_KEY]["S"] != high)
             next_key = response.get("LastEvaluatedKey")
             if not next_key:
                 break
@@ -268,7 +254,7 @@ class DynamoPaymentRepository:
                 },
             )
         except ClientError as error:
-            if _error_code(error) == "ConditionalCheckFailedException":
+            if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -321,7 +307,7 @@ class DynamoPaymentRepository:
                     raise
                 # Real DynamoDB cancels a transaction that races another on the same item: back off, retry.
                 if attempt + 1 < TRANSACTION_ATTEMPTS:
-                    await asyncio.sleep(0.02 * 2**attempt)
+                    await asyncio.sleep(full_jitter(attempt, base=0.02, cap=1.0))
             else:
                 return ["None"] * len(items)
         raise Unavailable("the payments table in DynamoDB is busy; retry later")
