@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: help install up test lint typecheck proto proto-check bench clean-state
+.PHONY: help install up test test-unit lint typecheck proto proto-check bench clean-state
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,6 +18,9 @@ up: install ## start PostgreSQL, DynamoDB Local, the three services and the gate
 
 test: install ## run the whole test suite against real PostgreSQL and DynamoDB Local
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: install ## the quick loop: unit tests only (no stores, no processes; well under 30 s)
+	@$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
 lint: install ## ruff (lint + format check) and buf lint
 	@$(VENV)/bin/ruff check .

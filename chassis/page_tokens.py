@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
 from chassis.errors import FieldViolation, InvalidArgument
 
@@ -33,8 +34,18 @@ def page_size_or_default(requested: int, field: str = "page_size") -> int:
 class PageTokens:
     """Encodes a keyset position as a signed token; decoding checks signature, age and query."""
 
-    def __init__(self, secret: str, namespace: str, max_age_seconds: int = TOKEN_MAX_AGE_SECONDS) -> None:
-        self._serializer = URLSafeTimedSerializer(secret, salt=f"loanbook.page-token.{namespace}")
+    def __init__(
+        self,
+        secret: str,
+        namespace: str,
+        max_age_seconds: int = TOKEN_MAX_AGE_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        class Signer(TimestampSigner):
+            def get_timestamp(self) -> int:  # the token's age is measured by `clock` (tests move it)
+                return int(clock())
+
+        self._serializer = URLSafeTimedSerializer(secret, salt=f"loanbook.page-token.{namespace}", signer=Signer)
         self._max_age = max_age_seconds
 
     def encode(self, query: Mapping[str, Any], position: Mapping[str, Any]) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import grpc
+
 from chassis.errors import FieldViolation, InvalidArgument, PermissionDenied, Unauthenticated
 from chassis.identity import Caller, Role, caller_from_metadata
 from loanbook.migration.v1 import migration_pb2 as pb
@@ -19,7 +21,7 @@ from migration.control import ControlPlane, ModeRecord, check_table
 from migration.journal import Backlog, Journal
 from migration.stages import Stage
 
-Context = Any  # grpc.aio.ServicerContext
+Context = grpc.aio.ServicerContext[Any, Any]
 
 STAGES = {stage: pb.MigrationStage.Value(f"MIGRATION_STAGE_{stage.value.upper()}") for stage in Stage}
 FROM_PROTO: dict[int, Stage] = {value: stage for stage, value in STAGES.items()}

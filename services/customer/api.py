@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
+import grpc
 from google.protobuf import timestamp_pb2
 from google.type import date_pb2
 
@@ -29,7 +30,8 @@ from services.customer.use_cases import (
     NewCustomer,
 )
 
-Context = Any  # grpc.aio.ServicerContext; handlers raise domain errors, the chassis interceptor maps them
+# Handlers raise domain errors; the chassis interceptor maps them to status codes.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def _timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:

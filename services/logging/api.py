@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
+
 from chassis.errors import FieldViolation, InvalidArgument
 from chassis.timestamps import optional_datetime, set_timestamp
 from loanbook.logging.v1 import logging_pb2 as pb
@@ -12,7 +14,8 @@ from loanbook.logging.v1 import logging_pb2_grpc
 from services.logging.domain import EntryCandidate, LogEntry
 from services.logging.use_cases import LogUseCases
 
-Context = Any  # grpc.aio.ServicerContext; handlers raise domain errors, the chassis interceptor maps them
+# Handlers raise domain errors; the chassis interceptor maps them to status codes.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def candidate(message: pb.LogEntry) -> EntryCandidate:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import grpc
 from google.protobuf import timestamp_pb2
 
 from chassis.errors import FieldViolation, InvalidArgument
@@ -14,7 +15,8 @@ from loanbook.payment.v1 import payment_pb2_grpc
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus
 from services.payment.use_cases import PaymentUseCases, RecordPayment
 
-Context = Any  # grpc.aio.ServicerContext; handlers raise domain errors, the chassis interceptor maps them
+# Handlers raise domain errors; the chassis interceptor maps them to status codes.
+Context = grpc.aio.ServicerContext[Any, Any]
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
