@@ -32,6 +32,8 @@ class Backlog:
 # its GSIs within a second in normal operation (DynamoDB Local at once); a few seconds of PostgreSQL reads for a
 # just-written key is cheap insurance against a listing that misses an acknowledged write.
 DEFAULT_SETTLE = timedelta(seconds=3)
+# How long a relay holds the entries it claimed; one that dies loses them to another relay after this.
+DEFAULT_LEASE = timedelta(seconds=30)
 
 
 def retry_delay(attempts: int, base: float = 0.2, cap: float = 60.0) -> timedelta:
@@ -47,7 +49,7 @@ class Journal:
         self,
         pool: asyncpg.Pool,
         table: str,
-        lease: timedelta = timedelta(seconds=30),
+        lease: timedelta = DEFAULT_LEASE,
         settle: timedelta = DEFAULT_SETTLE,
         settling_kinds: Sequence[str] | None = None,
     ) -> None:

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
 import asyncpg
 
 from migration.control import ControlPlane, load_settings_file
-from migration.hybrid import HybridTable
-from migration.journal import Journal
+from migration.hybrid import HybridSettings, HybridTable
+from migration.journal import DEFAULT_LEASE, Journal
 from migration.relay import Relay, Replicate
 from migration.settings import MigratingTableSettings
+from migration.stages import TableMode
 from migration.watcher import ModeWatcher
 
 
@@ -41,12 +42,32 @@ async def open_hybrid_table(
     watcher = ModeWatcher(dsn, control, poll_interval=settings.mode_poll_seconds)
     await watcher.start()
     stack.push_async_callback(watcher.stop)
-    journal = Journal(
-        pool, table, settle=timedelta(seconds=settings.journal_settle_seconds), settling_kinds=index_read_kinds
+    hybrid = hybrid_table(
+        table,
+        lambda: watcher.mode(table),
+        pool,
+        settings.hybrid_settings(),
+        settle=timedelta(seconds=settings.journal_settle_seconds),
+        index_read_kinds=index_read_kinds,
     )
-    hybrid = HybridTable(table, lambda: watcher.mode(table), pool, journal, settings.hybrid_settings())
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
     return hybrid, control
+
+
+def hybrid_table(
+    table: str,
+    mode: Callable[[], TableMode],
+    pool: asyncpg.Pool,
+    settings: HybridSettings,
+    *,
+    settle: timedelta,
+    index_read_kinds: Sequence[str],
+    lease: timedelta = DEFAULT_LEASE,
+) -> HybridTable:
+    """A table's stage machinery and journal from opened parts: what a service runs, and what tests build theirs
+    with (`mode` is a watcher's view of the table in a service, whatever a test says in a test)."""
+    journal = Journal(pool, table, lease=lease, settle=settle, settling_kinds=index_read_kinds)
+    return HybridTable(table, mode, pool, journal, settings)
 
 
 def start_relay(hybrid: HybridTable, replicate: Replicate, stack: AsyncExitStack) -> None:

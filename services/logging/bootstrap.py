@@ -7,12 +7,16 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+import asyncpg
 
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
 from chassis.stores import dynamodb_client, postgres_pool
 from loanbook.logging.v1 import logging_pb2, logging_pb2_grpc
 from migration import schema as migration_schema
+from migration.hybrid import HybridTable
 from migration.runtime import open_hybrid_table, start_relay
 from services.logging import migrations
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
@@ -21,6 +25,9 @@ from services.logging.api import LoggingServicer
 from services.logging.config import LoggingSettings
 from services.logging.store import INDEX_READ_KINDS, HybridLogStore
 from services.logging.use_cases import LogUseCases
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +55,8 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
     hybrid, _ = await open_hybrid_table(
         TABLE, settings, dsn, pool, stack, who="logging-service", index_read_kinds=INDEX_READ_KINDS
     )
-    store = HybridLogStore(
-        hybrid,
-        postgres=PostgresLogRepository(pool),
-        dynamo=DynamoLogRepository(dynamodb, table_name, LogTableLayout(settings.dynamodb_shards, settings.retention)),
-        ensure_partitions=partitions.maintain,
-        dynamo_batch_timeout=settings.dynamo_batch_timeout_seconds,
-    )
+    layout = LogTableLayout(settings.dynamodb_shards, settings.retention)
+    store = log_store(hybrid, pool, dynamodb, table_name, layout, settings.dynamo_batch_timeout_seconds, partitions)
     if settings.relay_enabled:
         start_relay(hybrid, store.replicate, stack)
 
@@ -62,6 +64,26 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
     servicer = LoggingServicer(use_cases)
     add_servicer = logging_pb2_grpc.add_LoggingServiceServicer_to_server
     return [ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server))]
+
+
+def log_store(
+    hybrid: HybridTable,
+    pool: asyncpg.Pool,
+    dynamodb: DynamoDBClient,
+    table_name: str,
+    layout: LogTableLayout,
+    dynamo_batch_timeout: float,
+    partitions: LogPartitions | None = None,
+) -> HybridLogStore:
+    """The service's store from opened parts (tests build theirs with it too). `partitions`: a day's partition is
+    created on demand when a batch needs one that maintenance has not made yet."""
+    return HybridLogStore(
+        hybrid,
+        postgres=PostgresLogRepository(pool),
+        dynamo=DynamoLogRepository(dynamodb, table_name, layout),
+        ensure_partitions=None if partitions is None else partitions.maintain,
+        dynamo_batch_timeout=dynamo_batch_timeout,
+    )
 
 
 def _keep_maintaining(partitions: LogPartitions, interval: float, stack: AsyncExitStack) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
+
+import asyncpg
 
 from chassis.grpc_client import create_channel
 from chassis.grpc_server import ServiceBinding
@@ -13,6 +16,7 @@ from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2, payment_pb2_grpc
 from migration import schema as migration_schema
 from migration.api import MigrationServicer
+from migration.hybrid import HybridTable
 from migration.journal import Journal
 from migration.runtime import open_hybrid_table, start_relay
 from services.payment import migrations
@@ -23,6 +27,9 @@ from services.payment.config import PaymentSettings
 from services.payment.loans import GrpcLoanDirectory
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from services.payment.use_cases import PaymentUseCases
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
 
 SERVICE_NAME = payment_pb2.DESCRIPTOR.services_by_name["PaymentService"].full_name
 MIGRATION_SERVICE_NAME = migration_pb2.DESCRIPTOR.services_by_name["MigrationService"].full_name
@@ -42,12 +49,7 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     hybrid, control = await open_hybrid_table(
         TABLE, settings, dsn, pool, stack, who="payment-service", index_read_kinds=INDEX_READ_KINDS
     )
-    store = HybridPaymentStore(
-        hybrid,
-        postgres=PostgresPaymentRepository(pool),
-        postgres_on=PostgresPaymentRepository,
-        dynamo=DynamoPaymentRepository(dynamodb, table_name),
-    )
+    store = payment_store(hybrid, pool, dynamodb, table_name)
     if settings.relay_enabled:
         start_relay(hybrid, store.replicate, stack)
 
@@ -69,3 +71,15 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
         ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server)),
         ServiceBinding(MIGRATION_SERVICE_NAME, lambda server: add_migration(migration_servicer, server)),
     ]
+
+
+def payment_store(
+    hybrid: HybridTable, pool: asyncpg.Pool, dynamodb: DynamoDBClient, table_name: str
+) -> HybridPaymentStore:
+    """The service's store from opened parts (tests build theirs with it too)."""
+    return HybridPaymentStore(
+        hybrid,
+        postgres=PostgresPaymentRepository(pool),
+        postgres_on=PostgresPaymentRepository,
+        dynamo=DynamoPaymentRepository(dynamodb, table_name),
+    )

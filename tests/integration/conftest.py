@@ -23,6 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from devstack.dynamodb import DynamoDBLocal
 from migration.control import ControlPlane, reverse_sync_pending
+from migration.hybrid import HybridSettings
 from migration.stages import Stage
 from migration.watcher import ModeWatcher
 
@@ -63,6 +64,14 @@ async def expiring_tables(endpoint: str) -> set[str]:
                 if ttl.get("TimeToLiveStatus") in {"ENABLED", "ENABLING"}:
                     names.add(name)
     return names
+
+
+# The hybrid harnesses' budgets: generous, since tests of the healthy path assert which store served and that inline
+# copies landed, and on a busy CI machine a DynamoDB Local read has overrun 0.2 s; outage tests pass their own. Every
+# read is shadowed.
+TEST_HYBRID_SETTINGS = HybridSettings(
+    dynamo_timeout_seconds=2.0, shadow_budget_seconds=2.0, breaker_recovery_seconds=1.0, shadow_sample_ratio=1.0
+)
 
 
 async def stand_in_for_a_verified_reverse_sync(pool: asyncpg.Pool, table: str) -> bool:

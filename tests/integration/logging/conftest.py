@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,18 +16,20 @@ from aiobotocore.config import AioConfig
 
 from chassis.ids import new_id
 from migration.control import ControlPlane
-from migration.hybrid import HybridSettings, HybridTable
-from migration.journal import Journal
+from migration.hybrid import HybridTable
 from migration.relay import Relay
+from migration.runtime import hybrid_table
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
 from migration.watcher import ModeWatcher
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
+from services.logging.bootstrap import log_store
 from services.logging.domain import LogEntry, LogLevel
 from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
 from services.logging.store import INDEX_READ_KINDS, HybridLogStore
 from tests.integration.conftest import (
+    TEST_HYBRID_SETTINGS,
     OwnDynamo,
     delete_table_if_present,
     follow_stage,
@@ -126,25 +129,34 @@ class LogHarness:
     table_name: str
     control: ControlPlane
     postgres: PostgresLogRepository
-    dynamo: DynamoLogRepository
+    dynamo_client: DynamoDBClient
+    layout: LogTableLayout
     replicas: list[LogReplica] = field(default_factory=list)
 
-    async def replica(self, settle_seconds: float = 0.0, **settings: float) -> LogReplica:
-        """A service replica's machinery. DynamoDB Local is consistent at once, so copies need no settling time
-        unless a test is about it (`settle_seconds`)."""
+    @property
+    def dynamo(self) -> DynamoLogRepository:
+        return DynamoLogRepository(self.dynamo_client, self.table_name, self.layout)
+
+    async def replica(self, settle_seconds: float = 0.0, **settings: Any) -> LogReplica:
+        """A service replica's machinery, built as the service builds it. DynamoDB Local is consistent at once, so
+        copies need no settling time unless a test is about it (`settle_seconds`); `settings` override
+        HybridSettings."""
         watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
         await watcher.start()
-        # Generous budgets by default: tests of the healthy path assert which store served and that inline copies
-        # landed, and on a busy CI machine a DynamoDB Local read has overrun 0.2 s; outage tests pass their own.
-        tuned: dict[str, float] = {"dynamo_timeout_seconds": 2.0, "shadow_budget_seconds": 2.0,
-                                   "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0, **settings}  # fmt: skip
-        settle = timedelta(seconds=settle_seconds)
-        journal = Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=settle, settling_kinds=INDEX_READ_KINDS)
-        hybrid = HybridTable(TABLE, lambda: watcher.mode(TABLE), self.pool, journal, HybridSettings(**tuned))  # type: ignore[arg-type]
+        tuned = dataclasses.replace(TEST_HYBRID_SETTINGS, **settings)
+        hybrid = hybrid_table(
+            TABLE,
+            lambda: watcher.mode(TABLE),
+            self.pool,
+            tuned,
+            settle=timedelta(seconds=settle_seconds),
+            index_read_kinds=INDEX_READ_KINDS,
+            lease=timedelta(seconds=1),
+        )
         # A batch is many requests: never shorter than 0.5 s, even where an outage test shortens single calls.
-        batch_timeout = max(0.5, tuned["dynamo_timeout_seconds"])
-        store = HybridLogStore(hybrid, self.postgres, self.dynamo, dynamo_batch_timeout=batch_timeout)
-        replica = LogReplica(watcher, hybrid, store, Relay(journal, store.replicate))
+        batch_timeout = max(0.5, tuned.dynamo_timeout_seconds)
+        store = log_store(hybrid, self.pool, self.dynamo_client, self.table_name, self.layout, batch_timeout)
+        replica = LogReplica(watcher, hybrid, store, Relay(hybrid.journal, store.replicate))
         self.replicas.append(replica)
         return replica
 
@@ -172,8 +184,8 @@ async def _log_harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> 
         control = ControlPlane(pool, guards=())
         await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
         await stand_in_for_a_verified_reverse_sync(pool, TABLE)  # whatever an earlier module left behind
-        harness = LogHarness(postgres_dsn, pool, table_name, control, PostgresLogRepository(pool),
-                             DynamoLogRepository(client, table_name, LogTableLayout(shards=4)))  # fmt: skip
+        layout = LogTableLayout(shards=4)
+        harness = LogHarness(postgres_dsn, pool, table_name, control, PostgresLogRepository(pool), client, layout)
         try:
             yield harness
         finally:

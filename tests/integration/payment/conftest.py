@@ -7,7 +7,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 import asyncpg
@@ -17,18 +17,24 @@ from aiobotocore.config import AioConfig
 from chassis.ids import new_id
 from chassis.money import Money
 from migration.control import ControlPlane
-from migration.hybrid import HybridSettings, HybridTable
-from migration.journal import Journal
+from migration.hybrid import HybridTable
 from migration.relay import Relay
+from migration.runtime import hybrid_table
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
 from migration.watcher import ModeWatcher
 from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_payment_table
 from services.payment.adapters.postgres import PostgresPaymentRepository
+from services.payment.bootstrap import payment_store
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
-from tests.integration.conftest import OwnDynamo, follow_stage, stand_in_for_a_verified_reverse_sync
+from tests.integration.conftest import (
+    TEST_HYBRID_SETTINGS,
+    OwnDynamo,
+    follow_stage,
+    stand_in_for_a_verified_reverse_sync,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -86,22 +92,22 @@ class Harness:
     dynamo: DynamoPaymentRepository
     replicas: list[Replica] = field(default_factory=list)
 
-    async def replica(self, settle_seconds: float = 0.0, **settings: float) -> Replica:
-        """A service replica's machinery. DynamoDB Local is consistent at once, so copies need no settling time
-        unless a test is about it (`settle_seconds`)."""
+    async def replica(self, settle_seconds: float = 0.0, **settings: Any) -> Replica:
+        """A service replica's machinery, built as the service builds it. DynamoDB Local is consistent at once, so
+        copies need no settling time unless a test is about it (`settle_seconds`); `settings` override
+        HybridSettings."""
         watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
         await watcher.start()
-        # Generous budgets by default: tests of the healthy path assert which store served and that inline copies
-        # landed, and on a busy CI machine a DynamoDB Local read has overrun 0.2 s; outage tests pass their own.
-        defaults: dict[str, float] = {"dynamo_timeout_seconds": 2.0, "shadow_budget_seconds": 2.0,
-                                      "breaker_recovery_seconds": 1.0, "shadow_sample_ratio": 1.0}  # fmt: skip
-        hybrid = HybridTable(
-            TABLE, lambda: watcher.mode(TABLE), self.pool,
-            Journal(self.pool, TABLE, lease=timedelta(seconds=1), settle=timedelta(seconds=settle_seconds),
-                    settling_kinds=INDEX_READ_KINDS),  # as the service: only its GSI listings settle
-            HybridSettings(**{**defaults, **settings}),  # type: ignore[arg-type]
-        )  # fmt: skip
-        store = HybridPaymentStore(hybrid, self.postgres, PostgresPaymentRepository, self.dynamo)
+        hybrid = hybrid_table(
+            TABLE,
+            lambda: watcher.mode(TABLE),
+            self.pool,
+            dataclasses.replace(TEST_HYBRID_SETTINGS, **settings),
+            settle=timedelta(seconds=settle_seconds),
+            index_read_kinds=INDEX_READ_KINDS,
+            lease=timedelta(seconds=1),
+        )
+        store = payment_store(hybrid, self.pool, self.dynamo_client, self.table_name)
         replica = Replica(watcher, hybrid, store, Relay(hybrid.journal, store.replicate))
         self.replicas.append(replica)
         return replica

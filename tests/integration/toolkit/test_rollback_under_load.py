@@ -14,15 +14,17 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from migration.control import ControlPlane
-from migration.hybrid import HybridSettings, HybridTable
-from migration.journal import Journal
+from migration.hybrid import HybridSettings
+from migration.journal import DEFAULT_SETTLE, Journal
 from migration.relay import Relay
+from migration.runtime import hybrid_table
 from migration.stages import Stage, TableMode
 from migration.toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
 from migration.toolkit.verify import VerifyOptions
 from migration.watcher import ModeWatcher
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
+from services.payment.bootstrap import payment_store
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from tests.integration.payment.conftest import a_payment
@@ -80,10 +82,16 @@ async def test_a_rollback_from_dynamo_only_under_writes_and_listings_misses_noth
     for _ in range(2):
         watcher = ModeWatcher(stores.dsn, control, poll_interval=5)
         await watcher.start()
-        journal = Journal(stores.pool, "payments", settling_kinds=INDEX_READ_KINDS)
-        hybrid = HybridTable("payments", following(watcher), stores.pool, journal, HybridSettings())
-        store = HybridPaymentStore(hybrid, postgres, PostgresPaymentRepository, dynamo)
-        replicas.append((watcher, store, asyncio.create_task(Relay(journal, store.replicate).run())))
+        hybrid = hybrid_table(
+            "payments",
+            following(watcher),
+            stores.pool,
+            HybridSettings(),
+            settle=DEFAULT_SETTLE,
+            index_read_kinds=INDEX_READ_KINDS,
+        )
+        store = payment_store(hybrid, stores.pool, stores.dynamodb, stores.table_name("payments"))
+        replicas.append((watcher, store, asyncio.create_task(Relay(hybrid.journal, store.replicate).run())))
     customers = [uuid.uuid4() for _ in range(CUSTOMERS)]
     load, stop = Load(), asyncio.Event()
     rng = random.Random(7)
@@ -145,7 +153,7 @@ async def test_a_rollback_from_dynamo_only_under_writes_and_listings_misses_noth
         stop.set()
         await asyncio.gather(*clients)
         async with asyncio.timeout(20):  # inline copies that missed their budget are the relays' to finish
-            while (await replicas[0][1]._table.journal.backlog()).pending:
+            while (await Journal(stores.pool, "payments").backlog()).pending:
                 await asyncio.sleep(0.1)
     finally:
         stop.set()
