@@ -155,8 +155,9 @@ class LogShipper:
             async with asyncio.timeout(timeout):
                 await self.flush()
         except Exception as error:  # shutting down: say what is lost (it still reaches stderr)
-            logger.warning("log shipping: %d entries not shipped at shutdown (%s)", len(self._queue),
-                           type(error).__name__)  # fmt: skip
+            logger.warning(
+                "log shipping: %d entries not shipped at shutdown (%s)", len(self._queue), type(error).__name__
+            )
 
     async def flush(self) -> None:
         """Send everything queued now (shutdown, and tests that want the lines searchable right away)."""
@@ -180,8 +181,12 @@ class LogShipper:
     async def _run(self) -> None:
         _shipping.set(True)
         # Shipping is plumbing, not a request: an unsampled parent keeps its RPCs and store calls out of traces.
-        unsampled = SpanContext(trace_id=random.getrandbits(128) or 1, span_id=random.getrandbits(64) or 1,
-                                is_remote=False, trace_flags=TraceFlags(TraceFlags.DEFAULT))  # fmt: skip
+        unsampled = SpanContext(
+            trace_id=random.getrandbits(128) or 1,
+            span_id=random.getrandbits(64) or 1,
+            is_remote=False,
+            trace_flags=TraceFlags(TraceFlags.DEFAULT),
+        )
         otel_context.attach(trace.set_span_in_context(NonRecordingSpan(unsampled)))
         failures = 0
         while True:

@@ -81,7 +81,9 @@ def command_line(script_location: Path, schema: str, dsn_variable: str, argv: li
         case ["history"]:
             command.history(config)
         case _:
-            print(f"usage: upgrade [REV] | downgrade REV | current | history  ({dsn_variable} names the database)",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"usage: upgrade [REV] | downgrade REV | current | history  ({dsn_variable} names the database)",
+                file=sys.stderr,
+            )
             return 2
     return 0

@@ -36,8 +36,13 @@ async def serve(settings: SettingsT, bootstrap: Bootstrap[SettingsT], name: str 
             # First in, last out: the shipper outlives the service's own shutdown lines (best effort).
             channel = create_channel(settings.log_shipping_addr, settings)
             stack.push_async_callback(channel.close)
-            await ship_logs(name, grpc_sink(channel, name), stack, capacity=settings.log_shipping_capacity,
-                            level=logging.getLevelName(settings.log_level))  # fmt: skip
+            await ship_logs(
+                name,
+                grpc_sink(channel, name),
+                stack,
+                capacity=settings.log_shipping_capacity,
+                level=logging.getLevelName(settings.log_level),
+            )
         services = await bootstrap(settings, stack)
         await GrpcServer(settings, services).serve_until_signalled()
 

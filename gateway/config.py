@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 from chassis.config import Environment, ProcessSettings, TlsSettings
 
 # Values people paste from examples; refused (like anything shorter than 32 bytes) outside development.
+# Packed by hand (fmt: skip): the formatter would give each value a line of its own.
 PLACEHOLDER_SECRETS = frozenset(
     {"change-me", "changeme", "change_me", "secret", "dev", "development", "test", "password", "jwt-secret",
      "loanbook", "please-change-me", "your-secret", "your-256-bit-secret", "insecure", "example"}

@@ -345,8 +345,11 @@ class HybridTable:
             await self._pool.execute(
                 """INSERT INTO migration.shadow_mismatches (table_name, item_key, stage, fields)
                    VALUES ($1, $2, $3, $4)""",
-                self.name, item_key, self.mode.stage.value, fields,
-            )  # fmt: skip
+                self.name,
+                item_key,
+                self.mode.stage.value,
+                fields,
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             logger.warning("could not record a shadow mismatch", extra={"table": self.name, "key": item_key})
         logger.warning("shadow mismatch", extra={"table": self.name, "key": item_key, "fields": fields})

@@ -66,8 +66,11 @@ class Journal:
         entry_id: int = await connection.fetchval(
             """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
                VALUES ($1, $2, $3, $4) RETURNING id""",
-            self.table, item_key, item_version, list(routing_keys),
-        )  # fmt: skip
+            self.table,
+            item_key,
+            item_version,
+            list(routing_keys),
+        )
         return entry_id
 
     async def complete(self, entry_ids: Sequence[int]) -> None:
@@ -85,8 +88,10 @@ class Journal:
                                  FROM done)
                INSERT INTO migration.journal_settling (table_name, routing_keys, settles_at)
                SELECT table_name, keys, now() + $2::interval FROM settling WHERE cardinality(keys) > 0""",
-            list(entry_ids), self.settle, self._settling_kinds,
-        )  # fmt: skip
+            list(entry_ids),
+            self.settle,
+            self._settling_kinds,
+        )
 
     async def has_pending(self, routing_keys: Sequence[str]) -> bool:
         """Whether a write touching any of these keys may still be missing from what DynamoDB reads return: not
@@ -95,8 +100,9 @@ class Journal:
             """SELECT EXISTS (SELECT 1 FROM migration.journal WHERE table_name = $1 AND routing_keys && $2::text[])
                    OR EXISTS (SELECT 1 FROM migration.journal_settling
                               WHERE table_name = $1 AND routing_keys && $2::text[] AND settles_at > now())""",
-            self.table, list(routing_keys),
-        )  # fmt: skip
+            self.table,
+            list(routing_keys),
+        )
         return pending
 
     async def forget_settled(self) -> int:
@@ -120,10 +126,14 @@ class Journal:
                SET next_attempt_at = now() + $3::interval, attempts = journal.attempts + 1
                FROM due WHERE journal.id = due.id
                RETURNING journal.id, journal.item_key, journal.item_version, journal.attempts""",
-            self.table, limit, self._lease,
-        )  # fmt: skip
-        return sorted((JournalEntry(r["id"], r["item_key"], r["item_version"], r["attempts"]) for r in rows),
-                      key=lambda entry: entry.id)  # fmt: skip
+            self.table,
+            limit,
+            self._lease,
+        )
+        return sorted(
+            (JournalEntry(r["id"], r["item_key"], r["item_version"], r["attempts"]) for r in rows),
+            key=lambda entry: entry.id,
+        )
 
     async def retry_later(self, entries: Sequence[JournalEntry], error: BaseException) -> None:
         # The error's class and first line are enough to diagnose; item contents never go here.

@@ -57,9 +57,12 @@ class Relay:
                 self.failed += len(entries)
                 logger.warning(
                     "relay copy failed; will retry",
-                    extra={"table": self._journal.table, "attempts": max(e.attempts for e in entries),
-                           "error": type(error).__name__},
-                )  # fmt: skip
+                    extra={
+                        "table": self._journal.table,
+                        "attempts": max(e.attempts for e in entries),
+                        "error": type(error).__name__,
+                    },
+                )
                 await self._journal.retry_later(entries, error)
                 return 0
         await self._journal.complete([entry.id for entry in entries])

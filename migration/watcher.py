@@ -68,9 +68,13 @@ class ModeWatcher:
                 ):
                     logger.info(
                         "migration mode in force",
-                        extra={"table": table, "stage": mode.stage.value, "fallback": mode.fallback,
-                               "postgres_complete": mode.postgres_complete},
-                    )  # fmt: skip
+                        extra={
+                            "table": table,
+                            "stage": mode.stage.value,
+                            "fallback": mode.fallback,
+                            "postgres_complete": mode.postgres_complete,
+                        },
+                    )
                     for listener in self._listeners:
                         listener(mode)
 

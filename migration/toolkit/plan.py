@@ -52,8 +52,16 @@ async def last_verification(pool: asyncpg.Pool, table: str) -> Verification | No
     )
     if row is None:
         return None
-    return Verification(row["id"], row["clean"], row["full_scan"], row["sample_fraction"], row["rows_checked"],
-                        row["differences"], row["started_at"], row["finished_at"])  # fmt: skip
+    return Verification(
+        row["id"],
+        row["clean"],
+        row["full_scan"],
+        row["sample_fraction"],
+        row["rows_checked"],
+        row["differences"],
+        row["started_at"],
+        row["finished_at"],
+    )
 
 
 def next_step(
@@ -129,9 +137,16 @@ async def table_status(pool: asyncpg.Pool, dynamodb: DynamoDBClient, spec: Table
     pending = await reverse_sync_pending(pool, spec.name)
     since = await dynamo_receives_writes_since(pool, spec.name)
     return TableStatus(
-        spec.name, mode, configured, backlog, await spec.count(pool), items, backfill, verification,
+        spec.name,
+        mode,
+        configured,
+        backlog,
+        await spec.count(pool),
+        items,
+        backfill,
+        verification,
         next_step(mode, backlog, backfill, verification, pending, since["changed_at"] if since else None),
-    )  # fmt: skip
+    )
 
 
 # --- rollback ------------------------------------------------------------------------------------------------

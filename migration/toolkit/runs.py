@@ -57,15 +57,27 @@ def _key(value: list[str] | None) -> Key | None:
 
 def _run(row: asyncpg.Record, ranges: Sequence[asyncpg.Record] = ()) -> BackfillRun:
     return BackfillRun(
-        id=row["id"], table=row["table_name"], status=row["status"], stage=row["stage"],
-        rows_total=row["rows_total"], rows_done=row["rows_done"], started_at=row["started_at"],
+        id=row["id"],
+        table=row["table_name"],
+        status=row["status"],
+        stage=row["stage"],
+        rows_total=row["rows_total"],
+        rows_done=row["rows_done"],
+        started_at=row["started_at"],
         finished_at=row["finished_at"],
         ranges=tuple(
-            KeyRange(r["range_no"], _key(r["lower_key"]), _key(r["upper_key"]), _key(r["last_key"]), r["rows_done"],
-                     r["items_done"], r["done"])
+            KeyRange(
+                r["range_no"],
+                _key(r["lower_key"]),
+                _key(r["upper_key"]),
+                _key(r["last_key"]),
+                r["rows_done"],
+                r["items_done"],
+                r["done"],
+            )
             for r in ranges
         ),
-    )  # fmt: skip
+    )
 
 
 RUN_COLUMNS = """r.*, coalesce((SELECT sum(rows_done) FROM migration.backfill_ranges WHERE run_id = r.id), 0)::bigint
@@ -103,8 +115,11 @@ class BackfillRuns:
             run_id = await connection.fetchval(
                 """INSERT INTO migration.backfill_runs (table_name, stage, started_by, rows_total)
                    VALUES ($1, $2, $3, $4) RETURNING id""",
-                table, stage, who, rows_total,
-            )  # fmt: skip
+                table,
+                stage,
+                who,
+                rows_total,
+            )
             await connection.executemany(
                 """INSERT INTO migration.backfill_ranges (run_id, range_no, lower_key, upper_key)
                    VALUES ($1, $2, $3, $4)""",
@@ -129,8 +144,13 @@ class BackfillRuns:
                SET last_key = coalesce($3, last_key), rows_done = rows_done + $4, items_done = items_done + $5,
                    done = $6, updated_at = now()
                WHERE run_id = $1 AND range_no = $2""",
-            run_id, range_no, list(last) if last is not None else None, rows, items, done,
-        )  # fmt: skip
+            run_id,
+            range_no,
+            list(last) if last is not None else None,
+            rows,
+            items,
+            done,
+        )
 
     async def finish(self, run_id: int) -> None:
         await self._pool.execute(

@@ -68,8 +68,14 @@ def seed_command(
             f"({DEFAULT_RETENTION_DAYS} days by default) are dropped at its next partition maintenance"
         )
     plan = SeedPlan(payments, logs, customers, days, log_days, seed_value, datetime.now(UTC))
-    columns = (TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-               RateColumn(), TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(),
+        TimeRemainingColumn(),
+    )
     started = time.perf_counter()
     with Progress(*columns, console=console) as progress:
         payment_task = progress.add_task("payments", total=payments)

@@ -82,6 +82,7 @@ LOAN_KINDS = [
 ]
 CURRENCIES = (("USD", 85), ("EUR", 6), ("GBP", 5), ("CAD", 4))
 METHODS = ((PaymentMethod.ACH, 60), (PaymentMethod.CARD, 25), (PaymentMethod.WIRE, 10), (PaymentMethod.CASH, 5))
+# Tables packed by hand (fmt: skip): the formatter would give each value a line of its own.
 FIRST_NAMES = (
     "Ada", "Ben", "Chloe", "Dev", "Elif", "Femi", "Gia", "Hugo", "Ines", "Jun", "Kofi", "Lena", "Mo", "Noor", "Omar",
     "Priya", "Quinn", "Rosa", "Sam", "Uma", "Wen",
@@ -110,8 +111,9 @@ def synthetic_loans(customers: int, rng: random.Random, ids: IdSource, before: d
             purpose, (low, high), terms, _ = rng.choices(LOAN_KINDS, weights=[kind[3] for kind in LOAN_KINDS])[0]
             principal = Money(_weighted(rng, CURRENCIES), rng.randrange(low, high) // 100 * 100 * 100)
             funded = before - timedelta(days=rng.uniform(1, 180))
-            loans.append(FundedLoan(ids.at(funded), customer, principal, rng.choice(terms), rng.randrange(300, 2500),
-                                    purpose))  # fmt: skip
+            loans.append(
+                FundedLoan(ids.at(funded), customer, principal, rng.choice(terms), rng.randrange(300, 2500), purpose)
+            )
     return loans
 
 
@@ -150,11 +152,19 @@ def payments(
             status = PaymentStatus.SETTLED
         payment_id = ids.at(created_at)
         yield Payment(
-            id=payment_id, customer_id=loan.customer_id, loan_id=loan.id, amount=amount, method=method,
-            status=status, paid_at=paid_at, created_at=created_at, updated_at=updated_at, version=version,
+            id=payment_id,
+            customer_id=loan.customer_id,
+            loan_id=loan.id,
+            amount=amount,
+            method=method,
+            status=status,
+            paid_at=paid_at,
+            created_at=created_at,
+            updated_at=updated_at,
+            version=version,
             idempotency_key=f"seed-{payment_id}",
             request_fingerprint=request_fingerprint(loan.customer_id, loan.id, amount, method, paid_at),
-        )  # fmt: skip
+        )
 
 
 # A request enters at the gateway and fans out; each hop logs a line or two under the same trace id.
@@ -213,9 +223,15 @@ def log_entries(
                 attributes["route"] = rng.choice(ROUTES)
                 attributes["duration_ms"] = str(rng.randint(1, 400))
             yield LogEntry(
-                id=ids.at(when), time=when, service=service, level=level, message=rng.choice(MESSAGES[level]),
-                attributes=attributes, trace_id=trace_id, span_id=f"{rng.getrandbits(64):016x}" if traced else "",
-            )  # fmt: skip
+                id=ids.at(when),
+                time=when,
+                service=service,
+                level=level,
+                message=rng.choice(MESSAGES[level]),
+                attributes=attributes,
+                trace_id=trace_id,
+                span_id=f"{rng.getrandbits(64):016x}" if traced else "",
+            )
             n += 1
 
 
@@ -259,10 +275,16 @@ async def funded_loans(pool: asyncpg.Pool, customers: int) -> list[FundedLoan]:
         customers,
     )
     return [
-        FundedLoan(row["id"], row["customer_id"], Money(row["currency"].strip(), row["principal_minor"]),
-                   row["term_months"], row["annual_rate_bps"], row["purpose"])
+        FundedLoan(
+            row["id"],
+            row["customer_id"],
+            Money(row["currency"].strip(), row["principal_minor"]),
+            row["term_months"],
+            row["annual_rate_bps"],
+            row["purpose"],
+        )
         for row in rows
-    ]  # fmt: skip
+    ]
 
 
 async def create_customers(
@@ -281,38 +303,86 @@ async def create_customers(
             officer = placed[loan.customer_id] = rng.choice(officers)
             first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
             joined = time_of(loan.customer_id)
-            customer_rows.append((
-                loan.customer_id, officer["branch_id"], f"{first} {last}",
-                f"{first}.{last}.{loan.customer_id.hex[-12:]}@example.test".lower(),
-                f"+1{rng.randrange(2, 10)}{rng.randrange(10**8, 10**9)}",
-                date(rng.randrange(1950, 2004), rng.randrange(1, 13), rng.randrange(1, 29)),
-                f"{rng.randrange(100, 900)}-{rng.randrange(10, 100)}-{rng.randrange(1000, 10000)}",
-                1, joined, joined,
-            ))  # fmt: skip
+            customer_rows.append(
+                (
+                    loan.customer_id,
+                    officer["branch_id"],
+                    f"{first} {last}",
+                    f"{first}.{last}.{loan.customer_id.hex[-12:]}@example.test".lower(),
+                    f"+1{rng.randrange(2, 10)}{rng.randrange(10**8, 10**9)}",
+                    date(rng.randrange(1950, 2004), rng.randrange(1, 13), rng.randrange(1, 29)),
+                    f"{rng.randrange(100, 900)}-{rng.randrange(10, 100)}-{rng.randrange(1000, 10000)}",
+                    1,
+                    joined,
+                    joined,
+                )
+            )
         officer = placed[loan.customer_id]
         funded = time_of(loan.id)
         submitted = funded - timedelta(days=rng.uniform(3, 30))
-        loan_rows.append((
-            loan.id, loan.customer_id, officer["branch_id"], officer["id"], loan.principal.minor_units,
-            loan.principal.currency, loan.term_months, loan.annual_rate_bps, loan.purpose, "FUNDED", 4, submitted,
-            funded,
-        ))  # fmt: skip
-        moves = (("REVIEW", "SUBMITTED", "UNDER_REVIEW"), ("APPROVE", "UNDER_REVIEW", "APPROVED"),
-                 ("FUND", "APPROVED", "FUNDED"))  # fmt: skip
+        loan_rows.append(
+            (
+                loan.id,
+                loan.customer_id,
+                officer["branch_id"],
+                officer["id"],
+                loan.principal.minor_units,
+                loan.principal.currency,
+                loan.term_months,
+                loan.annual_rate_bps,
+                loan.purpose,
+                "FUNDED",
+                4,
+                submitted,
+                funded,
+            )
+        )
+        moves = (
+            ("REVIEW", "SUBMITTED", "UNDER_REVIEW"),
+            ("APPROVE", "UNDER_REVIEW", "APPROVED"),
+            ("FUND", "APPROVED", "FUNDED"),
+        )
         for version, (action, before_status, after_status) in enumerate(moves, start=2):
             when = submitted + (funded - submitted) * (version - 1) / 3
             event_rows.append((loan.id, action, before_status, after_status, version, "seeded history", when))
     async with pool.acquire() as connection, connection.transaction():
         await connection.copy_records_to_table(
-            "customers", schema_name="customer", records=customer_rows,
-            columns=["id", "branch_id", "name", "email", "phone", "date_of_birth", "national_id", "version",
-                     "created_at", "updated_at"],
-        )  # fmt: skip
+            "customers",
+            schema_name="customer",
+            records=customer_rows,
+            columns=[
+                "id",
+                "branch_id",
+                "name",
+                "email",
+                "phone",
+                "date_of_birth",
+                "national_id",
+                "version",
+                "created_at",
+                "updated_at",
+            ],
+        )
         await connection.copy_records_to_table(
-            "loan_applications", schema_name="customer", records=loan_rows,
-            columns=["id", "customer_id", "branch_id", "officer_id", "principal_minor", "currency", "term_months",
-                     "annual_rate_bps", "purpose", "status", "version", "created_at", "updated_at"],
-        )  # fmt: skip
+            "loan_applications",
+            schema_name="customer",
+            records=loan_rows,
+            columns=[
+                "id",
+                "customer_id",
+                "branch_id",
+                "officer_id",
+                "principal_minor",
+                "currency",
+                "term_months",
+                "annual_rate_bps",
+                "purpose",
+                "status",
+                "version",
+                "created_at",
+                "updated_at",
+            ],
+        )
         await connection.copy_records_to_table(
             "loan_application_events",
             schema_name="customer",
@@ -329,14 +399,20 @@ async def _seed_branches(pool: asyncpg.Pool) -> list[uuid.UUID]:
             branch = await connection.fetchval(
                 """INSERT INTO customer.branches (id, code, name, address) VALUES ($1, $2, $3, $4)
                    ON CONFLICT (code) DO UPDATE SET code = EXCLUDED.code RETURNING id""",
-                uuid.uuid4(), f"SEED-{b:02d}", f"Seeded branch {b}", f"{b} History Lane",
-            )  # fmt: skip
+                uuid.uuid4(),
+                f"SEED-{b:02d}",
+                f"Seeded branch {b}",
+                f"{b} History Lane",
+            )
             for o in range(1, 4):
                 await connection.execute(
                     """INSERT INTO customer.loan_officers (id, branch_id, name, email) VALUES ($1, $2, $3, $4)
                        ON CONFLICT DO NOTHING""",
-                    uuid.uuid4(), branch, f"Officer {b}-{o}", f"officer-{b}-{o}@seed.loanbook",
-                )  # fmt: skip
+                    uuid.uuid4(),
+                    branch,
+                    f"Officer {b}-{o}",
+                    f"officer-{b}-{o}@seed.loanbook",
+                )
         rows = await connection.fetch("SELECT id FROM customer.branches WHERE code LIKE 'SEED-%' ORDER BY code")
     return [row["id"] for row in rows]
 
@@ -354,15 +430,26 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 def _log_record(entry: LogEntry, batch_id: uuid.UUID) -> tuple[Any, ...]:
     return (
-        entry.service, entry.time, entry.id, int(entry.level), entry.message,
-        json.dumps(entry.attributes, separators=(",", ":")), entry.trace_id or None, entry.span_id or None, batch_id,
-    )  # fmt: skip
+        entry.service,
+        entry.time,
+        entry.id,
+        int(entry.level),
+        entry.message,
+        json.dumps(entry.attributes, separators=(",", ":")),
+        entry.trace_id or None,
+        entry.span_id or None,
+        batch_id,
+    )
 
 
 async def _copy_all(
-    pool: asyncpg.Pool, table: str, schema: str, columns: list[str], chunks: Iterable[list[tuple[Any, ...]]],
+    pool: asyncpg.Pool,
+    table: str,
+    schema: str,
+    columns: list[str],
+    chunks: Iterable[list[tuple[Any, ...]]],
     progress: Progress,
-) -> None:  # fmt: skip
+) -> None:
     """COPY chunk after chunk, one in flight while the next is generated, so PostgreSQL and Python overlap."""
     in_flight: asyncio.Task[None] | None = None
 
@@ -407,9 +494,13 @@ def log_days(start: datetime, end: datetime) -> list[date]:
 
 
 async def seed_payments(
-    pool: asyncpg.Pool, loans: Sequence[FundedLoan], plan: SeedPlan, rng: random.Random, ids: IdSource,
+    pool: asyncpg.Pool,
+    loans: Sequence[FundedLoan],
+    plan: SeedPlan,
+    rng: random.Random,
+    ids: IdSource,
     progress: Progress = _no_progress,
-) -> int:  # fmt: skip
+) -> int:
     start = plan.end - timedelta(days=plan.days)
     await copy_payments(pool, payments(loans, plan.payments, rng, ids, start, plan.end), progress)
     return plan.payments

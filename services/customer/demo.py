@@ -27,6 +27,7 @@ OFFICERS = [
     LoanOfficer(uuid.UUID("0193a000-0000-7000-8000-000000000f01"), BRANCHES[0].id, "Ada Officer", "ada@demo.loanbook"),
     LoanOfficer(uuid.UUID("0193a000-0000-7000-8000-000000000f02"), BRANCHES[1].id, "Bo Officer", "bo@demo.loanbook"),
 ]
+# Records packed one a line (fmt: skip): the formatter would give each field a line of its own.
 CUSTOMERS = [
     Customer(DEMO_CUSTOMER_ID, BRANCHES[0].id, "Casey Demo", "casey@demo.loanbook", "+12125550101",
              date(1985, 4, 12), "DEMO-0001"),

@@ -23,8 +23,10 @@ async def apply_retention(settings: LoggingSettings) -> int:
         created, dropped = await LogPartitions(pool, settings.retention_days).maintain()
     finally:
         await pool.close()
-    print(f"retention {settings.retention_days} days: dropped {len(dropped)} partition(s)"
-          f"{' (' + ', '.join(map(str, dropped)) + ')' if dropped else ''}, created {len(created)}")  # fmt: skip
+    print(
+        f"retention {settings.retention_days} days: dropped {len(dropped)} partition(s)"
+        f"{' (' + ', '.join(map(str, dropped)) + ')' if dropped else ''}, created {len(created)}"
+    )
     return 0
 
 

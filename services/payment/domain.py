@@ -74,8 +74,9 @@ PaymentValues: TypeAlias = tuple[
 PAYMENT_FIELDS: Final = tuple(field.name for field in fields(Payment))
 
 
-def request_fingerprint(customer_id: uuid.UUID, loan_id: uuid.UUID, amount: Money, method: PaymentMethod,
-                        paid_at: datetime | None) -> str:  # fmt: skip
+def request_fingerprint(
+    customer_id: uuid.UUID, loan_id: uuid.UUID, amount: Money, method: PaymentMethod, paid_at: datetime | None
+) -> str:
     """A digest of the request as the caller sent it: an omitted paid time stays omitted, so a retry of the
     same request (which would default to a later "now") still matches."""
     paid = paid_at.isoformat() if paid_at is not None else "-"

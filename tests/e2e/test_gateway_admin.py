@@ -47,8 +47,15 @@ async def test_an_admin_lists_every_migrated_table_with_its_backlog(
     payments = listed["payments"]
     assert payments["stage"] == "dual_write"
     assert set(payments) == {
-        "table", "stage", "fallback", "revision", "updateTime", "updatedBy", "journalBacklog", "oldestPendingSeconds",
-    }  # fmt: skip
+        "table",
+        "stage",
+        "fallback",
+        "revision",
+        "updateTime",
+        "updatedBy",
+        "journalBacklog",
+        "oldestPendingSeconds",
+    }
     assert int(payments["journalBacklog"]) >= 0
     assert payments["updatedBy"]
 

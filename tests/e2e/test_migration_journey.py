@@ -82,8 +82,12 @@ async def client(running_system: RunningSystem) -> AsyncIterator[httpx.AsyncClie
 async def payment_client(client: httpx.AsyncClient, system: RunningSystem, load: Load, rng: random.Random) -> None:
     casey = bearer(system, Role.CUSTOMER, CASEY)
     officer = bearer(system, Role.OFFICER)
-    body = {"customerId": CASEY, "loanId": CASEY_FUNDED_LOAN, "amount": {"currencyCode": "USD", "units": "25"},
-            "method": "PAYMENT_METHOD_ACH"}  # fmt: skip
+    body = {
+        "customerId": CASEY,
+        "loanId": CASEY_FUNDED_LOAN,
+        "amount": {"currencyCode": "USD", "units": "25"},
+        "method": "PAYMENT_METHOD_ACH",
+    }
     mine: list[str] = []
     recorded_in_dynamo_only: list[str] = []
     while not load.stop.is_set():
@@ -111,18 +115,27 @@ async def payment_client(client: httpx.AsyncClient, system: RunningSystem, load:
                 if version < load.payments[payment_id][1]:
                     load.unexpected.append(f"[{load.stage}] get {payment_id}: version {version} older than acked")
                 if status == "PAYMENT_STATUS_SETTLED" and (targeted or rng.random() < 0.3):
-                    reversal = await client.post(f"/v1/payments/{payment_id}/reverse", headers=officer,
-                                                 json={"version": str(version), "reason": "journey"})  # fmt: skip
+                    reversal = await client.post(
+                        f"/v1/payments/{payment_id}/reverse",
+                        headers=officer,
+                        json={"version": str(version), "reason": "journey"},
+                    )
                     if load.seen("reverse", reversal, 200):
                         load.payments[payment_id] = (reversal.json()["status"], int(reversal.json()["version"]))
-                        stale = await client.post(f"/v1/payments/{payment_id}/reverse", headers=officer,
-                                                  json={"version": str(version)})  # fmt: skip
+                        stale = await client.post(
+                            f"/v1/payments/{payment_id}/reverse", headers=officer, json={"version": str(version)}
+                        )
                         load.seen("stale reverse", stale, 409)
         params: dict[str, Any] = {"pageSize": 20}
         page = await client.get(f"/v1/customers/{CASEY}/payments", headers=casey, params=params)
         if load.seen("history", page, 200) and (token := page.json().get("nextPageToken")):
-            load.seen("history", await client.get(f"/v1/customers/{CASEY}/payments", headers=casey,
-                                                  params={**params, "pageToken": token}), 200)  # fmt: skip
+            load.seen(
+                "history",
+                await client.get(
+                    f"/v1/customers/{CASEY}/payments", headers=casey, params={**params, "pageToken": token}
+                ),
+                200,
+            )
 
 
 async def log_client(client: httpx.AsyncClient, system: RunningSystem, load: Load, service: str) -> None:
@@ -131,14 +144,26 @@ async def log_client(client: httpx.AsyncClient, system: RunningSystem, load: Loa
     while not load.stop.is_set():
         now = datetime.now(UTC)
         messages = [f"{service} line {n + i}" for i in range(5)]
-        entries = [{"service": service, "time": now.isoformat().replace("+00:00", "Z"), "level": "LOG_LEVEL_INFO",
-                    "message": message, "traceId": secrets.token_hex(16)} for message in messages]  # fmt: skip
+        entries = [
+            {
+                "service": service,
+                "time": now.isoformat().replace("+00:00", "Z"),
+                "level": "LOG_LEVEL_INFO",
+                "message": message,
+                "traceId": secrets.token_hex(16),
+            }
+            for message in messages
+        ]
         n += len(entries)
         response = await client.post("/v1/logs", json={"entries": entries}, headers=shipper)
         if load.seen("write logs", response, 200):
             load.log_messages.update(messages)
-        window: dict[str, str | int] = {"service": service, "from": rfc3339(now - timedelta(minutes=10)),
-                  "to": rfc3339(now + timedelta(minutes=1)), "pageSize": 50}  # fmt: skip
+        window: dict[str, str | int] = {
+            "service": service,
+            "from": rfc3339(now - timedelta(minutes=10)),
+            "to": rfc3339(now + timedelta(minutes=1)),
+            "pageSize": 50,
+        }
         load.seen("query logs", await client.get("/v1/logs", headers=sre, params=window), 200)
         await asyncio.sleep(0.02)
 
@@ -171,8 +196,9 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
             wanted: dict[str, Any] = {"stage": stage.value, "reason": "migration journey e2e"}
             if fallback is not None:
                 wanted["fallback"] = fallback
-            responses = [await client.put(f"/v1/admin/migrations/{table}", headers=admin, json=wanted)
-                         for table in TABLES]  # fmt: skip
+            responses = [
+                await client.put(f"/v1/admin/migrations/{table}", headers=admin, json=wanted) for table in TABLES
+            ]
             if all(response.status_code == 200 for response in responses):
                 load.stage = stage.value
                 await asyncio.sleep(0.3)  # every replica follows (NOTIFY)
@@ -202,8 +228,15 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
 
     # History that PostgreSQL alone holds: a few hundred payments and log entries, as `loanbook seed` loads them.
     since = datetime.now(UTC)
-    plan = SeedPlan(payments=300, logs=400, customers=5, days=60, log_days=1, seed=random.randrange(10**9),
-                    end=since - timedelta(minutes=1))  # fmt: skip
+    plan = SeedPlan(
+        payments=300,
+        logs=400,
+        customers=5,
+        days=60,
+        log_days=1,
+        seed=random.randrange(10**9),
+        end=since - timedelta(minutes=1),
+    )
     await timed("seed", lambda: seed(postgres_dsn, plan))
 
     pool = await asyncpg.create_pool(postgres_dsn, min_size=2, max_size=40)
@@ -213,10 +246,14 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
     service = f"journey-{secrets.token_hex(3)}"
     try:
         async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint, config=config) as dynamodb:
-            clients = [asyncio.create_task(payment_client(client, running_system, load, random.Random(rng.random())))
-                       for _ in range(PAYMENT_CLIENTS)]  # fmt: skip
-            clients += [asyncio.create_task(log_client(client, running_system, load, f"{service}-{n}"))
-                        for n in range(LOG_CLIENTS)]  # fmt: skip
+            clients = [
+                asyncio.create_task(payment_client(client, running_system, load, random.Random(rng.random())))
+                for _ in range(PAYMENT_CLIENTS)
+            ]
+            clients += [
+                asyncio.create_task(log_client(client, running_system, load, f"{service}-{n}"))
+                for n in range(LOG_CLIENTS)
+            ]
             try:
                 journey = time.monotonic()
                 await asyncio.sleep(DWELL)
@@ -234,9 +271,18 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
                 await asyncio.sleep(2 * DWELL)  # payments and logs written to DynamoDB alone
 
                 load.stage = WAY_BACK
-                ways = await timed("rollback out of dynamo_only", lambda: rollback_out_of_dynamo_only(
-                    pool, dynamodb, specs, table_name, who="e2e journey", options=ReverseSyncOptions(
-                        segments=4, settle_seconds=SETTLE), verify_options=VerifyOptions(workers=2)))  # fmt: skip
+                ways = await timed(
+                    "rollback out of dynamo_only",
+                    lambda: rollback_out_of_dynamo_only(
+                        pool,
+                        dynamodb,
+                        specs,
+                        table_name,
+                        who="e2e journey",
+                        options=ReverseSyncOptions(segments=4, settle_seconds=SETTLE),
+                        verify_options=VerifyOptions(workers=2),
+                    ),
+                )
                 load.stage = "dynamo_primary"
                 assert [(w.table, w.stage, w.fallback, w.complete) for w in ways] == [
                     (t, Stage.DYNAMO_PRIMARY, True, True) for t in TABLES
@@ -280,14 +326,19 @@ async def test_both_tables_to_dynamo_only_and_back_under_load_with_no_failed_req
         await pool.close()
         for table, (stage, fallback) in initial.items():
             with contextlib.suppress(httpx.HTTPError):
-                await client.put(f"/v1/admin/migrations/{table}", headers=admin,
-                                 json={"stage": stage, "fallback": fallback, "reason": "journey end"})  # fmt: skip
+                await client.put(
+                    f"/v1/admin/migrations/{table}",
+                    headers=admin,
+                    json={"stage": stage, "fallback": fallback, "reason": "journey end"},
+                )
 
     timings["test"] = time.monotonic() - started
     requests = sum(load.statuses.values())
     spent = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
-    print(f"\njourney: {requests} requests, {len(load.payments)} payments, {len(load.log_messages)} log lines; "
-          f"statuses {dict(sorted(load.statuses.items()))}; timings: {spent}")  # fmt: skip
+    print(
+        f"\njourney: {requests} requests, {len(load.payments)} payments, {len(load.log_messages)} log lines; "
+        f"statuses {dict(sorted(load.statuses.items()))}; timings: {spent}"
+    )
     assert not load.unexpected, f"{len(load.unexpected)} failed requests:\n" + "\n".join(load.unexpected[:20])
     assert load.statuses[("reverse", 200)] > 0
     assert load.statuses[("stale reverse", 409)] == load.statuses[("reverse", 200)]

@@ -57,8 +57,9 @@ class InMemoryPaymentRepository:
         after: PaymentCursor | None,
         limit: int,
     ) -> list[Payment]:
-        return self._list([p for p in self.payments.values() if p.customer_id == customer_id], paid_from, paid_to,
-                          after, limit)  # fmt: skip
+        return self._list(
+            [p for p in self.payments.values() if p.customer_id == customer_id], paid_from, paid_to, after, limit
+        )
 
     async def list_for_loan(self, loan_id: uuid.UUID, after: PaymentCursor | None, limit: int) -> list[Payment]:
         return self._list([p for p in self.payments.values() if p.loan_id == loan_id], None, None, after, limit)

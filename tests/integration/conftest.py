@@ -95,9 +95,15 @@ async def stand_in_for_a_verified_reverse_sync(pool: asyncpg.Pool, table: str) -
 
 
 async def follow_stage(
-    pool: asyncpg.Pool, control: ControlPlane, watchers: Sequence[ModeWatcher], table: str, stage: Stage,
-    fallback: bool, *, postgres_complete: bool = True,
-) -> None:  # fmt: skip
+    pool: asyncpg.Pool,
+    control: ControlPlane,
+    watchers: Sequence[ModeWatcher],
+    table: str,
+    stage: Stage,
+    fallback: bool,
+    *,
+    postgres_complete: bool = True,
+) -> None:
     """Change a table's mode (no guards in harnesses) and wait until every replica's watcher follows (≤ 1 s).
 
     Leaving dynamo_only leaves PostgreSQL incomplete until a verified reverse sync; unless `postgres_complete` is
@@ -108,8 +114,9 @@ async def follow_stage(
             await watcher.refresh()  # the stand-in changes no mode, so nothing announces it
     wanted = (stage, fallback, postgres_complete and stage is not Stage.DYNAMO_ONLY)
     async with asyncio.timeout(1.0):
-        while any((w.mode(table).stage, w.mode(table).fallback, w.mode(table).postgres_complete) != wanted
-                  for w in watchers):  # fmt: skip
+        while any(
+            (w.mode(table).stage, w.mode(table).fallback, w.mode(table).postgres_complete) != wanted for w in watchers
+        ):
             await asyncio.sleep(0.01)
 
 

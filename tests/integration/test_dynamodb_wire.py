@@ -60,8 +60,13 @@ async def table(dynamodb: DynamoDBClient) -> AsyncIterator[str]:
 
 
 def newest_first(table: str, **extra: Any) -> Any:
-    return {"TableName": table, "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": "customer-1"}}, "ScanIndexForward": False, **extra}  # fmt: skip
+    return {
+        "TableName": table,
+        "KeyConditionExpression": "pk = :pk",
+        "ExpressionAttributeValues": {":pk": {"S": "customer-1"}},
+        "ScanIndexForward": False,
+        **extra,
+    }
 
 
 async def test_a_query_page_holds_the_items_botocore_parses_and_pages_on_alike(

@@ -96,8 +96,9 @@ async def test_a_copied_entry_keeps_its_index_read_keys_pending_until_the_copy_s
     assert forgotten_early == 0
     assert not settled
     assert forgotten == 2
-    assert await pool.fetchval("SELECT count(*) FROM migration.journal_settling WHERE table_name = $1",
-                               journal.table) == 0  # fmt: skip
+    assert (
+        await pool.fetchval("SELECT count(*) FROM migration.journal_settling WHERE table_name = $1", journal.table) == 0
+    )
 
 
 async def test_a_running_relay_forgets_settled_copies(pool: asyncpg.Pool) -> None:

@@ -62,8 +62,10 @@ async def test_seeded_payments_are_valid_payments_of_funded_loans(postgres_dsn: 
 
     new = await payment_ids(pool) - before
     assert (result.payments, len(new), result.customers_created) == (3_000, 3_000, 40)
-    loans = {row["id"]: row for row in await pool.fetch(
-        "SELECT id, customer_id, currency, status FROM customer.loan_applications")}  # fmt: skip
+    loans = {
+        row["id"]: row
+        for row in await pool.fetch("SELECT id, customer_id, currency, status FROM customer.loan_applications")
+    }
     repository = PostgresPaymentRepository(pool)
     seen = []
     for payment_id in new:
@@ -100,15 +102,17 @@ async def test_payments_go_to_existing_funded_loans_when_there_are_enough(
     postgres_dsn: str, pool: asyncpg.Pool
 ) -> None:
     await seed(postgres_dsn, a_plan(payments=10, customers=await funded_customers(pool) + 3))
-    funded = {row["id"] for row in await pool.fetch(
-        "SELECT id FROM customer.loan_applications WHERE status = 'FUNDED'")}  # fmt: skip
+    funded = {
+        row["id"] for row in await pool.fetch("SELECT id FROM customer.loan_applications WHERE status = 'FUNDED'")
+    }
     before = await payment_ids(pool)
 
     result = await seed(postgres_dsn, a_plan(payments=500, customers=3))
 
     assert result.customers_created == 0
-    loans = await pool.fetch("SELECT loan_id FROM payment.payments WHERE id = ANY($1::uuid[])",
-                             list(await payment_ids(pool) - before))  # fmt: skip
+    loans = await pool.fetch(
+        "SELECT loan_id FROM payment.payments WHERE id = ANY($1::uuid[])", list(await payment_ids(pool) - before)
+    )
     assert len(loans) == 500
     assert {row["loan_id"] for row in loans} <= funded
 
@@ -180,16 +184,19 @@ def test_the_cli_seeds_and_reports(postgres_dsn: str) -> None:
     async def counts() -> tuple[int, int]:
         connection = await asyncpg.connect(postgres_dsn)
         try:
-            return (await connection.fetchval("SELECT count(*) FROM payment.payments"),
-                    await connection.fetchval("SELECT count(*) FROM logging.entries"))  # fmt: skip
+            return (
+                await connection.fetchval("SELECT count(*) FROM payment.payments"),
+                await connection.fetchval("SELECT count(*) FROM logging.entries"),
+            )
         finally:
             await connection.close()
 
     payments_before, logs_before = asyncio.run(counts())
     result = CliRunner().invoke(
-        app, ["seed", "--payments", "300", "--logs", "700", "--customers", "2", "--log-days", "1", "--seed", "5"],
+        app,
+        ["seed", "--payments", "300", "--logs", "700", "--customers", "2", "--log-days", "1", "--seed", "5"],
         env={"LOANBOOK_MIGRATION_POSTGRES_DSN": postgres_dsn},
-    )  # fmt: skip
+    )
 
     assert result.exit_code == 0, result.output
     assert asyncio.run(counts()) == (payments_before + 300, logs_before + 700)

@@ -87,9 +87,18 @@ def test_the_log_levels_have_exactly_the_proto_value_names() -> None:
 
 def test_a_log_batch_becomes_protobuf_json_that_the_proto_parses_and_a_naive_time_is_refused() -> None:
     body = lm.WriteLogsBody.model_validate(
-        {"entries": [{"service": "s", "level": "LOG_LEVEL_ERROR", "time": "2026-01-31T10:00:00+01:00",
-                      "attributes": {"http_route": "/x"}, "traceId": "a" * 32}]}
-    )  # fmt: skip
+        {
+            "entries": [
+                {
+                    "service": "s",
+                    "level": "LOG_LEVEL_ERROR",
+                    "time": "2026-01-31T10:00:00+01:00",
+                    "attributes": {"http_route": "/x"},
+                    "traceId": "a" * 32,
+                }
+            ]
+        }
+    )
 
     request = json_format.ParseDict(body.to_proto_json(), lpb.WriteLogsRequest())
 

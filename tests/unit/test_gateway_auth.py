@@ -59,9 +59,17 @@ async def test_a_customer_id_claim_on_a_staff_token_is_ignored(verifier: TokenVe
         (mint_token(SECRET, Role.ADMIN, ""), "'sub' claim is empty"),
         ("not.a.jwt", "malformed"),
     ],
-    ids=["expired", "bad-signature", "wrong-audience", "wrong-issuer", "unknown-role", "customer-without-id",
-         "empty-subject", "garbage"],
-)  # fmt: skip
+    ids=[
+        "expired",
+        "bad-signature",
+        "wrong-audience",
+        "wrong-issuer",
+        "unknown-role",
+        "customer-without-id",
+        "empty-subject",
+        "garbage",
+    ],
+)
 async def test_an_untrustworthy_token_is_refused_saying_why(verifier: TokenVerifier, token: str, reason: str) -> None:
     with pytest.raises(InvalidToken, match=reason):
         await verifier.verify(token)

@@ -20,10 +20,15 @@ SPAN = "00f067aa0ba902b7"
 
 def candidate(**changes: Any) -> EntryCandidate:
     fields: dict[str, Any] = {
-        "id": "", "time": NOW - timedelta(minutes=1), "service": "loanbook-payment", "level": int(LogLevel.INFO),
-        "message": "payment recorded", "attributes": {"logger": "services.payment"}, "trace_id": TRACE,
+        "id": "",
+        "time": NOW - timedelta(minutes=1),
+        "service": "loanbook-payment",
+        "level": int(LogLevel.INFO),
+        "message": "payment recorded",
+        "attributes": {"logger": "services.payment"},
+        "trace_id": TRACE,
         "span_id": SPAN,
-    }  # fmt: skip
+    }
     fields.update(changes)
     return EntryCandidate(**fields)
 

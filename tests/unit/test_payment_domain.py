@@ -15,10 +15,19 @@ PAID = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 def a_payment() -> Payment:
     return Payment(
-        id=uuid.uuid4(), customer_id=uuid.uuid4(), loan_id=uuid.uuid4(), amount=Money("EUR", 12_345),
-        method=PaymentMethod.CARD, status=PaymentStatus.SETTLED, paid_at=PAID, created_at=PAID, updated_at=PAID,
-        version=3, idempotency_key="key-1", request_fingerprint="f" * 64,
-    )  # fmt: skip
+        id=uuid.uuid4(),
+        customer_id=uuid.uuid4(),
+        loan_id=uuid.uuid4(),
+        amount=Money("EUR", 12_345),
+        method=PaymentMethod.CARD,
+        status=PaymentStatus.SETTLED,
+        paid_at=PAID,
+        created_at=PAID,
+        updated_at=PAID,
+        version=3,
+        idempotency_key="key-1",
+        request_fingerprint="f" * 64,
+    )
 
 
 def stored_values(payment: Payment) -> Any:

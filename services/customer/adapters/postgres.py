@@ -89,8 +89,11 @@ class PostgresCustomerRepository:
     async def add_branch(self, branch: Branch) -> Branch:
         row = await self._pool.fetchrow(
             "INSERT INTO customer.branches (id, code, name, address) VALUES ($1, $2, $3, $4) RETURNING *",
-            branch.id, branch.code, branch.name, branch.address,
-        )  # fmt: skip
+            branch.id,
+            branch.code,
+            branch.name,
+            branch.address,
+        )
         return _branch(_inserted(row))
 
     @translated
@@ -109,8 +112,11 @@ class PostgresCustomerRepository:
     async def add_officer(self, officer: LoanOfficer) -> LoanOfficer:
         row = await self._pool.fetchrow(
             "INSERT INTO customer.loan_officers (id, branch_id, name, email) VALUES ($1, $2, $3, $4) RETURNING *",
-            officer.id, officer.branch_id, officer.name, officer.email,
-        )  # fmt: skip
+            officer.id,
+            officer.branch_id,
+            officer.name,
+            officer.email,
+        )
         return _officer(_inserted(row))
 
     @translated
@@ -126,8 +132,10 @@ class PostgresCustomerRepository:
             """SELECT * FROM customer.loan_officers
                WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
                ORDER BY id LIMIT $3""",
-            branch_id, after, limit,
-        )  # fmt: skip
+            branch_id,
+            after,
+            limit,
+        )
         return [_officer(row) for row in rows]
 
     @translated
@@ -135,9 +143,14 @@ class PostgresCustomerRepository:
         row = await self._pool.fetchrow(
             """INSERT INTO customer.customers (id, branch_id, name, email, phone, date_of_birth, national_id)
                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-            customer.id, customer.branch_id, customer.name, customer.email, customer.phone,
-            customer.date_of_birth, customer.national_id,
-        )  # fmt: skip
+            customer.id,
+            customer.branch_id,
+            customer.name,
+            customer.email,
+            customer.phone,
+            customer.date_of_birth,
+            customer.national_id,
+        )
         return _customer(_inserted(row))
 
     @translated
@@ -151,8 +164,10 @@ class PostgresCustomerRepository:
             """SELECT * FROM customer.customers
                 WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
                 ORDER BY id LIMIT $3""",
-            branch_id, after, limit,
-        )  # fmt: skip
+            branch_id,
+            after,
+            limit,
+        )
         return [_customer(row) for row in rows]
 
     @translated
@@ -165,8 +180,12 @@ class PostgresCustomerRepository:
                     version = version + 1, updated_at = now()
                 WHERE id = $1 AND version = $2
                 RETURNING *""",
-            customer_id, expected_version, name, email, phone,
-        )  # fmt: skip
+            customer_id,
+            expected_version,
+            name,
+            email,
+            phone,
+        )
         return _customer(row) if row else None
 
     @translated
@@ -175,10 +194,17 @@ class PostgresCustomerRepository:
             """INSERT INTO customer.loan_applications (id, customer_id, branch_id, officer_id, principal_minor,
                     currency, term_months, annual_rate_bps, purpose, status)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *""",
-            application.id, application.customer_id, application.branch_id, application.officer_id,
-            application.principal.minor_units, application.principal.currency, application.term_months,
-            application.annual_rate_bps, application.purpose, application.status.value,
-        )  # fmt: skip
+            application.id,
+            application.customer_id,
+            application.branch_id,
+            application.officer_id,
+            application.principal.minor_units,
+            application.principal.currency,
+            application.term_months,
+            application.annual_rate_bps,
+            application.purpose,
+            application.status.value,
+        )
         return _application(_inserted(row))
 
     @translated
@@ -229,16 +255,23 @@ class PostgresCustomerRepository:
                     FROM (SELECT status FROM customer.loan_applications WHERE id = $1) AS before
                     WHERE a.id = $1 AND a.version = $2
                     RETURNING a.*, before.status AS from_status""",
-                application_id, expected_version, status.value,
-            )  # fmt: skip
+                application_id,
+                expected_version,
+                status.value,
+            )
             if row is None:
                 return None
             await connection.execute(
                 """INSERT INTO customer.loan_application_events
                        (application_id, action, from_status, to_status, version, reason)
                    VALUES ($1, $2, $3, $4, $5, $6)""",
-                application_id, action.value, row["from_status"], status.value, row["version"], reason,
-            )  # fmt: skip
+                application_id,
+                action.value,
+                row["from_status"],
+                status.value,
+                row["version"],
+                reason,
+            )
             return _application(_inserted(row))
 
     @translated

@@ -54,11 +54,16 @@ def entry_from_row(row: asyncpg.Record) -> LogEntry:
 def batch_arguments(batch: LogBatch) -> tuple[Any, ...]:
     entries = batch.entries
     return (
-        [e.service for e in entries], [e.time for e in entries], [e.id for e in entries],
-        [int(e.level) for e in entries], [e.message for e in entries],
+        [e.service for e in entries],
+        [e.time for e in entries],
+        [e.id for e in entries],
+        [int(e.level) for e in entries],
+        [e.message for e in entries],
         [json.dumps(e.attributes, separators=(",", ":")) for e in entries],
-        [e.trace_id for e in entries], [e.span_id for e in entries], batch.id,
-    )  # fmt: skip
+        [e.trace_id for e in entries],
+        [e.span_id for e in entries],
+        batch.id,
+    )
 
 
 def query_statement(

@@ -99,13 +99,22 @@ def marker_item(payment: Payment) -> Item:
 
 def payment_from_item(item: Item) -> Payment:
     """The payment a payment item (not a marker) stands for: the inverse of payment_item."""
-    return Payment.from_stored((
-        uuid_from_text(item["pk"]["S"]), uuid_from_text(item["customer_id"]["S"]),
-        uuid_from_text(item["loan_id"]["S"]), Money(item["currency"]["S"], int(item["amount_minor"]["N"])),
-        METHOD_BY_VALUE[item["method"]["S"]], STATUS_BY_VALUE[item["status"]["S"]], _datetime(item["paid_at"]["S"]),
-        _datetime(item["created_at"]["S"]), _datetime(item["updated_at"]["S"]), int(item["version"]["N"]),
-        item["idempotency_key"]["S"], item["request_fingerprint"]["S"],
-    ))  # fmt: skip
+    return Payment.from_stored(
+        (
+            uuid_from_text(item["pk"]["S"]),
+            uuid_from_text(item["customer_id"]["S"]),
+            uuid_from_text(item["loan_id"]["S"]),
+            Money(item["currency"]["S"], int(item["amount_minor"]["N"])),
+            METHOD_BY_VALUE[item["method"]["S"]],
+            STATUS_BY_VALUE[item["status"]["S"]],
+            _datetime(item["paid_at"]["S"]),
+            _datetime(item["created_at"]["S"]),
+            _datetime(item["updated_at"]["S"]),
+            int(item["version"]["N"]),
+            item["idempotency_key"]["S"],
+            item["request_fingerprint"]["S"],
+        )
+    )
 
 
 def _cancellation_codes(error: ClientError) -> list[str]:
@@ -129,12 +138,22 @@ class DynamoPaymentRepository:
     async def create(self, payment: Payment) -> Payment:
         codes = await self._transact(
             [
-                {"Put": {"TableName": self._table, "Item": payment_item(payment),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
-                {"Put": {"TableName": self._table, "Item": self._marker(payment),
-                         "ConditionExpression": "attribute_not_exists(pk)"}},
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": payment_item(payment),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": self._marker(payment),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
             ]
-        )  # fmt: skip
+        )
         # The key is checked first, as PostgreSQL's ON CONFLICT (idempotency_key) does: a replayed create
         # (same id, same key) is answered with the stored payment.
         if codes[1] == "ConditionalCheckFailed":

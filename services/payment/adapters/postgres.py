@@ -26,18 +26,39 @@ IDEMPOTENCY_KEY_CONSTRAINT = "payments_idempotency_key_key"
 
 def row_values(payment: Payment) -> tuple[Any, ...]:
     return (
-        payment.id, payment.customer_id, payment.loan_id, payment.amount.minor_units, payment.amount.currency,
-        payment.method.value, payment.status.value, payment.paid_at, payment.created_at, payment.updated_at,
-        payment.version, payment.idempotency_key, payment.request_fingerprint,
-    )  # fmt: skip
+        payment.id,
+        payment.customer_id,
+        payment.loan_id,
+        payment.amount.minor_units,
+        payment.amount.currency,
+        payment.method.value,
+        payment.status.value,
+        payment.paid_at,
+        payment.created_at,
+        payment.updated_at,
+        payment.version,
+        payment.idempotency_key,
+        payment.request_fingerprint,
+    )
 
 
 def payment_from_row(row: asyncpg.Record) -> Payment:
-    return Payment.from_stored((
-        row["id"], row["customer_id"], row["loan_id"], Money(row["currency"], row["amount_minor"]),
-        METHOD_BY_VALUE[row["method"]], STATUS_BY_VALUE[row["status"]], row["paid_at"], row["created_at"],
-        row["updated_at"], row["version"], row["idempotency_key"], row["request_fingerprint"],
-    ))  # fmt: skip
+    return Payment.from_stored(
+        (
+            row["id"],
+            row["customer_id"],
+            row["loan_id"],
+            Money(row["currency"], row["amount_minor"]),
+            METHOD_BY_VALUE[row["method"]],
+            STATUS_BY_VALUE[row["status"]],
+            row["paid_at"],
+            row["created_at"],
+            row["updated_at"],
+            row["version"],
+            row["idempotency_key"],
+            row["request_fingerprint"],
+        )
+    )
 
 
 def listing_query(
@@ -143,8 +164,9 @@ class PostgresPaymentRepository:
                 SET customer_id = $2, loan_id = $3, amount_minor = $4, currency = $5, method = $6, status = $7,
                     paid_at = $8, created_at = $9, updated_at = $10, version = $11, request_fingerprint = $13
                 WHERE id = $1 AND idempotency_key = $12 AND version = $14""",
-            *row_values(payment), expected_version,
-        )  # fmt: skip
+            *row_values(payment),
+            expected_version,
+        )
         return bool(status == "UPDATE 1")
 
     @translated

@@ -164,8 +164,9 @@ class LogHarness:
         """Change the mode through the control plane and wait until every replica follows (≤ 1 s); see
         follow_stage for `postgres_complete`."""
         watchers = [r.watcher for r in self.replicas]
-        await follow_stage(self.pool, self.control, watchers, TABLE, stage, fallback,
-                           postgres_complete=postgres_complete)  # fmt: skip
+        await follow_stage(
+            self.pool, self.control, watchers, TABLE, stage, fallback, postgres_complete=postgres_complete
+        )
 
     async def in_postgres(self, service: str, start: datetime) -> list[LogEntry]:
         return await self.postgres.query(service, start, start + timedelta(days=1), LogLevel.DEBUG, None, 10_000)

@@ -27,8 +27,9 @@ def newest_first(entries: list[LogEntry]) -> list[LogEntry]:
 
 
 def a_batch(service: str, start: datetime, size: int, trace_id: str = "") -> LogBatch:
-    return LogBatch(new_id(), [an_entry(service, start + timedelta(milliseconds=n), trace_id=trace_id)
-                               for n in range(size)])  # fmt: skip
+    return LogBatch(
+        new_id(), [an_entry(service, start + timedelta(milliseconds=n), trace_id=trace_id) for n in range(size)]
+    )
 
 
 @pytest.mark.parametrize("stage", list(Stage))

@@ -72,13 +72,21 @@ async def test_the_retention_command_drops_expired_partitions_and_says_which(
     log_pool: asyncpg.Pool, postgres_dsn: str
 ) -> None:
     expired, expired_day = await old_entries_in_postgres(log_pool, RETENTION_DAYS + 3)
-    env = {**os.environ, "LOANBOOK_LOGGING_POSTGRES_DSN": postgres_dsn,
-           "LOANBOOK_LOGGING_RETENTION_DAYS": str(RETENTION_DAYS)}  # fmt: skip
+    env = {
+        **os.environ,
+        "LOANBOOK_LOGGING_POSTGRES_DSN": postgres_dsn,
+        "LOANBOOK_LOGGING_RETENTION_DAYS": str(RETENTION_DAYS),
+    }
 
     command = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.logging.retention", env=env, cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "services.logging.retention",
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await asyncio.wait_for(command.communicate(), 60)
 
     assert command.returncode == 0, err.decode()
@@ -91,9 +99,14 @@ async def test_the_retention_command_refuses_a_bad_setting_naming_it(postgres_ds
     env = {**os.environ, "LOANBOOK_LOGGING_POSTGRES_DSN": postgres_dsn, "LOANBOOK_LOGGING_RETENTION_DAYS": "0"}
 
     command = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.logging.retention", env=env, cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable,
+        "-m",
+        "services.logging.retention",
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     _, err = await asyncio.wait_for(command.communicate(), 60)
 
     assert command.returncode == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,17 +44,27 @@ TABLE = "payments"
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
-def a_payment(customer_id: object = None, loan_id: object = None, paid_at: datetime = T0, **changes: object) -> Payment:
+def a_payment(
+    customer_id: uuid.UUID | None = None, loan_id: uuid.UUID | None = None, paid_at: datetime = T0, **changes: Any
+) -> Payment:
     """A valid version-1 payment with fresh ids and key, so tests on shared stores never collide."""
     customer, loan = customer_id or new_id(), loan_id or new_id()
     amount = Money("USD", 10_000)
     payment = Payment(
-        id=new_id(), customer_id=customer, loan_id=loan, amount=amount, method=PaymentMethod.CARD,  # type: ignore[arg-type]
-        status=PaymentStatus.SETTLED, paid_at=paid_at, created_at=paid_at, updated_at=paid_at, version=1,
+        id=new_id(),
+        customer_id=customer,
+        loan_id=loan,
+        amount=amount,
+        method=PaymentMethod.CARD,
+        status=PaymentStatus.SETTLED,
+        paid_at=paid_at,
+        created_at=paid_at,
+        updated_at=paid_at,
+        version=1,
         idempotency_key=f"key-{secrets.token_hex(8)}",
-        request_fingerprint=request_fingerprint(customer, loan, amount, PaymentMethod.CARD, paid_at),  # type: ignore[arg-type]
-    )  # fmt: skip
-    return dataclasses.replace(payment, **changes)  # type: ignore[arg-type]
+        request_fingerprint=request_fingerprint(customer, loan, amount, PaymentMethod.CARD, paid_at),
+    )
+    return dataclasses.replace(payment, **changes)
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +127,9 @@ class Harness:
         """Change the mode through the control plane and wait until every replica follows (≤ 1 s); see
         follow_stage for `postgres_complete`."""
         watchers = [r.watcher for r in self.replicas]
-        await follow_stage(self.pool, self.control, watchers, TABLE, stage, fallback,
-                           postgres_complete=postgres_complete)  # fmt: skip
+        await follow_stage(
+            self.pool, self.control, watchers, TABLE, stage, fallback, postgres_complete=postgres_complete
+        )
 
     async def in_postgres(self, payment: Payment) -> Payment | None:
         return await self.postgres.get(payment.id)
@@ -137,9 +149,14 @@ async def _harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str) -> Asyn
         await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
         await stand_in_for_a_verified_reverse_sync(pool, TABLE)  # whatever an earlier module left behind
         harness = Harness(
-            postgres_dsn, pool, client, table_name, control, PostgresPaymentRepository(pool),
+            postgres_dsn,
+            pool,
+            client,
+            table_name,
+            control,
+            PostgresPaymentRepository(pool),
             DynamoPaymentRepository(client, table_name),
-        )  # fmt: skip
+        )
         try:
             yield harness
         finally:

@@ -388,9 +388,15 @@ async def test_a_relay_process_killed_mid_batch_is_finished_by_the_next_with_not
     assert (await replica.hybrid.journal.backlog()).pending == 10
 
     relay = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", RELAY_PROCESS, harness.postgres_dsn, dynamo.server.endpoint, harness.table_name,
-        stdout=asyncio.subprocess.PIPE, cwd=PROJECT_ROOT,
-    )  # fmt: skip
+        sys.executable,
+        "-c",
+        RELAY_PROCESS,
+        harness.postgres_dsn,
+        dynamo.server.endpoint,
+        harness.table_name,
+        stdout=asyncio.subprocess.PIPE,
+        cwd=PROJECT_ROOT,
+    )
     assert relay.stdout is not None
     for _ in range(3):  # let it copy three payments, then kill it without warning
         line = await asyncio.wait_for(relay.stdout.readline(), 20)
@@ -476,10 +482,13 @@ class FundedLoans:
 
 def a_request(payment: Payment) -> RecordPayment:
     return RecordPayment(
-        idempotency_key=payment.idempotency_key, customer_id=str(payment.customer_id), loan_id=str(payment.loan_id),
-        amount=MoneyInput(payment.amount.currency, payment.amount.minor_units // 100, 0), method=payment.method,
+        idempotency_key=payment.idempotency_key,
+        customer_id=str(payment.customer_id),
+        loan_id=str(payment.loan_id),
+        amount=MoneyInput(payment.amount.currency, payment.amount.minor_units // 100, 0),
+        method=payment.method,
         paid_at=payment.paid_at,
-    )  # fmt: skip
+    )
 
 
 @pytest.mark.parametrize("stage", [Stage.DYNAMO_LIVE, Stage.DYNAMO_PRIMARY])

@@ -126,9 +126,9 @@ def cursor_of(payment: Payment) -> PaymentCursor:
     return PaymentCursor(payment.paid_at, payment.id)
 
 
-async def all_pages(repository: PaymentRepository, customer_id: uuid.UUID, page_size: int, **bounds: Any) -> list[
-    list[Payment]
-]:  # fmt: skip
+async def all_pages(
+    repository: PaymentRepository, customer_id: uuid.UUID, page_size: int, **bounds: Any
+) -> list[list[Payment]]:
     """Every page until an empty one; a cursor that fails to advance fails the test instead of looping."""
     pages: list[list[Payment]] = []
     after: PaymentCursor | None = None

@@ -55,8 +55,9 @@ async def set_stage(executor: asyncpg.Pool | asyncpg.Connection, table: str, sta
     await executor.execute(
         """INSERT INTO migration.table_modes (table_name, stage, fallback, updated_by) VALUES ($1, $2, true, 'test')
            ON CONFLICT (table_name) DO UPDATE SET stage = EXCLUDED.stage""",
-        table, stage.value,
-    )  # fmt: skip
+        table,
+        stage.value,
+    )
 
 
 async def insert_payments(executor: asyncpg.Pool | asyncpg.Connection, count: int) -> list[Payment]:
@@ -77,11 +78,17 @@ async def insert_logs(
     await LogPartitions(pool, RETENTION.days).maintain()
     now = datetime.now(UTC)
     entries = [
-        LogEntry(id=new_id(), time=now - timedelta(seconds=7 * n), service=services[n % len(services)],
-                 level=LogLevel((n % 5) + 1), message=f"event {n}", attributes={"n": str(n)},
-                 trace_id=secrets.token_hex(16) if n % 3 == 0 else "")
+        LogEntry(
+            id=new_id(),
+            time=now - timedelta(seconds=7 * n),
+            service=services[n % len(services)],
+            level=LogLevel((n % 5) + 1),
+            message=f"event {n}",
+            attributes={"n": str(n)},
+            trace_id=secrets.token_hex(16) if n % 3 == 0 else "",
+        )
         for n in range(count)
-    ]  # fmt: skip
+    ]
     repository = PostgresLogRepository(pool)
     for start in range(0, count, 1000):
         await repository.write(LogBatch(new_id(), entries[start : start + 1000]))
@@ -107,8 +114,10 @@ class Stores:
         request: dict[str, object] = {"TableName": self.table_name(table)}
         while True:
             response = await self.dynamodb.scan(**request)  # type: ignore[arg-type]
-            keys += [tuple(value["S"] for name, value in sorted(item.items()) if name in ("pk", "sk"))
-                     for item in response["Items"]]  # fmt: skip
+            keys += [
+                tuple(value["S"] for name, value in sorted(item.items()) if name in ("pk", "sk"))
+                for item in response["Items"]
+            ]
             if "LastEvaluatedKey" not in response:
                 return keys
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]

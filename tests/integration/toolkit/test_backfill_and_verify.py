@@ -35,8 +35,9 @@ async def test_a_backfill_copies_every_row_of_both_tables_and_verifies_clean(sto
     for table in ("payments", "logs"):
         await set_stage(stores.pool, table, Stage.DUAL_WRITE)
 
-    summaries = await run_backfill(stores.pool, stores.dynamodb, stores.specs(), stores.table_name,
-                                   BackfillOptions(workers=3, batch_rows=200))  # fmt: skip
+    summaries = await run_backfill(
+        stores.pool, stores.dynamodb, stores.specs(), stores.table_name, BackfillOptions(workers=3, batch_rows=200)
+    )
     verified = await run_verify(stores.pool, stores.dynamodb, stores.specs(), stores.table_name)
 
     assert [(s.table, s.rows, s.items, s.rows_total) for s in summaries] == [
@@ -74,8 +75,11 @@ async def test_a_backfill_refuses_tables_that_are_not_dual_writing(stores: Store
     await set_stage(stores.pool, "payments", Stage.DUAL_WRITE)
     await set_stage(stores.pool, "logs", Stage.POSTGRES_ONLY)
 
-    with pytest.raises(FailedPrecondition, match=r"logs: backfill needs a stage that writes both stores .* "
-                                                 r"it is in postgres_only: switch first"):  # fmt: skip
+    with pytest.raises(
+        FailedPrecondition,
+        match=r"logs: backfill needs a stage that writes both stores .* "
+        r"it is in postgres_only: switch first",
+    ):
         await run_backfill(stores.pool, stores.dynamodb, stores.specs(), stores.table_name)
     await set_stage(stores.pool, "logs", Stage.DYNAMO_ONLY)
     with pytest.raises(FailedPrecondition, match="PostgreSQL no longer receives writes"):
@@ -88,8 +92,13 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
     history = await insert_payments(stores.pool, PAYMENTS)
     await set_stage(stores.pool, "payments", Stage.DUAL_WRITE)
     dual_write = TableMode("payments", Stage.DUAL_WRITE, fallback=True)
-    hybrid = HybridTable("payments", lambda: dual_write, stores.pool, Journal(stores.pool, "payments"),
-                         HybridSettings(dynamo_timeout_seconds=2))  # fmt: skip
+    hybrid = HybridTable(
+        "payments",
+        lambda: dual_write,
+        stores.pool,
+        Journal(stores.pool, "payments"),
+        HybridSettings(dynamo_timeout_seconds=2),
+    )
     dynamo = DynamoPaymentRepository(stores.dynamodb, stores.table_name("payments"))
     store = HybridPaymentStore(hybrid, PostgresPaymentRepository(stores.pool), PostgresPaymentRepository, dynamo)
     latest: dict[object, Payment] = {payment.id: payment for payment in history}
@@ -105,9 +114,11 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
             else:
                 current = latest[rng.choice(history).id]
                 changed = dataclasses.replace(
-                    current, status=rng.choice(list(PaymentStatus)), version=current.version + 1,
+                    current,
+                    status=rng.choice(list(PaymentStatus)),
+                    version=current.version + 1,
                     updated_at=current.updated_at + timedelta(seconds=1),
-                )  # fmt: skip
+                )
                 if await store.update(changed, expected_version=current.version):
                     latest[changed.id] = changed
             writes += 1
@@ -115,8 +126,13 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
 
     async def backfill() -> None:
         try:
-            await run_backfill(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                               BackfillOptions(workers=4, batch_rows=50, write_concurrency=2))  # fmt: skip
+            await run_backfill(
+                stores.pool,
+                stores.dynamodb,
+                stores.specs("payments"),
+                stores.table_name,
+                BackfillOptions(workers=4, batch_rows=50, write_concurrency=2),
+            )
         finally:
             backfill_done.set()
 
@@ -143,20 +159,25 @@ async def test_verify_reports_a_deleted_an_altered_and_an_extra_item_and_repair_
     client, payments_table = stores.dynamodb, stores.table_name("payments")
     await client.delete_item(TableName=payments_table, Key={"pk": {"S": str(deleted.id)}})
     await client.update_item(
-        TableName=payments_table, Key={"pk": {"S": str(altered.id)}},
-        UpdateExpression="SET #s = :s, amount_minor = :a", ExpressionAttributeNames={"#s": "status"},
+        TableName=payments_table,
+        Key={"pk": {"S": str(altered.id)}},
+        UpdateExpression="SET #s = :s, amount_minor = :a",
+        ExpressionAttributeNames={"#s": "status"},
         ExpressionAttributeValues={":s": {"S": "REVERSED"}, ":a": {"N": "1"}},
-    )  # fmt: skip
+    )
     stray = a_payment()
     await DynamoPaymentRepository(client, payments_table).create(stray)  # an item and a marker with no row
     [log_key] = (await stores.dynamo_keys("logs"))[:1]
     await client.update_item(
-        TableName=stores.table_name("logs"), Key={"pk": {"S": log_key[0]}, "sk": {"S": log_key[1]}},
-        UpdateExpression="SET message = :m", ExpressionAttributeValues={":m": {"S": "tampered"}},
-    )  # fmt: skip
+        TableName=stores.table_name("logs"),
+        Key={"pk": {"S": log_key[0]}, "sk": {"S": log_key[1]}},
+        UpdateExpression="SET message = :m",
+        ExpressionAttributeValues={":m": {"S": "tampered"}},
+    )
 
-    found = await run_verify(stores.pool, stores.dynamodb, stores.specs(), stores.table_name,
-                             VerifyOptions(repair=True))  # fmt: skip
+    found = await run_verify(
+        stores.pool, stores.dynamodb, stores.specs(), stores.table_name, VerifyOptions(repair=True)
+    )
     again = await run_verify(stores.pool, stores.dynamodb, stores.specs(), stores.table_name)
 
     payments_found, logs_found = found
@@ -182,8 +203,9 @@ async def test_a_sampled_verify_checks_part_of_the_table_and_is_recorded_as_not_
     await set_stage(stores.pool, "payments", Stage.DUAL_WRITE)
     await run_backfill(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name)
 
-    [sampled] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                 VerifyOptions(sample=0.25, workers=2))  # fmt: skip
+    [sampled] = await run_verify(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, VerifyOptions(sample=0.25, workers=2)
+    )
 
     assert sampled.clean
     assert not sampled.full
@@ -197,8 +219,15 @@ async def test_a_clean_full_verify_rechecks_nothing_and_ignores_log_items_past_t
     for table in ("payments", "logs"):
         await set_stage(stores.pool, table, Stage.DUAL_WRITE)
     await run_backfill(stores.pool, stores.dynamodb, stores.specs(), stores.table_name)
-    expired = LogEntry(id=new_id(), time=datetime.now(UTC) - RETENTION - timedelta(days=2), service="payment",
-                       level=LogLevel.INFO, message="older than the retention", attributes={}, trace_id="")  # fmt: skip
+    expired = LogEntry(
+        id=new_id(),
+        time=datetime.now(UTC) - RETENTION - timedelta(days=2),
+        service="payment",
+        level=LogLevel.INFO,
+        message="older than the retention",
+        attributes={},
+        trace_id="",
+    )
     item = LogTableLayout(shards=LOG_SHARDS, retention=RETENTION).item(expired)
     await stores.dynamodb.put_item(TableName=stores.table_name("logs"), Item=item)  # not yet deleted by TTL
 

@@ -50,10 +50,17 @@ async def migrated_to_dynamo_only(stores: Stores, payments: int = 200, logs: int
 
 def log_entries(count: int, service: str = "dynamo-era") -> list[LogEntry]:
     return [
-        LogEntry(id=new_id(), time=NOW - timedelta(seconds=n), service=service, level=LogLevel.INFO,
-                 message=f"written in dynamo_only {n}", attributes={"n": str(n)}, trace_id=secrets.token_hex(16))
+        LogEntry(
+            id=new_id(),
+            time=NOW - timedelta(seconds=n),
+            service=service,
+            level=LogLevel.INFO,
+            message=f"written in dynamo_only {n}",
+            attributes={"n": str(n)},
+            trace_id=secrets.token_hex(16),
+        )
         for n in range(count)
-    ]  # fmt: skip
+    ]
 
 
 async def test_rollback_out_of_dynamo_only_copies_back_what_only_dynamodb_holds(stores: Stores) -> None:
@@ -75,9 +82,14 @@ async def test_rollback_out_of_dynamo_only_copies_back_what_only_dynamodb_holds(
             await control.change("payments", stage=stage, fallback=fallback, who="test")
 
     ways = await rollback_out_of_dynamo_only(
-        stores.pool, stores.dynamodb, stores.specs(), stores.table_name, who="oncall", options=NO_SETTLE,
+        stores.pool,
+        stores.dynamodb,
+        stores.specs(),
+        stores.table_name,
+        who="oncall",
+        options=NO_SETTLE,
         verify_options=VerifyOptions(workers=2),
-    )  # fmt: skip
+    )
 
     assert [(w.table, w.from_stage, w.stage, w.fallback, w.complete) for w in ways] == [
         ("payments", Stage.DYNAMO_ONLY, Stage.DYNAMO_PRIMARY, True, True),
@@ -117,14 +129,16 @@ async def test_until_the_reverse_sync_is_verified_postgres_answers_no_read(store
         await control.change("payments", stage=Stage.SHADOW, who="test")
     with pytest.raises(FailedPrecondition, match="reverse-sync payments"):
         await control.change("payments", fallback=True, who="test")
-    [summary] = await run_reverse_sync(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                       NO_SETTLE)  # fmt: skip
+    [summary] = await run_reverse_sync(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, NO_SETTLE
+    )
     assert summary.clean
     assert summary.covers_change is not None
     with pytest.raises(FailedPrecondition, match="clean full verification that starts after it"):
         await control.change("payments", stage=Stage.SHADOW, who="test")
-    await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                     VerifyOptions(sample=0.5))  # fmt: skip
+    await run_verify(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, VerifyOptions(sample=0.5)
+    )
     with pytest.raises(FailedPrecondition, match="clean full verification"):
         await control.change("payments", stage=Stage.SHADOW, who="test")
     await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name)
@@ -146,14 +160,16 @@ async def test_the_reverse_sync_never_replaces_a_newer_postgres_version(stores: 
     newer = dataclasses.replace(payment, status=PaymentStatus.REVERSED, version=2)
     assert await postgres.put_if_newer(newer)
 
-    [summary] = await run_reverse_sync(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                       NO_SETTLE)  # fmt: skip
+    [summary] = await run_reverse_sync(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, NO_SETTLE
+    )
 
     assert await postgres.get(payment.id) == newer
     assert (summary.inserted, summary.updated, summary.kept) == (0, 0, 11)
     # Re-running is harmless: nothing newer in DynamoDB, nothing changes.
-    [again] = await run_reverse_sync(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                     NO_SETTLE)  # fmt: skip
+    [again] = await run_reverse_sync(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, NO_SETTLE
+    )
     assert (again.inserted, again.updated, again.kept) == (0, 0, 11)
 
 

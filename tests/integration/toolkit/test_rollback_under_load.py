@@ -142,10 +142,14 @@ async def test_a_rollback_from_dynamo_only_under_writes_and_listings_misses_noth
             while load.writes_in_dynamo_only < 20:
                 await asyncio.sleep(0.05)
         ways = await rollback_out_of_dynamo_only(
-            stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, who="oncall",
+            stores.pool,
+            stores.dynamodb,
+            stores.specs("payments"),
+            stores.table_name,
+            who="oncall",
             options=ReverseSyncOptions(segments=4, settle_seconds=1.0, who="oncall"),
             verify_options=VerifyOptions(workers=2),
-        )  # fmt: skip
+        )
         listed_after = load.listings
         async with asyncio.timeout(20):  # a little traffic after the rollback too
             while load.listings < listed_after + 20:
