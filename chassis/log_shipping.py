@@ -43,10 +43,13 @@ logger = logging.getLogger(__name__)
 
 Sink = Callable[[Sequence[pb.LogEntry]], Awaitable[object]]
 
-# Mirrors the logging service's limits, so a shipped entry is never refused for its size.
-MAX_MESSAGE_CHARACTERS = 2000
-MAX_ATTRIBUTE_CHARACTERS = 250
+# The logging service's limits (services/logging/domain.py; a unit test holds the two equal): an entry is clipped to
+# them, so a shipped entry is never refused for its size.
+MAX_MESSAGE_BYTES = 8 * 1024
+MAX_ATTRIBUTE_VALUE_BYTES = 1024
 MAX_ATTRIBUTES = 32
+MAX_ATTRIBUTE_KEY_LENGTH = 64
+ELLIPSIS = "…"
 LEVELS = ((50, pb.LOG_LEVEL_CRITICAL), (40, pb.LOG_LEVEL_ERROR), (30, pb.LOG_LEVEL_WARNING), (20, pb.LOG_LEVEL_INFO))
 _ATTRIBUTE_KEY_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
 
@@ -63,12 +66,15 @@ def _level(levelno: int) -> pb.LogLevel.ValueType:
 
 
 def _attribute_key(key: str) -> bool:
-    return 0 < len(key) <= 64 and key[0].isalnum() and set(key) <= _ATTRIBUTE_KEY_CHARACTERS
+    return 0 < len(key) <= MAX_ATTRIBUTE_KEY_LENGTH and key[0].isalnum() and set(key) <= _ATTRIBUTE_KEY_CHARACTERS
 
 
-def _clipped(text: str, characters: int) -> str:
-    # A character is at most 4 bytes in UTF-8, so these character limits keep within the service's byte limits.
-    return text if len(text) <= characters else text[: characters - 1] + "…"
+def clipped(text: str, max_bytes: int) -> str:
+    """The text within `max_bytes` of UTF-8, an ellipsis marking a cut (never in the middle of a character)."""
+    encoded = text.encode()
+    if len(encoded) <= max_bytes:
+        return text
+    return encoded[: max_bytes - len(ELLIPSIS.encode())].decode(errors="ignore") + ELLIPSIS
 
 
 @dataclass
@@ -121,7 +127,7 @@ class LogShipper:
             id=str(new_id()),
             service=self.service,
             level=_level(record.levelno),
-            message=_clipped(record.getMessage(), MAX_MESSAGE_CHARACTERS),
+            message=clipped(record.getMessage(), MAX_MESSAGE_BYTES),
         )
         set_timestamp(entry.time, datetime.fromtimestamp(record.created, UTC))
         span = trace.get_current_span().get_span_context()
@@ -131,11 +137,11 @@ class LogShipper:
         attributes = {"logger": record.name}
         for key, value in vars(record).items():
             if key not in STANDARD_RECORD_ATTRIBUTES and key not in ("trace_id", "span_id") and _attribute_key(key):
-                attributes[key] = _clipped(str(value), MAX_ATTRIBUTE_CHARACTERS)
+                attributes[key] = clipped(str(value), MAX_ATTRIBUTE_VALUE_BYTES)
         if record.exc_info and record.exc_info[1] is not None:
             # The last lines of a traceback say where it failed; the whole of it stays in the process's stderr.
             lines = traceback.format_exception(record.exc_info[1])
-            attributes["exception"] = _clipped("".join(lines[-3:]), MAX_ATTRIBUTE_CHARACTERS)
+            attributes["exception"] = clipped("".join(lines[-3:]), MAX_ATTRIBUTE_VALUE_BYTES)
         entry.attributes.update(dict(list(attributes.items())[:MAX_ATTRIBUTES]))
         return entry
 

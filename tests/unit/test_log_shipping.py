@@ -13,8 +13,10 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from chassis.log_shipping import LogShipper, ship_logs
+from chassis import log_shipping
+from chassis.log_shipping import LogShipper, clipped, ship_logs
 from loanbook.logging.v1 import logging_pb2 as pb
+from services.logging import domain
 from services.logging.api import candidate
 from services.logging.domain import check_batch
 
@@ -83,6 +85,28 @@ async def test_whatever_a_process_logs_is_accepted_by_the_logging_service_s_rule
     assert len(entries) == 2
     assert "weird key!" not in entries[0].attributes
     assert "ValueError: boom" in entries[0].attributes["exception"]
+
+
+def test_the_shipper_clips_to_the_logging_service_s_own_limits() -> None:
+    assert (log_shipping.MAX_MESSAGE_BYTES, log_shipping.MAX_ATTRIBUTE_VALUE_BYTES) == (
+        domain.MAX_MESSAGE_BYTES,
+        domain.MAX_ATTRIBUTE_VALUE_BYTES,
+    )
+    assert (log_shipping.MAX_ATTRIBUTES, log_shipping.MAX_ATTRIBUTE_KEY_LENGTH) == (
+        domain.MAX_ATTRIBUTES,
+        domain.MAX_ATTRIBUTE_KEY_LENGTH,
+    )
+
+
+def test_clipping_keeps_all_that_fits_and_never_splits_a_character() -> None:
+    limit = domain.MAX_MESSAGE_BYTES
+
+    assert clipped("a" * limit, limit) == "a" * limit  # what the service accepts ships whole
+    cut = clipped("a" * (limit - 4) + "€€€", limit)  # a 3-byte character straddles the limit
+    assert cut.endswith("…")
+    assert len(cut.encode()) <= limit
+    assert cut.encode().decode() == cut
+    assert cut.startswith("a" * (limit - 4))
 
 
 async def test_a_full_queue_drops_new_records_and_counts_them_without_blocking() -> None:
