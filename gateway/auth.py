@@ -159,7 +159,6 @@ def caller_with_role(*roles: Role) -> Callable[[Caller], Awaitable[Caller]]:
     return dependency
 
 
-AnyCaller = Annotated[Caller, Depends(authenticated_caller)]
 AdminCaller = Annotated[Caller, Depends(caller_with_role(Role.ADMIN))]
 StaffCaller = Annotated[Caller, Depends(caller_with_role(Role.OFFICER, Role.ADMIN))]
 # Log shippers: the `service` role writes logs and does nothing else.
