@@ -25,7 +25,7 @@ from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.customer.v1 import customer_pb2 as pb
 from loanbook.customer.v1 import customer_pb2_grpc
-from services.customer.migrations import upgrade_to_head
+from services.customer.schema import upgrade_to_head
 
 CUSTOMERS = 10_000
 APPLICATIONS_PER_CUSTOMER = 5

@@ -42,7 +42,7 @@ from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
 from services.payment.adapters.dynamodb import ensure_payment_table
-from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 
 TABLE_PREFIX = "bench"
 PAGE_SIZE = 50

@@ -37,11 +37,11 @@ from loanbook.logging.v1 import logging_pb2_grpc
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
-from migration.toolkit.seeding import IdSource, copy_logs, log_entries
 from services.logging.adapters.dynamodb import BATCH_WRITE_LIMIT, LogTableLayout, ensure_log_table
 from services.logging.adapters.postgres import LogPartitions, query_statement
 from services.logging.domain import LogEntry, LogLevel
-from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
+from services.logging.schema import upgrade_to_head as upgrade_logging_schema
+from toolkit.seeding import IdSource, copy_logs, log_entries
 
 TABLE_PREFIX = "bench"
 BATCH = 500

@@ -47,11 +47,11 @@ from loanbook.payment.v1 import payment_pb2_grpc
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
-from migration.toolkit.seeding import IdSource, copy_payments, payments, synthetic_loans
 from services.payment.adapters.dynamodb import ensure_payment_table, payment_item
 from services.payment.adapters.postgres import listing_query
 from services.payment.domain import Payment
-from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from services.payment.schema import upgrade_to_head as upgrade_payment_schema
+from toolkit.seeding import IdSource, copy_payments, payments, synthetic_loans
 
 TABLE_PREFIX = "bench"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chassis import migrations
+from chassis import schema_migrations
 
 SCHEMA = "migration"
 HERE = Path(__file__).resolve().parent
 
 
 async def upgrade_to_head(dsn: str) -> None:
-    await migrations.upgrade_to_head(HERE, SCHEMA, dsn)
+    await schema_migrations.upgrade_to_head(HERE, SCHEMA, dsn)

@@ -1,5 +1,5 @@
-"""Alembic environment of the migration schema (the shared runner in chassis.migrations)."""
+"""Alembic environment of the migration schema (the shared runner in chassis.schema_migrations)."""
 
-from chassis.migrations import run_migrations_online
+from chassis.schema_migrations import run_migrations_online
 
 run_migrations_online()

@@ -14,7 +14,7 @@ from services.customer.adapters.postgres import PostgresCustomerRepository
 from services.customer.api import CustomerServicer
 from services.customer.config import CustomerSettings
 from services.customer.demo import seed_demo_data
-from services.customer.migrations import upgrade_to_head
+from services.customer.schema import upgrade_to_head
 from services.customer.use_cases import CustomerUseCases
 
 logger = logging.getLogger(__name__)

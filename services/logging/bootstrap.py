@@ -18,7 +18,7 @@ from loanbook.logging.v1 import logging_pb2, logging_pb2_grpc
 from migration import schema as migration_schema
 from migration.hybrid import HybridTable
 from migration.runtime import open_hybrid_table, start_relay
-from services.logging import migrations
+from services.logging import schema
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.api import LoggingServicer
@@ -39,7 +39,7 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
     dsn = settings.postgres_dsn.get_secret_value()
     pool = await stack.enter_async_context(postgres_pool(settings))
     if settings.migrate_on_start:
-        await migrations.upgrade_to_head(dsn)
+        await schema.upgrade_to_head(dsn)
         await migration_schema.upgrade_to_head(dsn)
     partitions = LogPartitions(pool, settings.retention_days)
     created, dropped = await partitions.maintain()

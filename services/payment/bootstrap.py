@@ -19,7 +19,7 @@ from migration.api import MigrationServicer
 from migration.hybrid import HybridTable
 from migration.journal import Journal
 from migration.runtime import open_hybrid_table, start_relay
-from services.payment import migrations
+from services.payment import schema
 from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_payment_table
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.api import PaymentServicer
@@ -40,7 +40,7 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     dsn = settings.postgres_dsn.get_secret_value()
     pool = await stack.enter_async_context(postgres_pool(settings))
     if settings.migrate_on_start:
-        await migrations.upgrade_to_head(dsn)
+        await schema.upgrade_to_head(dsn)
         await migration_schema.upgrade_to_head(dsn)
     dynamodb = await stack.enter_async_context(dynamodb_client(settings))
     table_name = settings.table_name(TABLE)

@@ -19,13 +19,13 @@ from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2_grpc
-from migration.toolkit.backfill import BackfillOptions, run_backfill
-from migration.toolkit.specs import table_specs
-from migration.toolkit.verify import run_verify
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.test_migration_journey import LOG_SHARDS, RETENTION, table_name
 from tests.e2e.test_payments import fields_of, record
 from tests.integration.payment.conftest import local_session
+from toolkit.backfill import BackfillOptions, run_backfill
+from toolkit.specs import table_specs
+from toolkit.verify import run_verify
 
 if TYPE_CHECKING:
     Stub = logging_pb2_grpc.LoggingServiceAsyncStub

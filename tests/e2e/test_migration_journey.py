@@ -27,16 +27,16 @@ from aiobotocore.config import AioConfig
 
 from chassis.identity import Role
 from migration.stages import TABLES, Stage
-from migration.toolkit.backfill import BackfillOptions, run_backfill
-from migration.toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
-from migration.toolkit.seeding import SeedPlan, seed
-from migration.toolkit.settle import wait_for_replicas
-from migration.toolkit.specs import table_specs
-from migration.toolkit.verify import VerifyOptions, VerifySummary, run_verify
 from tests.e2e.conftest import RunningSystem
 from tests.e2e.test_gateway_api import bearer
 from tests.e2e.test_gateway_payments import CASEY, CASEY_FUNDED_LOAN, rfc3339
 from tests.integration.payment.conftest import local_session
+from toolkit.backfill import BackfillOptions, run_backfill
+from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
+from toolkit.seeding import SeedPlan, seed
+from toolkit.settle import wait_for_replicas
+from toolkit.specs import table_specs
+from toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
 # The services' defaults, which the e2e stack keeps: the toolkit must use the same tables and log layout.
 TABLE_PREFIX = "loanbook"

@@ -16,13 +16,12 @@ import pytest
 from typer.testing import CliRunner
 
 from chassis.money import MINOR_UNIT_DIGITS
-from migration.toolkit import commands  # noqa: F401 - registers the seed command
-from migration.toolkit.app import app
-from migration.toolkit.seeding import IdSource, SeedPlan, log_entries, payments, prepare_schemas, seed, synthetic_loans
 from services.logging.adapters.postgres import PostgresLogRepository
 from services.logging.domain import LogLevel
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import PaymentStatus, request_fingerprint
+from toolkit.cli import app
+from toolkit.seeding import IdSource, SeedPlan, log_entries, payments, prepare_schemas, seed, synthetic_loans
 
 END = datetime(2026, 3, 1, 12, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from migration.toolkit.collector import BULK_THRESHOLD, bulk_allocation
+from toolkit.collector import BULK_THRESHOLD, bulk_allocation
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,6 @@
 """Table modes with audit, the write journal (outbox), verification runs and shadow mismatches."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0001"
 down_revision = None

@@ -1,6 +1,6 @@
 """Backfill runs with per-range checkpoints (a killed run resumes), and what each verification found."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0002"
 down_revision = "0001"

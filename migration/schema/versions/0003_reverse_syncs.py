@@ -1,6 +1,6 @@
 """Reverse syncs: DynamoDB's items copied back into PostgreSQL after a table left dynamo_only."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0003"
 down_revision = "0002"

@@ -1,6 +1,6 @@
 """Copies still settling: read keys whose DynamoDB copy landed moments ago, while DynamoDB's indexes catch up."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0004"
 down_revision = "0003"

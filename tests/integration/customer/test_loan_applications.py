@@ -17,7 +17,7 @@ from loanbook.customer.v1 import customer_pb2_grpc
 from services.customer.adapters.postgres import PostgresCustomerRepository
 from services.customer.demo import APPLICATIONS, DEMO_CUSTOMER_ID, seed_demo_data
 from services.customer.domain import TRANSITIONS, ApplicationAction, ApplicationStatus
-from services.customer.migrations import upgrade_to_head
+from services.customer.schema import upgrade_to_head
 from tests.integration.customer.conftest import Factory, bad_request_fields, usd
 
 if TYPE_CHECKING:

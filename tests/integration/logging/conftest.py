@@ -26,7 +26,7 @@ from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayo
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.bootstrap import log_store
 from services.logging.domain import LogEntry, LogLevel
-from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
+from services.logging.schema import upgrade_to_head as upgrade_logging_schema
 from services.logging.store import INDEX_READ_KINDS, HybridLogStore
 from tests.integration.conftest import (
     TEST_HYBRID_SETTINGS,

@@ -28,7 +28,7 @@ from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_p
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.bootstrap import payment_store
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
-from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from tests.integration.conftest import (
     TEST_HYBRID_SETTINGS,

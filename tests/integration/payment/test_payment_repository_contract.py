@@ -23,8 +23,8 @@ from chassis.money import Money
 from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_payment_table
 from services.payment.adapters.postgres import PostgresPaymentRepository, listing_query
 from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus, request_fingerprint
-from services.payment.migrations import upgrade_to_head
 from services.payment.ports import IdempotencyKeyTaken, PaymentRepository
+from services.payment.schema import upgrade_to_head
 from tests.fakes.payment_repository import InMemoryPaymentRepository
 
 if TYPE_CHECKING:

@@ -15,16 +15,16 @@ from aiobotocore.config import AioConfig
 from chassis.ids import new_id
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage
-from migration.toolkit.specs import TableSpec, table_specs
 from services.logging.adapters.dynamodb import ensure_log_table
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogBatch, LogEntry, LogLevel
-from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
+from services.logging.schema import upgrade_to_head as upgrade_logging_schema
 from services.payment.adapters.dynamodb import ensure_payment_table
 from services.payment.adapters.postgres import COLUMNS, row_values
-from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 from tests.integration.conftest import delete_table_if_present
 from tests.integration.payment.conftest import a_payment, local_session
+from toolkit.specs import TableSpec, table_specs
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -14,8 +14,6 @@ from chassis.ids import new_id
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
 from migration.stages import Stage, TableMode
-from migration.toolkit.backfill import BackfillOptions, run_backfill
-from migration.toolkit.verify import VerifyOptions, run_verify
 from services.logging.adapters.dynamodb import LogTableLayout
 from services.logging.domain import LogEntry, LogLevel
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
@@ -24,6 +22,8 @@ from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import HybridPaymentStore
 from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments, set_stage
+from toolkit.backfill import BackfillOptions, run_backfill
+from toolkit.verify import VerifyOptions, run_verify
 
 PAYMENTS = 3000
 LOGS = 4000

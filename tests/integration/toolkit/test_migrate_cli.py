@@ -17,8 +17,6 @@ import pytest
 from typer.testing import CliRunner
 
 from migration.stages import Stage
-from migration.toolkit import commands  # noqa: F401 - registers the commands on `app`
-from migration.toolkit.app import app
 from services.payment.domain import Payment
 from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import (
@@ -28,6 +26,7 @@ from tests.integration.toolkit.conftest import (
     set_stage,
     toolkit_environment,
 )
+from toolkit.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -285,7 +284,7 @@ def test_the_cli_names_the_missing_setting(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[str, str], postgres_dsn: str) -> None:
     seed(postgres_dsn, payments=3000, logs=3000)
-    command = [sys.executable, "-m", "migration", "migrate", "backfill", "payments", "logs", "--workers", "2",
+    command = [sys.executable, "-m", "toolkit", "migrate", "backfill", "payments", "logs", "--workers", "2",
                "--batch-rows", "50", "--rate-limit", "1500"]  # fmt: skip
     env = {**os.environ, **environment, "PYTHONPATH": f"{ROOT / 'gen' / 'python'}:{ROOT}"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

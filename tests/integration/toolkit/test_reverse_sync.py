@@ -15,9 +15,6 @@ from migration.control import ControlPlane
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
 from migration.stages import Stage, TableMode
-from migration.toolkit.backfill import BackfillOptions, run_backfill
-from migration.toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only, run_reverse_sync
-from migration.toolkit.verify import VerifyOptions, run_verify
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout
 from services.logging.adapters.postgres import PostgresLogRepository
 from services.logging.domain import LogBatch, LogEntry, LogLevel
@@ -27,6 +24,9 @@ from services.payment.domain import PaymentStatus
 from services.payment.store import HybridPaymentStore
 from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments
+from toolkit.backfill import BackfillOptions, run_backfill
+from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only, run_reverse_sync
+from toolkit.verify import VerifyOptions, run_verify
 
 NOW = datetime.now(UTC)
 NO_SETTLE = ReverseSyncOptions(segments=4, page_items=50, settle_seconds=0)

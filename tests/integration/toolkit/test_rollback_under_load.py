@@ -19,8 +19,6 @@ from migration.journal import DEFAULT_SETTLE, Journal
 from migration.relay import Relay
 from migration.runtime import hybrid_table
 from migration.stages import Stage, TableMode
-from migration.toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
-from migration.toolkit.verify import VerifyOptions
 from migration.watcher import ModeWatcher
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
@@ -30,6 +28,8 @@ from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import Stores
 from tests.integration.toolkit.test_reverse_sync import migrated_to_dynamo_only
+from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
+from toolkit.verify import VerifyOptions
 
 # The load of the run that found listings missing payments during a rollback: 30 writes/s, 20 listings/s.
 WRITES_PER_SECOND = 30

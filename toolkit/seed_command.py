@@ -21,8 +21,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from migration.toolkit.app import app
-from migration.toolkit.seeding import SeedPlan, seed
+from toolkit.seeding import SeedPlan, seed
 
 DSN_ENV = "LOANBOOK_MIGRATION_POSTGRES_DSN"
 # The logging service drops daily partitions older than its retention (30 days by default) at its next
@@ -37,7 +36,6 @@ class RateColumn(ProgressColumn):
         return Text(f"{task.speed:>9,.0f} rows/s" if task.speed else f"{'':>9} rows/s", style="progress.data.speed")
 
 
-@app.command("seed")
 def seed_command(
     payments: Annotated[int, typer.Option(min=0, help="Payments to add.")] = 500_000,
     logs: Annotated[int, typer.Option(min=0, help="Log entries to add.")] = 1_000_000,

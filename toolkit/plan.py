@@ -13,9 +13,9 @@ from chassis.errors import FailedPrecondition
 from migration.control import ControlPlane, dynamo_receives_writes_since, reverse_sync_pending
 from migration.journal import Backlog, Journal
 from migration.stages import ORDER, Stage, TableMode
-from migration.toolkit.dynamo_io import item_count
-from migration.toolkit.runs import BackfillRun, BackfillRuns
-from migration.toolkit.specs import TableSpec
+from toolkit.dynamo_io import item_count
+from toolkit.runs import BackfillRun, BackfillRuns
+from toolkit.specs import TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -153,7 +153,7 @@ async def table_status(pool: asyncpg.Pool, dynamodb: DynamoDBClient, spec: Table
 
 # Where `rollback` goes from each stage: reads back on PostgreSQL, DynamoDB still written where it was. From
 # dynamo_only the way back starts at dynamo_primary (PostgreSQL receives writes again, DynamoDB still serves) and
-# a reverse sync (migration.toolkit.reverse_sync) copies back what PostgreSQL missed.
+# a reverse sync (toolkit.reverse_sync) copies back what PostgreSQL missed.
 ROLLBACK_TO = {
     Stage.DUAL_WRITE: Stage.POSTGRES_ONLY,
     Stage.SHADOW: Stage.DUAL_WRITE,
@@ -196,7 +196,7 @@ def rollback_target(mode: TableMode, to: Stage | None = None) -> Stage:
     """The stage a rollback moves to, or FailedPrecondition saying why there is none that loses nothing.
 
     From dynamo_only the move itself is to dynamo_primary: the caller runs the reverse sync and the verification
-    (migration.toolkit.reverse_sync.rollback_out_of_dynamo_only) before going on to an earlier `to`."""
+    (toolkit.reverse_sync.rollback_out_of_dynamo_only) before going on to an earlier `to`."""
     if mode.stage is Stage.POSTGRES_ONLY:
         raise FailedPrecondition(f"{mode.table}: already in postgres_only, the first stage; nothing to roll back")
     if to is None:

@@ -32,17 +32,17 @@ import asyncpg
 from chassis.errors import FailedPrecondition
 from migration.control import ControlPlane, reverse_sync_pending
 from migration.stages import POLICIES, Stage
-from migration.toolkit.backfill import NoProgress, Progress, current_stage
-from migration.toolkit.dynamo_io import item_count
-from migration.toolkit.plan import rollback_target
-from migration.toolkit.settle import wait_for_replicas
-from migration.toolkit.specs import Item, LogSpec, PaymentSpec, TableSpec
-from migration.toolkit.verify import VerifyOptions, VerifySummary, run_verify
 from services.logging.adapters.dynamodb import log_entry
 from services.logging.adapters.postgres import INSERT_BATCH, batch_arguments, ensure_partitions
 from services.logging.domain import LogBatch
 from services.payment.adapters.dynamodb import MARKER_PREFIX, payment_from_item
 from services.payment.adapters.postgres import COLUMNS, row_values
+from toolkit.backfill import NoProgress, Progress, current_stage
+from toolkit.dynamo_io import item_count
+from toolkit.plan import rollback_target
+from toolkit.settle import wait_for_replicas
+from toolkit.specs import Item, LogSpec, PaymentSpec, TableSpec
+from toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

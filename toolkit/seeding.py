@@ -16,14 +16,14 @@ import asyncpg
 
 from chassis.ids import new_id
 from chassis.money import Money
-from services.customer.migrations import upgrade_to_head as upgrade_customer_schema
+from services.customer.schema import upgrade_to_head as upgrade_customer_schema
 from services.logging.adapters.postgres import ensure_partitions
 from services.logging.domain import LogEntry, LogLevel
-from services.logging.migrations import upgrade_to_head as upgrade_logging_schema
+from services.logging.schema import upgrade_to_head as upgrade_logging_schema
 from services.payment.adapters.postgres import COLUMNS as PAYMENT_COLUMNS
 from services.payment.adapters.postgres import row_values
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus, request_fingerprint
-from services.payment.migrations import upgrade_to_head as upgrade_payment_schema
+from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 
 # Rows per COPY: big enough that a round trip is noise, small enough that a chunk's records stay a few MB.
 CHUNK = 20_000

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from migration.toolkit.specs import Executor, Key
+from toolkit.specs import Executor, Key
 
 
 @dataclass(frozen=True)

@@ -31,19 +31,18 @@ from chassis.stores import StoreUnavailable, dynamodb_client, postgres_pool
 from migration.control import ControlPlane, check_table, parse_stage, reverse_sync_pending
 from migration.schema import upgrade_to_head
 from migration.stages import TABLES, Stage
-from migration.toolkit.app import migrate
-from migration.toolkit.backfill import BackfillOptions, run_backfill
-from migration.toolkit.config import ToolkitSettings
-from migration.toolkit.plan import reverse_sync_guarantee, rollback_guarantee, rollback_target, table_status
-from migration.toolkit.reverse_sync import (
+from toolkit.backfill import BackfillOptions, run_backfill
+from toolkit.config import ToolkitSettings
+from toolkit.plan import reverse_sync_guarantee, rollback_guarantee, rollback_target, table_status
+from toolkit.reverse_sync import (
     ReverseSyncOptions,
     ReverseSyncSummary,
     rollback_out_of_dynamo_only,
     run_reverse_sync,
 )
-from migration.toolkit.settle import wait_for_replicas
-from migration.toolkit.specs import TableSpec, table_specs
-from migration.toolkit.verify import VerifyOptions, run_verify
+from toolkit.settle import wait_for_replicas
+from toolkit.specs import TableSpec, table_specs
+from toolkit.verify import VerifyOptions, run_verify
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -72,6 +71,8 @@ TablePrefix = Annotated[
 Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (default: both)", show_default=False)]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
 Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit [env LOANBOOK_OPERATOR]")]
+
+migrate = typer.Typer(help="Plan, backfill, verify, switch and roll back migrated tables.", no_args_is_help=True)
 
 
 def _settings(dsn: str | None, endpoint: str | None, region: str | None, prefix: str | None) -> ToolkitSettings:

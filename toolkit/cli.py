@@ -1,8 +1,11 @@
-"""The Typer applications the toolkit's command modules register on: `loanbook` and its `migrate` group."""
+"""`loanbook`: the operator's command line - `loanbook migrate ...` for the live migration, `loanbook seed`."""
 
 from __future__ import annotations
 
 import typer
+
+from toolkit.migrate_commands import migrate
+from toolkit.seed_command import seed_command
 
 app = typer.Typer(
     name="loanbook",
@@ -10,5 +13,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold DSNs with passwords
 )
-migrate = typer.Typer(help="Plan, backfill, verify, switch and roll back migrated tables.", no_args_is_help=True)
 app.add_typer(migrate, name="migrate")
+app.command("seed")(seed_command)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

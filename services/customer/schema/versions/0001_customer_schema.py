@@ -1,6 +1,6 @@
 """Branches, loan officers, customers, loan applications and their transition history."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0001"
 down_revision = None

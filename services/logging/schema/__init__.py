@@ -6,15 +6,15 @@ from pathlib import Path
 
 from alembic.config import Config
 
-from chassis import migrations
+from chassis import schema_migrations
 
 SCHEMA = "logging"
 HERE = Path(__file__).resolve().parent
 
 
 def alembic_config(dsn: str) -> Config:
-    return migrations.alembic_config(HERE, SCHEMA, dsn)
+    return schema_migrations.alembic_config(HERE, SCHEMA, dsn)
 
 
 async def upgrade_to_head(dsn: str) -> None:
-    await migrations.upgrade_to_head(HERE, SCHEMA, dsn)
+    await schema_migrations.upgrade_to_head(HERE, SCHEMA, dsn)

@@ -1,6 +1,6 @@
 """System log entries: one table partitioned by day, the PostgreSQL side of the move to DynamoDB."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0001"
 down_revision = None

@@ -1,6 +1,6 @@
 """Payments: the "before" schema that the move to DynamoDB starts from."""
 
-from chassis.migrations import execute_script
+from chassis.schema_migrations import execute_script
 
 revision = "0001"
 down_revision = None

@@ -1,5 +1,0 @@
-"""Alembic environment of the payment schema (the shared runner in chassis.migrations)."""
-
-from chassis.migrations import run_migrations_online
-
-run_migrations_online()
