@@ -233,6 +233,51 @@ async def test_staff_read_any_customer_and_loan(client: httpx.AsyncClient, runni
     assert devons_payment["id"] in [p["id"] for p in loan.json()["payments"]]
 
 
+async def test_an_unknown_customer_or_loan_is_404_for_every_role(
+    client: httpx.AsyncClient, running_system: RunningSystem
+) -> None:
+    unknown = str(uuid.uuid4())
+
+    for role in (Role.OFFICER, Role.ADMIN):
+        headers = bearer(running_system, role)
+        history = await client.get(f"/v1/customers/{unknown}/payments", headers=headers)
+        loan = await client.get(f"/v1/loans/{unknown}/payments", headers=headers)
+
+        assert assert_error(history, 404, "NOT_FOUND")["message"] == f"customer {unknown} not found", role
+        assert assert_error(loan, 404, "NOT_FOUND")["message"] == f"loan {unknown} not found", role
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "customer_id"),
+    [
+        ("/v1/customers/not-a-uuid/payments", Role.OFFICER, None),
+        ("/v1/loans/not-a-uuid/payments", Role.OFFICER, None),
+        ("/v1/loans/not-a-uuid/payments", Role.CUSTOMER, CASEY),
+    ],
+)
+async def test_a_malformed_id_in_a_listing_path_is_400_naming_id(
+    client: httpx.AsyncClient, running_system: RunningSystem, path: str, role: Role, customer_id: str | None
+) -> None:
+    response = await client.get(path, headers=bearer(running_system, role, customer_id))
+
+    error = assert_error(response, 400, "INVALID_ARGUMENT")
+    assert (error["message"], [d["field"] for d in error["details"]]) == ("invalid request: id", ["id"])  # type: ignore[attr-defined]
+
+
+async def test_a_refused_amount_names_json_fields_in_the_message(
+    client: httpx.AsyncClient, running_system: RunningSystem
+) -> None:
+    body = payment_body(amount={"currencyCode": "XXX", "units": "10"})
+
+    response = await client.post(
+        "/v1/payments", json=body, headers={**bearer(running_system, Role.OFFICER), **new_key()}
+    )
+
+    error = assert_error(response, 400, "INVALID_ARGUMENT")
+    assert error["message"] == "invalid request: amount.currencyCode"
+    assert [d["field"] for d in error["details"]] == ["amount.currencyCode"]  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize(
     ("method", "path"),
     [
