@@ -38,7 +38,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "The caller's role may not do this (PERMISSION_DENIED)",
         404: "No such resource, or not one the caller may see (NOT_FOUND)",
         409: "Conflict: already exists, illegal workflow step or stale version",
-        413: "Request body too large",
+        413: "Request body too large (PAYLOAD_TOO_LARGE)",
         500: "A bug (INTERNAL); the message carries no detail, the log does",
         501: "The service does not implement this call yet (UNIMPLEMENTED)",
         503: "The service is unavailable; retry later (UNAVAILABLE)",
