@@ -25,6 +25,7 @@ from gateway.customer_routes import router as customer_router
 from gateway.errors import error_response, install_error_handlers
 from gateway.logging_routes import LoggingService
 from gateway.logging_routes import router as logging_router
+from gateway.logging_routes import write_router as log_writing_router
 from gateway.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, TraceIdMiddleware
 from gateway.migration_routes import MigrationService
 from gateway.migration_routes import router as migration_router
@@ -113,6 +114,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     app.include_router(customer_router)
     app.include_router(payment_router)
+    app.include_router(log_writing_router)
     app.include_router(logging_router)
     app.include_router(migration_router)
 

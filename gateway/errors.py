@@ -177,6 +177,11 @@ def _status_details_bin(error: grpc.aio.AioRpcError) -> bytes | None:
     return None
 
 
+def upstream_violations(error: UpstreamError) -> list[dict[str, str]]:
+    """The field violations of a failed call, in the REST names `grpc_error_response` would give them."""
+    return field_violations(_status_details_bin(error.error), error.rest_fields)
+
+
 def grpc_error_response(
     error: grpc.aio.AioRpcError, service: str, rest_fields: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -208,7 +213,7 @@ def _location_path(location: Sequence[object]) -> str:
     return path
 
 
-def _validation_details(error: RequestValidationError) -> list[dict[str, str]]:
+def validation_details(error: RequestValidationError) -> list[dict[str, str]]:
     details = []
     for issue in error.errors():
         location = list(issue.get("loc", ()))
@@ -236,7 +241,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        details = _validation_details(error)
+        details = validation_details(error)
         if any(detail["description"].startswith("malformed JSON") for detail in details):
             return error_response(grpc.StatusCode.INVALID_ARGUMENT, "malformed JSON in the request body", details)
         fields = ", ".join(detail["field"] for detail in details)

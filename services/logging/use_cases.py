@@ -46,14 +46,17 @@ class LogUseCases:
         self._retention = retention
         self._now = now
 
-    async def write_logs(self, candidates: Sequence[EntryCandidate]) -> int:
+    async def write_logs(self, candidates: Sequence[EntryCandidate], *, validate_only: bool = False) -> int:
         """Stores every entry or none: one bad entry rejects the batch with every problem found, by index.
 
-        Returns how many entries the batch carried; entries re-sent with the same id are stored once.
+        Returns how many entries the batch carried; entries re-sent with the same id are stored once. With
+        `validate_only` the batch is checked the same way and nothing is stored.
         """
         entries, violations = check_batch(candidates, self._now(), self._retention)
         if violations:
             raise InvalidArgument(violations)
+        if validate_only:
+            return len(entries)
         await self._store.write(LogBatch(new_id(), entries))
         return len(entries)
 

@@ -44,7 +44,8 @@ class RecordPayment:
     loan_id: str
     amount: MoneyInput | None
     method: PaymentMethod | None
-    paid_at: datetime | None  # None: now
+    paid_at: datetime | None  # None: now (or unreadable: see paid_time_problem)
+    paid_time_problem: str = ""  # why the paid time could not be read (a Timestamp out of range)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,9 @@ class PaymentUseCases:
             violations.append(FieldViolation("method", "is required: one of ACH, CARD, WIRE, CASH"))
         now = self._now()
         paid_at = command.paid_at or now
-        if paid_at > now + MAX_CLOCK_SKEW:
+        if command.paid_time_problem:
+            violations.append(FieldViolation("paid_time", command.paid_time_problem))
+        elif paid_at > now + MAX_CLOCK_SKEW:
             violations.append(FieldViolation("paid_time", "must not be in the future"))
         if violations:
             raise InvalidArgument(violations)
