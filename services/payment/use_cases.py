@@ -8,14 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chassis.errors import (
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    Unavailable,
-    VersionConflict,
-)
+from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable, VersionConflict
 from chassis.ids import new_id, parse_id
 from chassis.money import Money, MoneyInput, parse_money
 from chassis.page_tokens import PageTokens, page_size_or_default
