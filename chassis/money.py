@@ -11,6 +11,9 @@ from chassis.errors import FieldViolation
 # Currencies loanbook accepts and the number of decimal places of their minor unit.
 MINOR_UNIT_DIGITS: dict[str, int] = {"USD": 2, "EUR": 2, "GBP": 2, "CAD": 2, "AUD": 2, "CHF": 2, "JPY": 0}
 NANOS_PER_UNIT = 1_000_000_000
+# Every store keeps an amount as int64 minor units (PostgreSQL bigint): a larger one is bad input, refused here
+# rather than failing as INTERNAL in whichever adapter converts it first.
+MAX_MINOR_UNITS = 2**63 - 1
 
 
 @dataclass(frozen=True, order=True)
@@ -28,6 +31,14 @@ class Money:
         units, remainder = divmod(abs(self.minor_units), scale)
         nanos = remainder * (NANOS_PER_UNIT // scale)
         return money_pb2.Money(currency_code=self.currency, units=sign * units, nanos=sign * nanos)
+
+    def display(self) -> str:
+        """For messages: `5,000.00 USD`."""
+        scale = 10**self.digits
+        sign = "-" if self.minor_units < 0 else ""
+        units, remainder = divmod(abs(self.minor_units), scale)
+        fraction = f".{remainder:0{self.digits}d}" if self.digits else ""
+        return f"{sign}{units:,}{fraction} {self.currency}"
 
 
 @dataclass(frozen=True)
@@ -59,4 +70,7 @@ def parse_money(value: MoneyInput, field: str) -> tuple[Money | None, list[Field
             FieldViolation(f"{field}.nanos", f"{currency} has {MINOR_UNIT_DIGITS[currency]} decimal places; no finer")
         ]
     minor = value.units * 10 ** MINOR_UNIT_DIGITS[currency] + value.nanos // nanos_per_minor
+    if abs(minor) > MAX_MINOR_UNITS:
+        largest = Money(currency, MAX_MINOR_UNITS).display()
+        return None, [FieldViolation(f"{field}.units", f"is out of range: at most {largest} either way")]
     return Money(currency, minor), []

@@ -7,7 +7,11 @@ from typing import Any
 
 from google.protobuf import timestamp_pb2
 
+from chassis.errors import FieldViolation, InvalidArgument
+
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# What google.protobuf.Timestamp allows (and a datetime holds); a client can send any int64 seconds and int32 nanos.
+OUT_OF_RANGE = "must be a valid Timestamp: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z, nanos 0-999999999"
 
 
 def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
@@ -19,11 +23,14 @@ def set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
 
 
 def optional_datetime(message: Any, field: str) -> datetime | None:
-    """The field as an aware UTC datetime, None when the field is not set."""
+    """The field as an aware UTC datetime, None when the field is not set; out of range → INVALID_ARGUMENT."""
     if not message.HasField(field):
         return None
     stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument([FieldViolation(field, OUT_OF_RANGE)]) from None
 
 
 def sortable_utc(value: datetime) -> str:

@@ -229,7 +229,11 @@ class TransitionBody(ProtoJson):
 
 
 class ErrorStatus(BaseModel):
-    code: str = Field(description="the gRPC status code name, e.g. INVALID_ARGUMENT", examples=["NOT_FOUND"])
+    code: str = Field(
+        description="the gRPC status code name, e.g. INVALID_ARGUMENT; for the gateway's own refusals about HTTP, "
+        "METHOD_NOT_ALLOWED (405), PAYLOAD_TOO_LARGE (413) or UNSUPPORTED_MEDIA_TYPE (415)",
+        examples=["NOT_FOUND"],
+    )
     message: str
     details: list[dict[str, Any]] = Field(
         description="for bad input: one {field, description} per problem, field in this API's JSON names"

@@ -38,7 +38,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "The caller's role may not do this (PERMISSION_DENIED)",
         404: "No such resource, or not one the caller may see (NOT_FOUND)",
         409: "Conflict: already exists, illegal workflow step or stale version",
-        413: "Request body too large",
+        413: "Request body too large (PAYLOAD_TOO_LARGE)",
         500: "A bug (INTERNAL); the message carries no detail, the log does",
         501: "The service does not implement this call yet (UNIMPLEMENTED)",
         503: "The service is unavailable; retry later (UNAVAILABLE)",
@@ -74,6 +74,11 @@ PageToken = Annotated[
     str, Query(alias="pageToken", max_length=4096, description="`nextPageToken` of the previous page")
 ]
 BranchFilter = Annotated[str, Query(alias="branchId", max_length=128)]
+
+
+def path_id(proto_field: str) -> dict[str, str]:
+    """`rest_fields` for a call whose `proto_field` comes from the route's `{id}`: a violation names `id`."""
+    return {proto_field: "id"}
 
 
 def proto_request(message: RequestT, body: m.ProtoJson | None = None, **fields: Any) -> RequestT:
@@ -131,7 +136,9 @@ async def list_branches(
 
 @router.get("/branches/{id}", response_model=m.Branch, tags=["branches"], summary="One branch")
 async def get_branch(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
-    response = await customers.call(customers.stub.GetBranch, pb.GetBranchRequest(branch_id=id), caller)
+    response = await customers.call(
+        customers.stub.GetBranch, pb.GetBranchRequest(branch_id=id), caller, path_id("branch_id")
+    )
     return json_response(response.branch)
 
 
@@ -143,7 +150,7 @@ async def get_branch(id: ResourceId, caller: PersonCaller, customers: Customers)
 )
 async def get_branch_portfolio(id: ResourceId, caller: StaffCaller, customers: Customers) -> JSONResponse:
     request = pb.GetBranchPortfolioRequest(branch_id=id)
-    response = await customers.call(customers.stub.GetBranchPortfolio, request, caller)
+    response = await customers.call(customers.stub.GetBranchPortfolio, request, caller, path_id("branch_id"))
     return json_response(response)
 
 
@@ -173,7 +180,8 @@ async def list_officers(
 
 @router.get("/officers/{id}", response_model=m.LoanOfficer, tags=["officers"], summary="One loan officer")
 async def get_officer(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
-    response = await customers.call(customers.stub.GetLoanOfficer, pb.GetLoanOfficerRequest(officer_id=id), caller)
+    request = pb.GetLoanOfficerRequest(officer_id=id)
+    response = await customers.call(customers.stub.GetLoanOfficer, request, caller, path_id("officer_id"))
     return json_response(response.officer)
 
 
@@ -207,7 +215,8 @@ async def list_customers(
 async def get_customer(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
     if caller.role is Role.CUSTOMER and not caller.is_customer(id):
         raise not_found("customer", id)
-    response = await customers.call(customers.stub.GetCustomer, pb.GetCustomerRequest(customer_id=id), caller)
+    request = pb.GetCustomerRequest(customer_id=id)
+    response = await customers.call(customers.stub.GetCustomer, request, caller, path_id("customer_id"))
     return json_response(response.customer)
 
 
@@ -226,7 +235,8 @@ async def update_customer(
     if caller.role is Role.CUSTOMER and not caller.is_customer(id):
         raise not_found("customer", id)
     request = proto_request(pb.UpdateCustomerRequest(), body, customerId=id)
-    return json_response((await customers.call(customers.stub.UpdateCustomer, request, caller)).customer)
+    response = await customers.call(customers.stub.UpdateCustomer, request, caller, path_id("customer_id"))
+    return json_response(response.customer)
 
 
 # Loan applications
@@ -277,7 +287,8 @@ async def list_applications(
 
 async def _application_visible_to(caller: Caller, application_id: str, customers: Customers) -> pb.LoanApplication:
     request = pb.GetLoanApplicationRequest(application_id=application_id)
-    application = (await customers.call(customers.stub.GetLoanApplication, request, caller)).application
+    response = await customers.call(customers.stub.GetLoanApplication, request, caller, path_id("application_id"))
+    application = response.application
     if caller.role is Role.CUSTOMER and not caller.is_customer(application.customer_id):
         raise not_found("loan application", application_id)
     return application
@@ -319,4 +330,7 @@ async def transition_application(
         version=body.version,
         reason=body.reason,
     )
-    return json_response((await customers.call(customers.stub.TransitionLoanApplication, request, caller)).application)
+    response = await customers.call(
+        customers.stub.TransitionLoanApplication, request, caller, path_id("application_id")
+    )
+    return json_response(response.application)

@@ -33,18 +33,22 @@ HTTP_STATUS_BY_GRPC_CODE: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 
-# HTTP statuses that arise in the gateway itself (routing, framing), with the gRPC code their body carries.
-GRPC_CODE_BY_HTTP_STATUS: dict[int, grpc.StatusCode] = {
-    400: grpc.StatusCode.INVALID_ARGUMENT,
-    401: grpc.StatusCode.UNAUTHENTICATED,
-    403: grpc.StatusCode.PERMISSION_DENIED,
-    404: grpc.StatusCode.NOT_FOUND,
-    405: grpc.StatusCode.UNIMPLEMENTED,
-    413: grpc.StatusCode.INVALID_ARGUMENT,
-    415: grpc.StatusCode.INVALID_ARGUMENT,
-    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+# HTTP statuses that arise in the gateway itself (routing, framing), with the code their body carries: the gRPC
+# code where one says what happened, else a name of the gateway's own (gRPC has no words for an HTTP method or a
+# body size, and RESOURCE_EXHAUSTED already means 429). README "The gateway" lists the whole mapping.
+ERROR_CODE_BY_HTTP_STATUS: dict[int, str] = {
+    400: grpc.StatusCode.INVALID_ARGUMENT.name,
+    401: grpc.StatusCode.UNAUTHENTICATED.name,
+    403: grpc.StatusCode.PERMISSION_DENIED.name,
+    404: grpc.StatusCode.NOT_FOUND.name,
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED.name,
 }
 
+# How chassis.errors.InvalidArgument begins its message, and the gateway its own: then a list of the bad fields.
+INVALID_REQUEST = "invalid request: "
 INTERNAL_MESSAGE = "internal error; the gateway log has the details under this request's trace id (X-Trace-Id)"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
 TRACE_ID_HEADER = "X-Trace-Id"
@@ -69,10 +73,24 @@ def error_response(
     status_code: int | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    body = {"error": {"code": code.name, "message": message, "details": [dict(d) for d in details or ()]}}
-    return JSONResponse(
-        status_code=status_code or http_status_for(code), content=body, headers=dict(headers) if headers else None
-    )
+    return _error_body(code.name, message, details, status_code or http_status_for(code), headers)
+
+
+def http_error_response(status_code: int, message: str, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The error body for a refusal of the gateway's own (routing, framing), coded by ERROR_CODE_BY_HTTP_STATUS."""
+    code = ERROR_CODE_BY_HTTP_STATUS.get(status_code, grpc.StatusCode.UNKNOWN.name)
+    return _error_body(code, message, None, status_code, headers)
+
+
+def _error_body(
+    code: str,
+    message: str,
+    details: Sequence[Mapping[str, Any]] | None,
+    status_code: int,
+    headers: Mapping[str, str] | None,
+) -> JSONResponse:
+    body = {"error": {"code": code, "message": message, "details": [dict(d) for d in details or ()]}}
+    return JSONResponse(status_code=status_code, content=body, headers=dict(headers) if headers else None)
 
 
 class ApiError(Exception):
@@ -159,6 +177,11 @@ def _status_details_bin(error: grpc.aio.AioRpcError) -> bytes | None:
     return None
 
 
+def upstream_violations(error: UpstreamError) -> list[dict[str, str]]:
+    """The field violations of a failed call, in the REST names `grpc_error_response` would give them."""
+    return field_violations(_status_details_bin(error.error), error.rest_fields)
+
+
 def grpc_error_response(
     error: grpc.aio.AioRpcError, service: str, rest_fields: Mapping[str, str] | None = None
 ) -> JSONResponse:
@@ -175,7 +198,11 @@ def grpc_error_response(
         }.get(code, INTERNAL_MESSAGE)
         return error_response(code, message)
     violations = field_violations(_status_details_bin(error), rest_fields)
-    return error_response(code, error.details() or code.name, violations)
+    message = error.details() or code.name
+    if violations and message.startswith(INVALID_REQUEST):
+        # The service's summary names proto fields; say it in the names the details (and the client) use.
+        message = INVALID_REQUEST + ", ".join(violation["field"] for violation in violations)
+    return error_response(code, message, violations)
 
 
 def _location_path(location: Sequence[object]) -> str:
@@ -186,7 +213,7 @@ def _location_path(location: Sequence[object]) -> str:
     return path
 
 
-def _validation_details(error: RequestValidationError) -> list[dict[str, str]]:
+def validation_details(error: RequestValidationError) -> list[dict[str, str]]:
     details = []
     for issue in error.errors():
         location = list(issue.get("loc", ()))
@@ -214,7 +241,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, RequestValidationError)
-        details = _validation_details(error)
+        details = validation_details(error)
         if any(detail["description"].startswith("malformed JSON") for detail in details):
             return error_response(grpc.StatusCode.INVALID_ARGUMENT, "malformed JSON in the request body", details)
         fields = ", ".join(detail["field"] for detail in details)
@@ -232,10 +259,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_http_exception(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, StarletteHTTPException)
-        code = GRPC_CODE_BY_HTTP_STATUS.get(error.status_code, grpc.StatusCode.UNKNOWN)
         messages = {404: "no such route", 405: "method not allowed on this route"}
         message = messages.get(error.status_code, str(error.detail))
-        return error_response(code, message, status_code=error.status_code, headers=error.headers)
+        return http_error_response(error.status_code, message, error.headers)
 
     async def on_upstream_error(_: Request, error: Exception) -> JSONResponse:
         assert isinstance(error, UpstreamError)

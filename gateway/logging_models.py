@@ -76,3 +76,6 @@ class LogEntryBody(ProtoJson):
 
 class WriteLogsBody(ProtoJson):
     entries: list[LogEntryBody] = Field(default=[], description="1 to 1000 entries, stored all or none")
+    validate_only: bool = Field(
+        default=False, description="check the batch and answer as a write would, but store nothing"
+    )

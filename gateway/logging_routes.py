@@ -15,24 +15,49 @@ and `pageToken` are refused with 400 naming them, since a trace is answered whol
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import grpc
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from pydantic import ValidationError
 
 from chassis.identity import Caller
 from gateway import logging_models as m
 from gateway.auth import ServiceCaller, StaffCaller
 from gateway.customer_routes import ERROR_RESPONSES, PageSize, PageToken, json_response, proto_request
-from gateway.errors import ApiError
+from gateway.errors import INVALID_REQUEST, ApiError, UpstreamError, upstream_violations, validation_details
 from gateway.payment_routes import RFC3339, timestamp_parameter
 from gateway.upstream import UpstreamService
 from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1 import logging_pb2_grpc
 
+
+class WholeBatchRoute(APIRoute):
+    """A route whose bad batch is answered with every problem at once: when the HTTP shape check refuses some
+    entries (a time without a zone, an unknown level), the entries it can still read are checked by the logging
+    service too (WriteLogs with validate_only, storing nothing), so one malformed entry does not hide the rest."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def every_problem_at_once(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as error:
+                raise await _batch_refusal(request, error) from None
+
+        return every_problem_at_once
+
+
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, tags=["logs"])
+write_router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES, tags=["logs"], route_class=WholeBatchRoute)
+_ENTRY_FIELD = re.compile(r"^entries\[(\d+)\](.*)$")
 
 # The REST name of each QueryLogsRequest field the service may name in a violation.
 QUERY_PARAMETERS = {
@@ -61,6 +86,23 @@ async def logging_service(request: Request) -> LoggingService:
 
 
 Logs = Annotated[LoggingService, Depends(logging_service)]
+
+
+@dataclass(frozen=True)
+class LogWriter:
+    caller: Caller
+    logs: LoggingService
+
+
+async def log_writer(request: Request, caller: ServiceCaller, logs: Logs) -> LogWriter:
+    # Kept on the request too: FastAPI resolves dependencies before it refuses a body, so a refused batch can
+    # still be checked by the service on the caller's behalf (WholeBatchRoute).
+    writer = LogWriter(caller, logs)
+    request.state.log_writer = writer
+    return writer
+
+
+WriterOfLogs = Annotated[LogWriter, Depends(log_writer)]
 ServiceName = Annotated[
     str, Query(max_length=64, description="the service whose entries to list; required without `traceId`")
 ]
@@ -89,7 +131,7 @@ def _invalid(parameter: str, description: str) -> ApiError:
     )
 
 
-@router.post(
+@write_router.post(
     "/logs",
     response_model=m.WriteLogsResponse,
     summary="Store a batch of log entries (the service role)",
@@ -97,10 +139,75 @@ def _invalid(parameter: str, description: str) -> ApiError:
     "one detail per problem naming the entry and field (`entries[3].message`). Entries re-sent with the same "
     "`id` are stored once, so a shipper may retry a batch.",
 )
-async def write_logs(body: m.WriteLogsBody, caller: ServiceCaller, logs: Logs) -> JSONResponse:
+async def write_logs(body: m.WriteLogsBody, caller: WriterOfLogs) -> JSONResponse:
     request = proto_request(pb.WriteLogsRequest(), body)
-    response = await logs.call(logs.stub.WriteLogs, request, caller)
+    response = await caller.logs.call(caller.logs.stub.WriteLogs, request, caller.caller)
     return json_response(response)
+
+
+async def _batch_refusal(request: Request, error: RequestValidationError) -> Exception:
+    """The shape check's problems plus the logging service's on the entries that passed it (less the fields the
+    shape check already named), by entry index; nothing is stored. Without any of the service's, the shape
+    check's refusal as every route gives it."""
+    writer: LogWriter | None = getattr(request.state, "log_writer", None)
+    try:
+        raw = await request.json()
+    except ValueError:  # malformed JSON: nothing to check further
+        return error
+    entries = raw.get("entries") if isinstance(raw, dict) else None
+    if writer is None or not isinstance(entries, list):
+        return error
+    service = await _service_problems(writer, entries, error)
+    if not service:
+        return error
+    shape = validation_details(error)
+    named = {detail["field"] for detail in shape}
+    details = sorted([*shape, *(d for d in service if d["field"] not in named)], key=_entry_order)
+    fields = ", ".join(detail["field"] for detail in details)
+    return ApiError(grpc.StatusCode.INVALID_ARGUMENT, f"{INVALID_REQUEST}{fields}", details)
+
+
+async def _service_problems(
+    writer: LogWriter, entries: list[Any], error: RequestValidationError
+) -> list[dict[str, str]]:
+    refused: dict[int, set[str]] = {}  # entry index -> its fields the shape check refused
+    for issue in error.errors():
+        location = list(issue.get("loc", ()))
+        if location[:2] == ["body", "entries"] and len(location) > 3 and isinstance(location[2], int):
+            refused.setdefault(location[2], set()).add(str(location[3]))
+    checkable: list[tuple[int, m.LogEntryBody]] = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        readable = {key: value for key, value in entry.items() if key not in refused.get(index, set())}
+        try:
+            checkable.append((index, m.LogEntryBody.model_validate(readable)))
+        except ValidationError:
+            continue
+    if not checkable:
+        return []
+    request = proto_request(pb.WriteLogsRequest(), m.WriteLogsBody(entries=[entry for _, entry in checkable]))
+    request.validate_only = True
+    try:
+        await writer.logs.call(writer.logs.stub.WriteLogs, request, writer.caller)
+    except UpstreamError as upstream:
+        if upstream.error.code() is not grpc.StatusCode.INVALID_ARGUMENT:
+            return []  # the shape check's problems stand on their own
+        problems = []
+        for violation in upstream_violations(upstream):
+            match = _ENTRY_FIELD.match(violation["field"])
+            if match is None:
+                problems.append(violation)  # about the batch as a whole
+            elif int(match.group(1)) < len(checkable):
+                original = checkable[int(match.group(1))][0]  # the index in the batch as the client sent it
+                problems.append({**violation, "field": f"entries[{original}]{match.group(2)}"})
+        return problems
+    return []
+
+
+def _entry_order(detail: dict[str, str]) -> int:
+    match = _ENTRY_FIELD.match(detail["field"])
+    return int(match.group(1)) if match else -1
 
 
 @router.get(

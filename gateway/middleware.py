@@ -9,7 +9,7 @@ from typing import Any
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import GRPC_CODE_BY_HTTP_STATUS, TRACE_ID_HEADER, current_trace_id, error_response
+from gateway.errors import TRACE_ID_HEADER, current_trace_id, http_error_response
 
 access_log = logging.getLogger("gateway.access")
 
@@ -97,7 +97,7 @@ class BodySizeLimitMiddleware:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             # Refused before a byte of it is read, whichever route it was meant for.
-            response = error_response(GRPC_CODE_BY_HTTP_STATUS[413], self._message(), status_code=413)
+            response = http_error_response(413, self._message())
             await response(scope, receive, send)
             return
         received = 0

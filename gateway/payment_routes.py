@@ -4,12 +4,18 @@ Same rules as gateway/customer_routes.py. A customer records payments only for i
 and reads only its own: someone else's payment, payment history or loan reads as a missing one (404). The
 ownership of a payment is checked on the fetched payment; of a loan, with one CheckLoanStanding call to the
 customer service before its payments are listed. Reversing is for officers and admins.
+
+The payment service keeps no customers or loans, so it lists an unknown one's payments as an empty page. For
+officers and admins the gateway asks the customer service whether the customer or loan exists (one primary-key
+read, made alongside the listing, so it costs no extra round trip): an unknown one is 404 for every role.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import Annotated, ClassVar
+from typing import Annotated, ClassVar, TypeVar
 
 import grpc
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -28,15 +34,17 @@ from gateway.customer_routes import (
     json_response,
     not_found,
     only_own_customer,
+    path_id,
     proto_request,
 )
-from gateway.errors import ApiError
+from gateway.errors import ApiError, UpstreamError
 from gateway.upstream import UpstreamService
 from loanbook.customer.v1 import customer_pb2
 from loanbook.payment.v1 import payment_pb2 as pb
 from loanbook.payment.v1 import payment_pb2_grpc
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -85,8 +93,22 @@ def timestamp_parameter(value: str, parameter: str) -> timestamp_pb2.Timestamp |
     return timestamp
 
 
+async def listed_if_it_exists(exists: Awaitable[object], listing: Awaitable[T]) -> T:
+    """The listing, unless the lookup `exists` (awaited alongside it) fails: then its error, the listing dropped."""
+    listed = asyncio.ensure_future(listing)
+    try:
+        await exists
+    except BaseException:
+        listed.cancel()
+        # Retrieve whatever the listing ends with, so an error of its own is not reported as never retrieved.
+        listed.add_done_callback(lambda task: task.cancelled() or task.exception())
+        raise
+    return await listed
+
+
 async def _payment_visible_to(caller: Caller, payment_id: str, payments: Payments) -> pb.Payment:
-    response = await payments.call(payments.stub.GetPayment, pb.GetPaymentRequest(payment_id=payment_id), caller)
+    request = pb.GetPaymentRequest(payment_id=payment_id)
+    response = await payments.call(payments.stub.GetPayment, request, caller, path_id("payment_id"))
     if caller.role is Role.CUSTOMER and not caller.is_customer(response.payment.customer_id):
         raise not_found("payment", payment_id)
     return response.payment
@@ -130,7 +152,8 @@ async def reverse_payment(
     id: ResourceId, body: m.ReversePaymentBody, caller: StaffCaller, payments: Payments
 ) -> JSONResponse:
     request = pb.ReversePaymentRequest(payment_id=id, version=body.version, reason=body.reason)
-    return json_response((await payments.call(payments.stub.ReversePayment, request, caller)).payment)
+    response = await payments.call(payments.stub.ReversePayment, request, caller, path_id("payment_id"))
+    return json_response(response.payment)
 
 
 @router.get(
@@ -144,6 +167,7 @@ async def list_customer_payments(
     id: ResourceId,
     caller: PersonCaller,
     payments: Payments,
+    customers: Customers,
     paid_from: PaidFrom = "",
     paid_to: PaidTo = "",
     page_size: PageSize = 0,
@@ -161,8 +185,14 @@ async def list_customer_payments(
     request = pb.ListCustomerPaymentsRequest(
         customer_id=id, from_time=from_time, to_time=to_time, page_size=page_size, page_token=page_token
     )
-    response = await payments.call(payments.stub.ListCustomerPayments, request, caller)
-    return json_response(response)
+    rest_fields = {**path_id("customer_id"), "from_time": "from", "to_time": "to"}
+    if caller.role is Role.CUSTOMER:  # its own id: the customer exists
+        own = await payments.call(payments.stub.ListCustomerPayments, request, caller, rest_fields)
+        return json_response(own)
+    listing = payments.call(payments.stub.ListCustomerPayments, request, caller, rest_fields)
+    lookup = customer_pb2.GetCustomerRequest(customer_id=id)
+    exists = customers.call(customers.stub.GetCustomer, lookup, caller, path_id("customer_id"))
+    return json_response(await listed_if_it_exists(exists, listing))
 
 
 @router.get(
@@ -179,13 +209,22 @@ async def list_loan_payments(
     page_size: PageSize = 0,
     page_token: PageToken = "",
 ) -> JSONResponse:
+    request = pb.ListLoanPaymentsRequest(loan_id=id, page_size=page_size, page_token=page_token)
     if caller.role is Role.CUSTOMER:
         assert caller.customer_id is not None
         # One cheap call says whether the loan is the caller's; not theirs reads as missing.
         standing_request = customer_pb2.CheckLoanStandingRequest(loan_id=id, customer_id=caller.customer_id)
-        standing = await customers.call(customers.stub.CheckLoanStanding, standing_request, caller)
+        standing = await customers.call(customers.stub.CheckLoanStanding, standing_request, caller, path_id("loan_id"))
         if not (standing.exists and standing.belongs_to_customer):
             raise not_found("loan", id)
-    request = pb.ListLoanPaymentsRequest(loan_id=id, page_size=page_size, page_token=page_token)
-    response = await payments.call(payments.stub.ListLoanPayments, request, caller)
-    return json_response(response)
+        own = await payments.call(payments.stub.ListLoanPayments, request, caller, path_id("loan_id"))
+        return json_response(own)
+    listing = payments.call(payments.stub.ListLoanPayments, request, caller, path_id("loan_id"))
+    lookup = customer_pb2.GetLoanApplicationRequest(application_id=id)
+    exists = customers.call(customers.stub.GetLoanApplication, lookup, caller, path_id("application_id"))
+    try:
+        return json_response(await listed_if_it_exists(exists, listing))
+    except UpstreamError as error:
+        if error.error.code() is grpc.StatusCode.NOT_FOUND:
+            raise not_found("loan", id) from None  # a loan is a funded application; say "loan", as for customers
+        raise

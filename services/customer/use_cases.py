@@ -363,4 +363,12 @@ class CustomerUseCases:
                 violations.add(field, "is required")
         violations.raise_if_any()
         assert loan_uuid is not None and customer_uuid is not None
-        return await self._repository.loan_standing(loan_uuid, customer_uuid)
+        standing = await self._repository.loan_standing(loan_uuid, customer_uuid)
+        # The customer service's line in a payment's trace. Ids and the outcome only: no principal, no names.
+        logger.info(
+            "loan standing checked",
+            extra={"loan_id": loan_id, "customer_id": customer_id, "exists": standing.exists,
+                   "belongs_to_customer": standing.belongs_to_customer,
+                   "status": standing.status.value if standing.status else ""},
+        )  # fmt: skip
+        return standing

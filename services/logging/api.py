@@ -19,9 +19,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 
 def candidate(message: pb.LogEntry) -> EntryCandidate:
+    try:
+        time, time_problem = optional_datetime(message, "time"), ""
+    except InvalidArgument as error:  # one entry's problem: reported with every other one of the batch
+        time, time_problem = None, error.violations[0].description
     return EntryCandidate(
         id=message.id,
-        time=optional_datetime(message, "time"),
+        time=time,
+        time_problem=time_problem,
         service=message.service,
         level=message.level,
         message=message.message,
@@ -49,7 +54,8 @@ class LoggingServicer(logging_pb2_grpc.LoggingServiceServicer):
         self._use_cases = use_cases
 
     async def WriteLogs(self, request: pb.WriteLogsRequest, context: Context) -> pb.WriteLogsResponse:
-        accepted = await self._use_cases.write_logs([candidate(entry) for entry in request.entries])
+        candidates = [candidate(entry) for entry in request.entries]
+        accepted = await self._use_cases.write_logs(candidates, validate_only=request.validate_only)
         return pb.WriteLogsResponse(accepted_count=accepted)
 
     async def StreamLogs(

@@ -98,6 +98,8 @@ class EntryCandidate:
     attributes: Mapping[str, str]
     trace_id: str
     span_id: str
+    # Why `time` could not be read (a Timestamp out of range), reported with the entry's other problems.
+    time_problem: str = ""
 
 
 def check_batch(
@@ -141,7 +143,9 @@ def _entry_problems(
             uuid.UUID(candidate.id)
         except ValueError:
             problems.append(("id", "must be a UUID, or empty to let the service assign one"))
-    if candidate.time is not None:
+    if candidate.time_problem:
+        problems.append(("time", candidate.time_problem))
+    elif candidate.time is not None:
         if candidate.time > now + MAX_CLOCK_SKEW:
             problems.append(("time", f"is more than {_minutes(MAX_CLOCK_SKEW)} minutes in the future"))
         elif candidate.time < oldest:

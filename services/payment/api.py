@@ -10,6 +10,7 @@ from google.protobuf import timestamp_pb2
 
 from chassis.errors import FieldViolation, InvalidArgument
 from chassis.money import MoneyInput
+from chassis.timestamps import optional_datetime
 from loanbook.payment.v1 import payment_pb2 as pb
 from loanbook.payment.v1 import payment_pb2_grpc
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus
@@ -30,13 +31,6 @@ def _set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
     delta = value - EPOCH
     target.seconds = delta.days * 86_400 + delta.seconds
     target.nanos = delta.microseconds * 1000
-
-
-def _datetime(message: Any, field: str) -> datetime | None:
-    if not message.HasField(field):
-        return None
-    stamp: timestamp_pb2.Timestamp = getattr(message, field)
-    return stamp.ToDatetime(tzinfo=UTC)
 
 
 def _method(value: pb.PaymentMethod.ValueType) -> PaymentMethod | None:
@@ -77,13 +71,18 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
         self._use_cases = use_cases
 
     async def RecordPayment(self, request: pb.RecordPaymentRequest, context: Context) -> pb.RecordPaymentResponse:
+        try:
+            paid_at, paid_time_problem = optional_datetime(request, "paid_time"), ""
+        except InvalidArgument as error:  # reported with the request's other problems
+            paid_at, paid_time_problem = None, error.violations[0].description
         command = RecordPayment(
             idempotency_key=request.idempotency_key,
             customer_id=request.customer_id,
             loan_id=request.loan_id,
             amount=MoneyInput.from_proto(request.amount) if request.HasField("amount") else None,
             method=_method(request.method),
-            paid_at=_datetime(request, "paid_time"),
+            paid_at=paid_at,
+            paid_time_problem=paid_time_problem,
         )
         payment, replayed = await self._use_cases.record_payment(command)
         return pb.RecordPaymentResponse(payment=payment_to_proto(payment), replayed=replayed)
@@ -96,8 +95,8 @@ class PaymentServicer(payment_pb2_grpc.PaymentServiceServicer):
     ) -> pb.ListCustomerPaymentsResponse:
         page = await self._use_cases.list_customer_payments(
             request.customer_id,
-            _datetime(request, "from_time"),
-            _datetime(request, "to_time"),
+            optional_datetime(request, "from_time"),
+            optional_datetime(request, "to_time"),
             request.page_size,
             request.page_token,
         )

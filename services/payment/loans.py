@@ -1,4 +1,4 @@
-"""Asks the customer service whether a loan exists, belongs to the customer and is funded."""
+"""Asks the customer service whether a loan exists, belongs to the customer and is funded, and its principal."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 import grpc
 
 from chassis.errors import Unavailable
+from chassis.money import Money, MoneyInput, parse_money
 from loanbook.customer.v1 import customer_pb2, customer_pb2_grpc
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class LoanStanding:
     exists: bool
     belongs_to_customer: bool
     funded: bool
-    currency: str
+    principal: Money | None  # None for an unknown loan, or when the answer carried no principal we can read
 
 
 class LoanDirectory(Protocol):
@@ -43,9 +44,12 @@ class GrpcLoanDirectory:
             raise Unavailable(
                 f"cannot check the loan with the customer service ({error.code().name}); retry later"
             ) from error
+        principal = None
+        if response.HasField("principal"):
+            principal, _ = parse_money(MoneyInput.from_proto(response.principal), "principal")
         return LoanStanding(
             exists=response.exists,
             belongs_to_customer=response.belongs_to_customer,
             funded=response.status == customer_pb2.APPLICATION_STATUS_FUNDED,
-            currency=response.principal.currency_code,
+            principal=principal,
         )

@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, VersionConflict
+from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound, Unavailable, VersionConflict
 from chassis.ids import new_id, parse_id
-from chassis.money import MoneyInput, parse_money
+from chassis.money import Money, MoneyInput, parse_money
 from chassis.page_tokens import PageTokens, page_size_or_default
 from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.loans import LoanDirectory
@@ -37,7 +37,8 @@ class RecordPayment:
     loan_id: str
     amount: MoneyInput | None
     method: PaymentMethod | None
-    paid_at: datetime | None  # None: now
+    paid_at: datetime | None  # None: now (or unreadable: see paid_time_problem)
+    paid_time_problem: str = ""  # why the paid time could not be read (a Timestamp out of range)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,21 @@ def _cursor(position: dict[str, object] | None) -> PaymentCursor | None:
         return PaymentCursor(datetime.fromisoformat(str(position["paid_at"])), uuid.UUID(str(position["id"])))
     except (KeyError, ValueError):
         raise InvalidArgument([FieldViolation("page_token", "page token is not valid")]) from None
+
+
+def check_against_principal(amount: Money, principal: Money | None) -> None:
+    """One payment is in the loan's currency and at most its principal: a larger one is a typo or an attack,
+    never a repayment. Unchecked payments are never accepted, so a loan whose principal is unknown refuses them."""
+    if principal is None:
+        raise Unavailable("the customer service did not give the loan's principal; retry later")
+    if amount.currency != principal.currency:
+        raise InvalidArgument(
+            [FieldViolation("amount.currency_code", f"must be the loan's currency, {principal.currency}")]
+        )
+    if amount.minor_units > principal.minor_units:
+        raise InvalidArgument(
+            [FieldViolation("amount", f"must be at most the loan's principal, {principal.display()}")]
+        )
 
 
 class PaymentUseCases:
@@ -98,7 +114,9 @@ class PaymentUseCases:
             violations.append(FieldViolation("method", "is required: one of ACH, CARD, WIRE, CASH"))
         now = self._now()
         paid_at = command.paid_at or now
-        if paid_at > now + MAX_CLOCK_SKEW:
+        if command.paid_time_problem:
+            violations.append(FieldViolation("paid_time", command.paid_time_problem))
+        elif paid_at > now + MAX_CLOCK_SKEW:
             violations.append(FieldViolation("paid_time", "must not be in the future"))
         if violations:
             raise InvalidArgument(violations)
@@ -113,10 +131,7 @@ class PaymentUseCases:
             raise NotFound("loan", str(loan_id))
         if not standing.funded:
             raise FailedPrecondition(f"loan {loan_id} is not FUNDED; payments are recorded against funded loans")
-        if standing.currency and amount.currency != standing.currency:
-            raise InvalidArgument(
-                [FieldViolation("amount.currency_code", f"must be the loan's currency, {standing.currency}")]
-            )
+        check_against_principal(amount, standing.principal)
         payment = Payment(
             id=new_id(), customer_id=customer_id, loan_id=loan_id, amount=amount, method=command.method,
             status=PaymentStatus.SETTLED, paid_at=paid_at, created_at=now, updated_at=now, version=1,

@@ -118,7 +118,7 @@ async def test_an_admin_request_reaches_the_customer_service_and_its_status_come
 
     assert_error(unknown, 404, "NOT_FOUND")
     error = assert_error(malformed, 400, "INVALID_ARGUMENT")
-    assert error["details"] == [{"field": "customerId", "description": "must be an id issued by loanbook (a UUID)"}]
+    assert error["details"] == [{"field": "id", "description": "must be an id issued by loanbook (a UUID)"}]
 
 
 async def test_malformed_json_is_400_naming_the_problem(
@@ -162,12 +162,55 @@ async def test_a_body_over_the_limit_is_413(client: httpx.AsyncClient, running_s
         headers={**bearer(running_system, Role.ADMIN), "Content-Type": "application/json"},
     )
 
-    assert_error(response, 413, "INVALID_ARGUMENT")
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
 
 
 async def test_an_unknown_route_is_404_and_a_wrong_method_405_in_the_error_body(client: httpx.AsyncClient) -> None:
     assert_error(await client.get("/v1/nothing-here"), 404, "NOT_FOUND")
-    assert_error(await client.delete("/v1/branches"), 405, "UNIMPLEMENTED")
+    assert_error(await client.delete("/v1/branches"), 405, "METHOD_NOT_ALLOWED")
+
+
+@pytest.mark.parametrize("path", ["/v1/customers/not-a-uuid", "/v1/branches/not-a-uuid", "/v1/applications/not-a-uuid"])
+async def test_a_malformed_id_in_the_path_is_400_naming_the_path_parameter(
+    client: httpx.AsyncClient, running_system: RunningSystem, path: str
+) -> None:
+    response = await client.get(path, headers=bearer(running_system, Role.ADMIN))
+
+    error = assert_error(response, 400, "INVALID_ARGUMENT")
+    assert error["message"] == "invalid request: id"
+    assert [detail["field"] for detail in error["details"]] == ["id"]  # type: ignore[attr-defined]
+
+
+async def test_a_services_refusal_names_json_fields_in_the_message_as_in_the_details(
+    client: httpx.AsyncClient, running_system: RunningSystem
+) -> None:
+    body = {"customerId": str(uuid.uuid4()), "officerId": str(uuid.uuid4()), "termMonths": 12,
+            "principal": {"currencyCode": "XXX", "units": 5000}, "purpose": "car"}  # fmt: skip
+
+    response = await client.post("/v1/applications", json=body, headers=bearer(running_system, Role.ADMIN))
+
+    error = assert_error(response, 400, "INVALID_ARGUMENT")
+    assert error["message"] == "invalid request: principal.currencyCode"
+    assert [detail["field"] for detail in error["details"]] == ["principal.currencyCode"]  # type: ignore[attr-defined]
+
+
+async def test_the_openapi_document_lists_the_400_it_returns_not_a_422_and_readiness_503(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+
+    statuses = {
+        (method, path): set(operation["responses"])
+        for path, item in document["paths"].items()
+        for method, operation in item.items()
+    }
+    assert not [operation for operation, listed in statuses.items() if "422" in listed]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert "400" in statuses[("post", "/v1/applications")]
+    assert statuses[("get", "/readyz")] == {"200", "503"}
+    assert document["paths"]["/readyz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
 
 
 async def test_the_trace_id_header_is_the_callers_trace_id(client: httpx.AsyncClient) -> None:

@@ -84,8 +84,10 @@ async def test_from_a_new_branch_to_a_reversed_payment_and_the_log_lines_of_its_
     stale = await client.post(f"/v1/payments/{last['id']}/reverse", headers=officer, json={"version": "1"})
     assert stale.status_code == 409
 
-    # An SRE hands the first payment's X-Trace-Id to GET /v1/logs: the gateway's and the payment service's lines.
-    wanted = {("loanbook-gateway", "POST /v1/payments 201"), ("loanbook-payment", "payment recorded")}
+    # An SRE hands the first payment's X-Trace-Id to GET /v1/logs: the gateway's, the customer service's (the loan
+    # check) and the payment service's lines.
+    wanted = {("loanbook-gateway", "POST /v1/payments 201"), ("loanbook-customer", "loan standing checked"),
+              ("loanbook-payment", "payment recorded")}  # fmt: skip
     seen: set[tuple[str, str]] = set()
     for _ in range(100):  # shipped in the background, at least once a second
         lines = await ok(client.get("/v1/logs", headers=officer, params={"traceId": trace_ids[0]}))
@@ -97,3 +99,6 @@ async def test_from_a_new_branch_to_a_reversed_payment_and_the_log_lines_of_its_
     assert all(entry["traceId"] == trace_ids[0] for entry in lines["entries"])
     payment_line = next(entry for entry in lines["entries"] if entry["message"] == "payment recorded")
     assert payment_line["attributes"]["payment_id"] == recorded[0]["id"]
+    standing_line = next(entry for entry in lines["entries"] if entry["message"] == "loan standing checked")
+    assert standing_line["level"] == "LOG_LEVEL_INFO"
+    assert set(standing_line["attributes"]) >= {"loan_id", "customer_id", "exists", "belongs_to_customer", "status"}

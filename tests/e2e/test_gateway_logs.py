@@ -194,6 +194,45 @@ async def test_bad_entries_refuse_the_whole_batch_naming_each_entry_index_and_fi
     assert "x" * 100 not in refused.text  # the caller's data is not echoed back
 
 
+async def test_a_time_without_a_zone_is_reported_with_every_other_problem_of_the_batch(
+    client: httpx.AsyncClient, shipper: dict[str, str], sre: dict[str, str]
+) -> None:
+    service = a_service()
+    batch = [
+        an_entry(service, 1),
+        an_entry(service, 2, traceId="XYZ"),
+        an_entry(service, 3, spanId="abc"),
+        an_entry("", 4),
+        an_entry(service, 5, message="x" * 10_000),
+        an_entry(service, 6, attributes={"bad key!": "v"}),
+        an_entry(service, 7, id="not-a-uuid"),
+        an_entry("bad service!", 8),
+        an_entry(service, 9, time=rfc3339(NOW + timedelta(hours=2))),
+        # The gateway's shape check refuses this one; the eight problems above are the logging service's.
+        an_entry("", 10, time=(NOW - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%S")),
+    ]
+
+    refused = await client.post("/v1/logs", json={"entries": batch}, headers=shipper)
+    stored = await client.get("/v1/logs", params={"service": service}, headers=sre)
+
+    error = assert_error(refused, 400, "INVALID_ARGUMENT")
+    fields = [d["field"] for d in error["details"]]  # type: ignore[attr-defined]
+    assert fields == [
+        "entries[1].traceId",
+        "entries[2].spanId",
+        "entries[3].service",
+        "entries[4].message",
+        "entries[5].attributes['bad key!']",
+        "entries[6].id",
+        "entries[7].service",
+        "entries[8].time",
+        "entries[9].time",
+        "entries[9].service",
+    ]
+    assert error["message"] == f"invalid request: {', '.join(fields)}"
+    assert stored.json()["entries"] == []  # the good entry was not stored either
+
+
 async def test_only_the_service_role_writes_and_only_officers_and_admins_read(
     client: httpx.AsyncClient, running_system: RunningSystem
 ) -> None:

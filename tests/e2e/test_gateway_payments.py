@@ -165,6 +165,38 @@ async def test_bad_body_fields_are_400_in_the_rest_names(
     assert "amount" in [d["field"] for d in assert_error(no_amount, 400, "INVALID_ARGUMENT")["details"]]  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize(
+    ("amount", "field", "description"),
+    [
+        # One past what int64 minor units hold: once a 500 from the PostgreSQL adapter.
+        (
+            {"currencyCode": "USD", "units": "92233720368547759"},
+            "amount.units",
+            "at most 92,233,720,368,547,758.07 USD",
+        ),
+        ({"currencyCode": "USD", "units": "92233720368547758"}, "amount", "principal, 25,000.00 USD"),
+        ({"currencyCode": "USD", "units": "1000000000"}, "amount", "principal, 25,000.00 USD"),
+        ({"currencyCode": "USD", "units": "25000", "nanos": 10_000_000}, "amount", "principal, 25,000.00 USD"),
+    ],
+)
+async def test_an_amount_out_of_range_or_over_the_loans_principal_is_400_and_records_nothing(
+    client: httpx.AsyncClient, running_system: RunningSystem, amount: dict[str, Any], field: str, description: str
+) -> None:
+    headers = {**bearer(running_system, Role.OFFICER), **new_key()}
+
+    refused = await client.post("/v1/payments", json=payment_body(amount=amount), headers=headers)
+    # The same key with a good body is a new payment, not a replay: the refused request stored nothing.
+    whole_principal = payment_body(amount={"currencyCode": "USD", "units": "25000"})
+    after = await client.post("/v1/payments", json=whole_principal, headers=headers)
+
+    error = assert_error(refused, 400, "INVALID_ARGUMENT")
+    assert error["message"] == f"invalid request: {field}"
+    assert [d["field"] for d in error["details"]] == [field]  # type: ignore[attr-defined]
+    assert description in error["details"][0]["description"]  # type: ignore[index]
+    assert after.status_code == 201, after.text
+    assert after.json()["replayed"] is False
+
+
 async def test_a_customer_cannot_record_for_or_read_another_customer(
     client: httpx.AsyncClient, running_system: RunningSystem
 ) -> None:
@@ -199,6 +231,51 @@ async def test_staff_read_any_customer_and_loan(client: httpx.AsyncClient, runni
     assert fetched.json() == devons_payment
     assert devons_payment["id"] in [p["id"] for p in history.json()["payments"]]
     assert devons_payment["id"] in [p["id"] for p in loan.json()["payments"]]
+
+
+async def test_an_unknown_customer_or_loan_is_404_for_every_role(
+    client: httpx.AsyncClient, running_system: RunningSystem
+) -> None:
+    unknown = str(uuid.uuid4())
+
+    for role in (Role.OFFICER, Role.ADMIN):
+        headers = bearer(running_system, role)
+        history = await client.get(f"/v1/customers/{unknown}/payments", headers=headers)
+        loan = await client.get(f"/v1/loans/{unknown}/payments", headers=headers)
+
+        assert assert_error(history, 404, "NOT_FOUND")["message"] == f"customer {unknown} not found", role
+        assert assert_error(loan, 404, "NOT_FOUND")["message"] == f"loan {unknown} not found", role
+
+
+@pytest.mark.parametrize(
+    ("path", "role", "customer_id"),
+    [
+        ("/v1/customers/not-a-uuid/payments", Role.OFFICER, None),
+        ("/v1/loans/not-a-uuid/payments", Role.OFFICER, None),
+        ("/v1/loans/not-a-uuid/payments", Role.CUSTOMER, CASEY),
+    ],
+)
+async def test_a_malformed_id_in_a_listing_path_is_400_naming_id(
+    client: httpx.AsyncClient, running_system: RunningSystem, path: str, role: Role, customer_id: str | None
+) -> None:
+    response = await client.get(path, headers=bearer(running_system, role, customer_id))
+
+    error = assert_error(response, 400, "INVALID_ARGUMENT")
+    assert (error["message"], [d["field"] for d in error["details"]]) == ("invalid request: id", ["id"])  # type: ignore[attr-defined]
+
+
+async def test_a_refused_amount_names_json_fields_in_the_message(
+    client: httpx.AsyncClient, running_system: RunningSystem
+) -> None:
+    body = payment_body(amount={"currencyCode": "XXX", "units": "10"})
+
+    response = await client.post(
+        "/v1/payments", json=body, headers={**bearer(running_system, Role.OFFICER), **new_key()}
+    )
+
+    error = assert_error(response, 400, "INVALID_ARGUMENT")
+    assert error["message"] == "invalid request: amount.currencyCode"
+    assert [d["field"] for d in error["details"]] == ["amount.currencyCode"]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(

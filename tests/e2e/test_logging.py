@@ -109,6 +109,36 @@ async def test_a_bad_entry_rejects_its_whole_batch_naming_index_and_field(stub: 
     assert await query_all(stub, service, page_size=10) == []  # the good entry was not stored either
 
 
+async def test_a_time_out_of_the_timestamp_range_is_reported_with_the_batchs_other_problems(stub: Stub) -> None:
+    service = a_service()
+    batch = [
+        an_entry(service, 1),
+        an_entry(service, 2, time=Timestamp(seconds=2**62)),
+        an_entry("", 3, time=Timestamp(seconds=0, nanos=-5)),
+        an_entry(service, 4, level=9),
+    ]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.WriteLogs(pb.WriteLogsRequest(entries=batch))
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields_of(refused.value) == ["entries[1].time", "entries[2].time", "entries[2].service", "entries[3].level"]
+    assert await query_all(stub, service, page_size=10) == []
+
+
+async def test_a_batch_checked_with_validate_only_is_answered_as_a_write_but_not_stored(stub: Stub) -> None:
+    service = a_service()
+    good = [an_entry(service, 1), an_entry(service, 2)]
+
+    checked = await stub.WriteLogs(pb.WriteLogsRequest(entries=good, validate_only=True))
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.WriteLogs(pb.WriteLogsRequest(entries=[*good, an_entry("", 3)], validate_only=True))
+
+    assert checked.accepted_count == 2
+    assert fields_of(refused.value) == ["entries[2].service"]
+    assert await query_all(stub, service, page_size=10) == []
+
+
 async def test_a_stream_stores_each_good_message_and_stops_at_a_bad_one_naming_it(stub: Stub) -> None:
     service = a_service()
     future = pb.LogEntry(service=service, time=at(NOW + timedelta(hours=2)), level=pb.LOG_LEVEL_INFO, message="?")

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2, status_pb2
 from google.type import money_pb2
 
@@ -96,6 +97,13 @@ async def test_a_repeated_request_returns_the_original_and_a_changed_one_is_refu
          ["amount.nanos"]),
         ({"amount": money_pb2.Money(currency_code="XTS", units=1)}, grpc.StatusCode.INVALID_ARGUMENT,
          ["amount.currency_code"]),
+        # Past int64 minor units, and past the loan's principal (25,000 USD).
+        ({"amount": money_pb2.Money(currency_code="USD", units=92_233_720_368_547_759)},
+         grpc.StatusCode.INVALID_ARGUMENT, ["amount.units"]),
+        ({"amount": money_pb2.Money(currency_code="USD", units=25_001)}, grpc.StatusCode.INVALID_ARGUMENT, ["amount"]),
+        # A Timestamp past year 9999 (a client may send any int64 seconds): with the request's other problems.
+        ({"paid_time": Timestamp(seconds=2**62), "method": pb.PAYMENT_METHOD_UNSPECIFIED},
+         grpc.StatusCode.INVALID_ARGUMENT, ["method", "paid_time"]),
         ({"loan_id": str(uuid.uuid4())}, grpc.StatusCode.NOT_FOUND, None),
         ({"loan_id": DEVONS_LOAN}, grpc.StatusCode.NOT_FOUND, None),
         ({"loan_id": CASEY_LOAN_UNDER_REVIEW}, grpc.StatusCode.FAILED_PRECONDITION, None),
@@ -123,6 +131,17 @@ async def test_a_forged_page_token_is_invalid(stub: Stub) -> None:
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert fields_of(refused.value) == ["page_token"]
+
+
+@pytest.mark.parametrize("bound", ["from_time", "to_time"])
+async def test_a_time_bound_out_of_the_timestamp_range_is_invalid_naming_it(stub: Stub, bound: str) -> None:
+    request = pb.ListCustomerPaymentsRequest(customer_id=CASEY, **{bound: Timestamp(seconds=-(2**40))})  # type: ignore[arg-type]
+
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await stub.ListCustomerPayments(request)
+
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert fields_of(refused.value) == [bound]
 
 
 async def test_recording_a_payment_is_one_trace_through_both_services(

@@ -9,7 +9,14 @@ from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc.aio import AioRpcError
 
-from gateway.errors import error_response, field_violations, grpc_error_response, http_status_for, to_json_path
+from gateway.errors import (
+    error_response,
+    field_violations,
+    grpc_error_response,
+    http_error_response,
+    http_status_for,
+    to_json_path,
+)
 
 
 @pytest.mark.parametrize(
@@ -105,18 +112,50 @@ def _rpc_error(code: grpc.StatusCode, message: str, trailing: tuple[tuple[str, s
     return AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(*trailing), details=message)
 
 
-def test_an_invalid_argument_from_a_service_keeps_its_message_and_violations() -> None:
-    violation = error_details_pb2.BadRequest.FieldViolation(field="national_id", description="required")
-    trailing = (("grpc-status-details-bin", _status_bin(error_details_pb2.BadRequest(field_violations=[violation]))),)
+def test_an_invalid_argument_from_a_service_names_its_fields_in_json_names_in_message_and_details() -> None:
+    violations = [
+        error_details_pb2.BadRequest.FieldViolation(field="national_id", description="required"),
+        error_details_pb2.BadRequest.FieldViolation(field="amount.currency_code", description="must be one of"),
+    ]
+    trailing = (("grpc-status-details-bin", _status_bin(error_details_pb2.BadRequest(field_violations=violations))),)
+    message = "invalid request: national_id, amount.currency_code"
 
-    response = grpc_error_response(_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "invalid request: x", trailing), "c")
+    response = grpc_error_response(_rpc_error(grpc.StatusCode.INVALID_ARGUMENT, message, trailing), "c")
 
     assert response.status_code == 400
     assert json.loads(bytes(response.body))["error"] == {
         "code": "INVALID_ARGUMENT",
-        "message": "invalid request: x",
-        "details": [{"field": "nationalId", "description": "required"}],
+        "message": "invalid request: nationalId, amount.currencyCode",
+        "details": [
+            {"field": "nationalId", "description": "required"},
+            {"field": "amount.currencyCode", "description": "must be one of"},
+        ],
     }
+
+
+def test_a_field_from_the_path_is_named_as_the_route_declares_it_in_message_and_details() -> None:
+    violation = error_details_pb2.BadRequest.FieldViolation(field="customer_id", description="must be a UUID")
+    trailing = (("grpc-status-details-bin", _status_bin(error_details_pb2.BadRequest(field_violations=[violation]))),)
+    error = _rpc_error(grpc.StatusCode.INVALID_ARGUMENT, "invalid request: customer_id", trailing)
+
+    response = grpc_error_response(error, "customer", {"customer_id": "id"})
+
+    assert json.loads(bytes(response.body))["error"] == {
+        "code": "INVALID_ARGUMENT",
+        "message": "invalid request: id",
+        "details": [{"field": "id", "description": "must be a UUID"}],
+    }
+
+
+def test_a_refusal_of_the_gateways_own_carries_a_code_that_says_what_happened() -> None:
+    too_large = http_error_response(413, "the request body is larger than 10 bytes")
+    wrong_method = http_error_response(405, "method not allowed on this route")
+
+    assert (too_large.status_code, json.loads(bytes(too_large.body))["error"]["code"]) == (413, "PAYLOAD_TOO_LARGE")
+    assert (wrong_method.status_code, json.loads(bytes(wrong_method.body))["error"]["code"]) == (
+        405,
+        "METHOD_NOT_ALLOWED",
+    )
 
 
 @pytest.mark.parametrize("code", [grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN, grpc.StatusCode.DATA_LOSS])

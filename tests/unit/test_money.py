@@ -33,6 +33,9 @@ def test_parses_exact_amounts_and_round_trips(units: int, nanos: int, currency: 
         (MoneyInput("", 1, 0), "amount.currency_code", "must be one of"),
         (MoneyInput("USD", 1, -10_000_000), "amount.nanos", "same sign"),
         (MoneyInput("USD", 1, 1_000_000_000), "amount.nanos", "between"),
+        (MoneyInput("USD", 92_233_720_368_547_759, 0), "amount.units", "at most 92,233,720,368,547,758.07 USD"),
+        (MoneyInput("USD", 92_233_720_368_547_758, 80_000_000), "amount.units", "out of range"),
+        (MoneyInput("JPY", -(2**63), 0), "amount.units", "either way"),
     ],
 )
 def test_refuses_inexact_or_unknown_amounts_naming_the_field(value: MoneyInput, field: str, reason: str) -> None:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chassis.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable, VersionConflict
-from chassis.money import MoneyInput
+from chassis.money import Money, MoneyInput
 from chassis.page_tokens import PageTokens
 from services.payment.domain import PaymentMethod, PaymentStatus
 from services.payment.loans import LoanStanding
@@ -18,6 +18,7 @@ from services.payment.use_cases import IdempotencyConflict, PaymentUseCases, Rec
 from tests.fakes.payment_repository import InMemoryPaymentRepository
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+PRINCIPAL_MINOR_UNITS = 5_000_00
 
 
 @dataclass
@@ -33,9 +34,9 @@ class LoanBook:
         if self.down:
             raise Unavailable("customer service unavailable")
         if loan_id not in self.loans:
-            return LoanStanding(False, False, False, "")
+            return LoanStanding(False, False, False, None)
         owner, funded = self.loans[loan_id]
-        return LoanStanding(True, owner == customer_id, funded, "USD")
+        return LoanStanding(True, owner == customer_id, funded, Money("USD", PRINCIPAL_MINOR_UNITS))
 
 
 CUSTOMER, LOAN, UNFUNDED = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
@@ -114,6 +115,7 @@ async def test_two_concurrent_requests_with_one_key_record_one_payment(
         ({"amount": MoneyInput("USD", -5, 0)}, ["amount"]),
         ({"amount": MoneyInput("USD", 1, 1)}, ["amount.nanos"]),
         ({"amount": MoneyInput("ZZZ", 1, 0)}, ["amount.currency_code"]),
+        ({"amount": MoneyInput("USD", 92_233_720_368_547_759, 0)}, ["amount.units"]),
         ({"amount": None, "method": None}, ["amount", "method"]),
         ({"customer_id": "c", "loan_id": ""}, ["customer_id", "loan_id"]),
         ({"paid_at": NOW + timedelta(days=1)}, ["paid_time"]),
@@ -139,6 +141,19 @@ async def test_unknown_someone_elses_and_unfunded_loans_are_refused(payments: Pa
     with pytest.raises(InvalidArgument) as currency:
         await payments.record_payment(command(amount=MoneyInput("EUR", 10, 0)))
     assert currency.value.violations[0].field == "amount.currency_code"
+
+
+async def test_a_payment_larger_than_the_loans_principal_is_refused_naming_the_principal(
+    payments: PaymentUseCases, store: InMemoryPaymentRepository
+) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        await payments.record_payment(command(amount=MoneyInput("USD", 5_000, 10_000_000)))
+    whole, _ = await payments.record_payment(command(amount=MoneyInput("USD", 5_000, 0)))
+
+    assert [(v.field, v.description) for v in refused.value.violations] == [
+        ("amount", "must be at most the loan's principal, 5,000.00 USD")
+    ]
+    assert await store.list_for_customer(CUSTOMER, None, None, None, 10) == [whole]
 
 
 async def test_a_payment_is_never_accepted_unchecked(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import logging
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -312,6 +313,26 @@ async def test_loan_standing_tells_existence_ownership_and_status(customer_stub:
     assert own.principal.units == 10_000
     assert (other.exists, other.belongs_to_customer) == (True, False)
     assert (missing.exists, missing.belongs_to_customer) == (False, False)
+
+
+async def test_a_loan_standing_check_is_logged_at_info_with_ids_and_the_outcome_only(
+    customer_stub: Stub, factory: Factory, caplog: pytest.LogCaptureFixture
+) -> None:
+    funded = await application_in(factory, ApplicationStatus.FUNDED)
+    stranger = await factory.customer(funded.branch_id)
+
+    with caplog.at_level(logging.INFO, logger="services.customer.use_cases"):
+        await customer_stub.CheckLoanStanding(pb.CheckLoanStandingRequest(loan_id=funded.id, customer_id=stranger.id))
+
+    [record] = [r for r in caplog.records if r.getMessage() == "loan standing checked"]
+    assert record.levelno == logging.INFO
+    fields = {k: getattr(record, k) for k in ("loan_id", "customer_id", "exists", "belongs_to_customer", "status")}
+    assert fields == {"loan_id": funded.id, "customer_id": stranger.id, "exists": True,
+                      "belongs_to_customer": False, "status": "FUNDED"}  # fmt: skip
+    logged = str(record.__dict__)
+    assert "10000" not in logged
+    assert stranger.email not in logged
+    assert stranger.name not in logged
 
 
 @pytest.mark.parametrize(

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 
 from chassis.ids import new_id
+from chassis.page_tokens import PageTokens
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout
 from services.logging.adapters.postgres import PostgresLogRepository, query_statement
 from services.logging.domain import LogBatch, LogCursor, LogEntry, LogLevel, entry_order
 from services.logging.ports import LogRepository
+from services.logging.use_cases import LogUseCases
 from tests.fakes.log_repository import InMemoryLogRepository
 from tests.integration.logging.conftest import a_service, a_trace, an_entry, recent_hour
 
@@ -206,3 +209,21 @@ async def test_a_postgres_trace_lookup_probes_the_trace_index_of_each_partition(
     assert "trace_id_time_id_idx" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert "Sort" not in plan, plan
+
+
+async def test_a_query_over_every_representable_time_is_cut_to_what_retention_can_hold(
+    repository: LogRepository,
+) -> None:
+    service, t0 = a_service(), recent_hour()
+    entries = [an_entry(service, t0 + timedelta(minutes=n)) for n in range(3)]
+    await write(repository, *entries)
+    # A day's retention keeps the cut window (retention plus grace) a few days of hours, quick on every back end.
+    logs = LogUseCases(repository, PageTokens("k" * 32, "logs"), timedelta(days=1))
+    first, last = datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+
+    # Uncut, DynamoDB would be read hour by hour from year 9999 down to year 1 (and fail stepping past it).
+    page = await asyncio.wait_for(logs.query_logs(service, first, last, 0, 10, ""), timeout=10)
+    at_the_start = await asyncio.wait_for(logs.query_logs(service, None, first + timedelta(minutes=30), 0, 10, ""), 10)
+
+    assert [e.id for e in page.items] == [e.id for e in reversed(entries)]
+    assert at_the_start.items == []

@@ -14,7 +14,7 @@ import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from chassis.errors import Unavailable, VersionConflict
-from chassis.money import MoneyInput
+from chassis.money import Money, MoneyInput
 from chassis.page_tokens import PageTokens
 from migration.stages import POLICIES, Backend, Stage
 from services.payment.domain import Payment, PaymentStatus
@@ -477,7 +477,7 @@ class FundedLoans:
     """Every loan exists, is funded and belongs to whoever asks: these tests are about the stores."""
 
     async def standing(self, loan_id: object, customer_id: object) -> LoanStanding:
-        return LoanStanding(exists=True, belongs_to_customer=True, funded=True, currency="USD")
+        return LoanStanding(exists=True, belongs_to_customer=True, funded=True, principal=Money("USD", 10**12))
 
 
 def a_request(payment: Payment) -> RecordPayment:

@@ -1038,7 +1038,11 @@ class CheckLoanStandingResponse(_message.Message):
     belongs_to_customer: _builtins.bool
     status: Global___ApplicationStatus.ValueType
     @_builtins.property
-    def principal(self) -> _money_pb2.Money: ...
+    def principal(self) -> _money_pb2.Money:
+        """The loan's principal, and so its currency; unset for an unknown loan. The payment service refuses a single
+        payment larger than it.
+        """
+
     def __init__(
         self,
         *,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!loanbook/logging/v1/logging.proto\x12\x13loanbook.logging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x08LogEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x03 \x01(\t\x12,\n\x05level\x18\x04 \x01(\x0e\x32\x1d.loanbook.logging.v1.LogLevel\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x41\n\nattributes\x18\x06 \x03(\x0b\x32-.loanbook.logging.v1.LogEntry.AttributesEntry\x12\x10\n\x08trace_id\x18\x07 \x01(\t\x12\x0f\n\x07span_id\x18\x08 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"B\n\x10WriteLogsRequest\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry\"+\n\x11WriteLogsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\"C\n\x11StreamLogsRequest\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry\",\n\x12StreamLogsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\"\xd8\x01\n\x10QueryLogsRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\tmin_level\x18\x04 \x01(\x0e\x32\x1d.loanbook.logging.v1.LogLevel\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"\\\n\x11QueryLogsResponse\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x13GetTraceLogsRequest\x12\x10\n\x08trace_id\x18\x01 \x01(\t\"F\n\x14GetTraceLogsResponse\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry*\x92\x01\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x12\x16\n\x12LOG_LEVEL_CRITICAL\x10\x05\x32\x8e\x03\n\x0eLoggingService\x12Z\n\tWriteLogs\x12%.loanbook.logging.v1.WriteLogsRequest\x1a&.loanbook.logging.v1.WriteLogsResponse\x12_\n\nStreamLogs\x12&.loanbook.logging.v1.StreamLogsRequest\x1a\'.loanbook.logging.v1.StreamLogsResponse(\x01\x12Z\n\tQueryLogs\x12%.loanbook.logging.v1.QueryLogsRequest\x1a&.loanbook.logging.v1.QueryLogsResponse\x12\x63\n\x0cGetTraceLogs\x12(.loanbook.logging.v1.GetTraceLogsRequest\x1a).loanbook.logging.v1.GetTraceLogsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!loanbook/logging/v1/logging.proto\x12\x13loanbook.logging.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa9\x02\n\x08LogEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12(\n\x04time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07service\x18\x03 \x01(\t\x12,\n\x05level\x18\x04 \x01(\x0e\x32\x1d.loanbook.logging.v1.LogLevel\x12\x0f\n\x07message\x18\x05 \x01(\t\x12\x41\n\nattributes\x18\x06 \x03(\x0b\x32-.loanbook.logging.v1.LogEntry.AttributesEntry\x12\x10\n\x08trace_id\x18\x07 \x01(\t\x12\x0f\n\x07span_id\x18\x08 \x01(\t\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"Y\n\x10WriteLogsRequest\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry\x12\x15\n\rvalidate_only\x18\x02 \x01(\x08\"+\n\x11WriteLogsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\"C\n\x11StreamLogsRequest\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry\",\n\x12StreamLogsResponse\x12\x16\n\x0e\x61\x63\x63\x65pted_count\x18\x01 \x01(\x05\"\xd8\x01\n\x10QueryLogsRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12-\n\tfrom_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07to_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x30\n\tmin_level\x18\x04 \x01(\x0e\x32\x1d.loanbook.logging.v1.LogLevel\x12\x11\n\tpage_size\x18\x05 \x01(\x05\x12\x12\n\npage_token\x18\x06 \x01(\t\"\\\n\x11QueryLogsResponse\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\'\n\x13GetTraceLogsRequest\x12\x10\n\x08trace_id\x18\x01 \x01(\t\"F\n\x14GetTraceLogsResponse\x12.\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x1d.loanbook.logging.v1.LogEntry*\x92\x01\n\x08LogLevel\x12\x19\n\x15LOG_LEVEL_UNSPECIFIED\x10\x00\x12\x13\n\x0fLOG_LEVEL_DEBUG\x10\x01\x12\x12\n\x0eLOG_LEVEL_INFO\x10\x02\x12\x15\n\x11LOG_LEVEL_WARNING\x10\x03\x12\x13\n\x0fLOG_LEVEL_ERROR\x10\x04\x12\x16\n\x12LOG_LEVEL_CRITICAL\x10\x05\x32\x8e\x03\n\x0eLoggingService\x12Z\n\tWriteLogs\x12%.loanbook.logging.v1.WriteLogsRequest\x1a&.loanbook.logging.v1.WriteLogsResponse\x12_\n\nStreamLogs\x12&.loanbook.logging.v1.StreamLogsRequest\x1a\'.loanbook.logging.v1.StreamLogsResponse(\x01\x12Z\n\tQueryLogs\x12%.loanbook.logging.v1.QueryLogsRequest\x1a&.loanbook.logging.v1.QueryLogsResponse\x12\x63\n\x0cGetTraceLogs\x12(.loanbook.logging.v1.GetTraceLogsRequest\x1a).loanbook.logging.v1.GetTraceLogsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +34,28 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGENTRY_ATTRIBUTESENTRY']._loaded_options = None
   _globals['_LOGENTRY_ATTRIBUTESENTRY']._serialized_options = b'8\001'
-  _globals['_LOGLEVEL']._serialized_start=1046
-  _globals['_LOGLEVEL']._serialized_end=1192
+  _globals['_LOGLEVEL']._serialized_start=1069
+  _globals['_LOGLEVEL']._serialized_end=1215
   _globals['_LOGENTRY']._serialized_start=92
   _globals['_LOGENTRY']._serialized_end=389
   _globals['_LOGENTRY_ATTRIBUTESENTRY']._serialized_start=340
   _globals['_LOGENTRY_ATTRIBUTESENTRY']._serialized_end=389
   _globals['_WRITELOGSREQUEST']._serialized_start=391
-  _globals['_WRITELOGSREQUEST']._serialized_end=457
-  _globals['_WRITELOGSRESPONSE']._serialized_start=459
-  _globals['_WRITELOGSRESPONSE']._serialized_end=502
-  _globals['_STREAMLOGSREQUEST']._serialized_start=504
-  _globals['_STREAMLOGSREQUEST']._serialized_end=571
-  _globals['_STREAMLOGSRESPONSE']._serialized_start=573
-  _globals['_STREAMLOGSRESPONSE']._serialized_end=617
-  _globals['_QUERYLOGSREQUEST']._serialized_start=620
-  _globals['_QUERYLOGSREQUEST']._serialized_end=836
-  _globals['_QUERYLOGSRESPONSE']._serialized_start=838
-  _globals['_QUERYLOGSRESPONSE']._serialized_end=930
-  _globals['_GETTRACELOGSREQUEST']._serialized_start=932
-  _globals['_GETTRACELOGSREQUEST']._serialized_end=971
-  _globals['_GETTRACELOGSRESPONSE']._serialized_start=973
-  _globals['_GETTRACELOGSRESPONSE']._serialized_end=1043
-  _globals['_LOGGINGSERVICE']._serialized_start=1195
-  _globals['_LOGGINGSERVICE']._serialized_end=1593
+  _globals['_WRITELOGSREQUEST']._serialized_end=480
+  _globals['_WRITELOGSRESPONSE']._serialized_start=482
+  _globals['_WRITELOGSRESPONSE']._serialized_end=525
+  _globals['_STREAMLOGSREQUEST']._serialized_start=527
+  _globals['_STREAMLOGSREQUEST']._serialized_end=594
+  _globals['_STREAMLOGSRESPONSE']._serialized_start=596
+  _globals['_STREAMLOGSRESPONSE']._serialized_end=640
+  _globals['_QUERYLOGSREQUEST']._serialized_start=643
+  _globals['_QUERYLOGSREQUEST']._serialized_end=859
+  _globals['_QUERYLOGSRESPONSE']._serialized_start=861
+  _globals['_QUERYLOGSRESPONSE']._serialized_end=953
+  _globals['_GETTRACELOGSREQUEST']._serialized_start=955
+  _globals['_GETTRACELOGSREQUEST']._serialized_end=994
+  _globals['_GETTRACELOGSRESPONSE']._serialized_start=996
+  _globals['_GETTRACELOGSRESPONSE']._serialized_end=1066
+  _globals['_LOGGINGSERVICE']._serialized_start=1218
+  _globals['_LOGGINGSERVICE']._serialized_end=1616
 # @@protoc_insertion_point(module_scope)
