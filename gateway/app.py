@@ -20,16 +20,13 @@ from chassis.log_shipping import grpc_sink, ship_logs
 from gateway.auth import TokenVerifier
 from gateway.config import GatewaySettings
 from gateway.customer_models import ErrorBody
-from gateway.customer_routes import CustomerService
 from gateway.customer_routes import router as customer_router
+from gateway.dependencies import CustomerService, LoggingService, MigrationService, PaymentService
 from gateway.errors import error_response, install_error_handlers
-from gateway.logging_routes import LoggingService
 from gateway.logging_routes import router as logging_router
 from gateway.logging_routes import write_router as log_writing_router
 from gateway.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, TraceIdMiddleware
-from gateway.migration_routes import MigrationService
 from gateway.migration_routes import router as migration_router
-from gateway.payment_routes import PaymentService
 from gateway.payment_routes import router as payment_router
 from loanbook.customer.v1 import customer_pb2_grpc
 from loanbook.logging.v1 import logging_pb2_grpc

@@ -10,110 +10,32 @@ what exists).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated
 
 import grpc
-import orjson
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
-from google.protobuf import json_format
-from google.protobuf.message import Message
 
-from chassis.errors import NotFound
 from chassis.identity import Caller, Role
 from gateway import customer_models as m
 from gateway.auth import AdminCaller, PersonCaller, StaffCaller
+from gateway.dependencies import (
+    ERROR_RESPONSES,
+    BranchFilter,
+    Customers,
+    PageSize,
+    PageToken,
+    ResourceId,
+    json_response,
+    not_found,
+    only_own_customer,
+    path_id,
+    proto_request,
+)
 from gateway.errors import ApiError
-from gateway.proto_json import message_to_json
-from gateway.upstream import RequestT, UpstreamService
 from loanbook.customer.v1 import customer_pb2 as pb
-from loanbook.customer.v1 import customer_pb2_grpc
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": m.ErrorBody, "description": description}
-    for status, description in {
-        400: "Bad input (INVALID_ARGUMENT); `details` names each field",
-        401: "Missing, malformed, expired or untrusted bearer token (UNAUTHENTICATED)",
-        403: "The caller's role may not do this (PERMISSION_DENIED)",
-        404: "No such resource, or not one the caller may see (NOT_FOUND)",
-        409: "Conflict: already exists, illegal workflow step or stale version",
-        413: "Request body too large (PAYLOAD_TOO_LARGE)",
-        500: "A bug (INTERNAL); the message carries no detail, the log does",
-        501: "The service does not implement this call yet (UNIMPLEMENTED)",
-        503: "The service is unavailable; retry later (UNAVAILABLE)",
-        504: "The service did not answer in time (DEADLINE_EXCEEDED)",
-    }.items()
-}
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
-
-
-@dataclass(frozen=True)
-class CustomerService(UpstreamService):
-    """The customer service stub, called with the gateway's deadline and the caller's identity."""
-
-    name: ClassVar[str] = "customer"
-    stub: customer_pb2_grpc.CustomerServiceAsyncStub
-    deadline_seconds: float
-
-
-# The service dependencies are `async def` although they only read app.state: FastAPI runs a plain `def`
-# dependency in a worker thread, a thread hop per request (bench/gateway_overhead.py).
-async def customer_service(request: Request) -> CustomerService:
-    service: CustomerService = request.app.state.customer_service
-    return service
-
-
-Customers = Annotated[CustomerService, Depends(customer_service)]
-ResourceId = Annotated[str, Path(min_length=1, max_length=128, description="the resource's opaque id")]
-PageSize = Annotated[
-    int, Query(alias="pageSize", ge=0, le=m.INT32_MAX, description="at most this many; 0 = the service's default")
-]
-PageToken = Annotated[
-    str, Query(alias="pageToken", max_length=4096, description="`nextPageToken` of the previous page")
-]
-BranchFilter = Annotated[str, Query(alias="branchId", max_length=128)]
-
-
-def path_id(proto_field: str) -> dict[str, str]:
-    """`rest_fields` for a call whose `proto_field` comes from the route's `{id}`: a violation names `id`."""
-    return {proto_field: "id"}
-
-
-def proto_request(message: RequestT, body: m.ProtoJson | None = None, **fields: Any) -> RequestT:
-    """`message` filled from a validated body (canonical JSON) plus fields from the path and query."""
-    json_format.ParseDict({**(body.to_proto_json() if body else {}), **fields}, message)
-    return message
-
-
-class ProtoJsonResponse(JSONResponse):
-    """A JSON body written by orjson: the same compact UTF-8 bytes as JSONResponse's json.dumps for what
-    message_to_json gives (strings, ints, bools, lists, dicts with string keys), in a fraction of the time."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
-def json_response(message: Message, status_code: int = 200) -> JSONResponse:
-    # Returned as a Response, so FastAPI does not re-validate it against the response model: the mirrors are
-    # checked against the protos in the unit tests, and schemathesis checks real answers against the document.
-    return ProtoJsonResponse(message_to_json(message), status_code=status_code)
-
-
-def not_found(resource: str, resource_id: str) -> ApiError:
-    # Same words as the service's NotFound, so "not yours" and "does not exist" cannot be told apart.
-    return ApiError(grpc.StatusCode.NOT_FOUND, str(NotFound(resource, resource_id)))
-
-
-def only_own_customer(caller: Caller, customer_id: str) -> str:
-    """The customer id a list or submission is for: a customer's own, whatever it asked (a different one → 403)."""
-    if caller.role is not Role.CUSTOMER:
-        return customer_id
-    assert caller.customer_id is not None
-    if customer_id and customer_id != caller.customer_id:
-        raise ApiError(grpc.StatusCode.PERMISSION_DENIED, "a customer may only act on its own customerId")
-    return caller.customer_id
 
 
 # Branches

@@ -1,6 +1,6 @@
 """REST routes of the logging context: services write batches, officers and admins (SREs) read them back.
 
-Same rules as gateway/customer_routes.py. Who may do what:
+Same rules as gateway/customer_routes.py (shared parts in gateway/dependencies.py). Who may do what:
 - `POST /v1/logs` is for the `service` role only. A log line claims to come from a service; letting a person's
   token (even an admin's) write them would let a human forge another service's lines, and ingestion is a
   machine's job. Anyone who needs to write a test line mints a service token.
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import grpc
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -30,12 +30,19 @@ from pydantic import ValidationError
 from chassis.identity import Caller
 from gateway import logging_models as m
 from gateway.auth import ServiceCaller, StaffCaller
-from gateway.customer_routes import ERROR_RESPONSES, PageSize, PageToken, json_response, proto_request
+from gateway.dependencies import (
+    ERROR_RESPONSES,
+    RFC3339,
+    LoggingService,
+    Logs,
+    PageSize,
+    PageToken,
+    json_response,
+    proto_request,
+    timestamp_parameter,
+)
 from gateway.errors import INVALID_REQUEST, ApiError, UpstreamError, upstream_violations, validation_details
-from gateway.payment_routes import RFC3339, timestamp_parameter
-from gateway.upstream import UpstreamService
 from loanbook.logging.v1 import logging_pb2 as pb
-from loanbook.logging.v1 import logging_pb2_grpc
 
 
 class WholeBatchRoute(APIRoute):
@@ -69,23 +76,6 @@ QUERY_PARAMETERS = {
     "page_token": "pageToken",
     "trace_id": "traceId",
 }
-
-
-@dataclass(frozen=True)
-class LoggingService(UpstreamService):
-    """The logging service stub, called with the gateway's deadline and the caller's identity."""
-
-    name: ClassVar[str] = "logging"
-    stub: logging_pb2_grpc.LoggingServiceAsyncStub
-    deadline_seconds: float
-
-
-async def logging_service(request: Request) -> LoggingService:
-    service: LoggingService = request.app.state.logging_service
-    return service
-
-
-Logs = Annotated[LoggingService, Depends(logging_service)]
 
 
 @dataclass(frozen=True)

@@ -1,45 +1,27 @@
 """REST routes of the migration control plane (admins only): each table's mode, and changing it.
 
-Same rules as gateway/customer_routes.py. The MigrationService is served by the payment service, which holds the
-control plane's connection, so it is called on the payment channel. Stages are the lowercase names of the brief
-(`dual_write`) in both directions; the gateway converts them to and from the proto enum.
-"""
+Same rules as gateway/customer_routes.py (shared parts in gateway/dependencies.py). The MigrationService is served
+by the payment service, which holds the control plane's connection, so it is called on the payment channel. Stages
+are the lowercase names of the brief (`dual_write`) in both directions; the gateway converts them to and from the
+proto enum."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gateway import migration_models as m
 from gateway.auth import AdminCaller
-from gateway.customer_routes import ERROR_RESPONSES
-from gateway.upstream import UpstreamService
+from gateway.dependencies import ERROR_RESPONSES, Migrations
 from loanbook.migration.v1 import migration_pb2 as pb
-from loanbook.migration.v1 import migration_pb2_grpc
 
 router = APIRouter(prefix="/v1/admin", responses=ERROR_RESPONSES, tags=["migration"])
 
 
-@dataclass(frozen=True)
-class MigrationService(UpstreamService):
-    """The migration control plane's stub (on the payment service's channel)."""
-
-    name: ClassVar[str] = "migration"
-    stub: migration_pb2_grpc.MigrationServiceAsyncStub
-    deadline_seconds: float
-
-
-async def migration_service(request: Request) -> MigrationService:
-    service: MigrationService = request.app.state.migration_service
-    return service
-
-
-Migrations = Annotated[MigrationService, Depends(migration_service)]
 Table = Annotated[str, Path(min_length=1, max_length=64, description="a migrated table: payments or logs")]
 
 

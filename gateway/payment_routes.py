@@ -1,9 +1,9 @@
 """REST routes of the payment context: check the HTTP shape and the caller's role, call the payment service, convert.
 
-Same rules as gateway/customer_routes.py. A customer records payments only for itself (another customerId → 403),
-and reads only its own: someone else's payment, payment history or loan reads as a missing one (404). The
-ownership of a payment is checked on the fetched payment; of a loan, with one CheckLoanStanding call to the
-customer service before its payments are listed. Reversing is for officers and admins.
+Same rules as gateway/customer_routes.py (shared parts in gateway/dependencies.py). A customer records payments only
+for itself (another customerId → 403), and reads only its own: someone else's payment, payment history or loan reads
+as a missing one (404). The ownership of a payment is checked on the fetched payment; of a loan, with one
+CheckLoanStanding call to the customer service before its payments are listed. Reversing is for officers and admins.
 
 The payment service keeps no customers or loans, so it lists an unknown one's payments as an empty page. For
 officers and admins the gateway asks the customer service whether the customer or loan exists (one primary-key
@@ -14,54 +14,36 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
-from dataclasses import dataclass
-from typing import Annotated, ClassVar, TypeVar
+from typing import Annotated, TypeVar
 
 import grpc
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse
-from google.protobuf import timestamp_pb2
 
 from chassis.identity import Caller, Role
 from gateway import payment_models as m
 from gateway.auth import PersonCaller, StaffCaller
-from gateway.customer_routes import (
+from gateway.dependencies import (
     ERROR_RESPONSES,
+    RFC3339,
     Customers,
     PageSize,
     PageToken,
+    Payments,
     ResourceId,
     json_response,
     not_found,
     only_own_customer,
     path_id,
     proto_request,
+    timestamp_parameter,
 )
 from gateway.errors import ApiError, UpstreamError
-from gateway.upstream import UpstreamService
 from loanbook.customer.v1 import customer_pb2
 from loanbook.payment.v1 import payment_pb2 as pb
-from loanbook.payment.v1 import payment_pb2_grpc
 
 router = APIRouter(prefix="/v1", responses=ERROR_RESPONSES)
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class PaymentService(UpstreamService):
-    """The payment service stub, called with the gateway's deadline and the caller's identity."""
-
-    name: ClassVar[str] = "payment"
-    stub: payment_pb2_grpc.PaymentServiceAsyncStub
-    deadline_seconds: float
-
-
-async def payment_service(request: Request) -> PaymentService:
-    service: PaymentService = request.app.state.payment_service
-    return service
-
-
-Payments = Annotated[PaymentService, Depends(payment_service)]
 IdempotencyKey = Annotated[
     str,
     Header(
@@ -72,25 +54,8 @@ IdempotencyKey = Annotated[
         "original payment instead of recording a second one",
     ),
 ]
-RFC3339 = "RFC 3339 with a time zone, e.g. 2026-01-31T00:00:00Z"
 PaidFrom = Annotated[str, Query(alias="from", max_length=64, description=f"paid at or after; {RFC3339}")]
 PaidTo = Annotated[str, Query(alias="to", max_length=64, description=f"paid before; {RFC3339}")]
-
-
-def timestamp_parameter(value: str, parameter: str) -> timestamp_pb2.Timestamp | None:
-    """An RFC 3339 query parameter as a Timestamp (None when absent); malformed → 400 naming `parameter`."""
-    if not value:
-        return None
-    timestamp = timestamp_pb2.Timestamp()
-    try:
-        timestamp.FromJsonString(value)
-    except ValueError:
-        raise ApiError(
-            grpc.StatusCode.INVALID_ARGUMENT,
-            f"invalid request: {parameter}",
-            [{"field": parameter, "description": f"must be {RFC3339}"}],
-        ) from None
-    return timestamp
 
 
 async def listed_if_it_exists(exists: Awaitable[object], listing: Awaitable[T]) -> T:
