@@ -7,18 +7,19 @@ Target (issue 3): gRPC p50 within 1.0 ms of the direct query's p50.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
 import sys
 import uuid
 from datetime import date
+from typing import Annotated
 
 import asyncpg
 import grpc
+import typer
 
-from bench.harness import interleaved, postgres_for_bench, wait_for, write_report
+from bench.harness import command_line, interleaved, postgres_for_bench, wait_for, write_report
 from chassis.ids import new_id
 from chassis.stores import keep_session_state
 from devstack.processes import free_port
@@ -162,14 +163,15 @@ async def run(iterations: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=2000)
-    args = parser.parse_args()
-    report = asyncio.run(run(args.iterations))
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(iterations: Annotated[int, typer.Option(help="calls timed on each path")] = 2000) -> None:
+    report = asyncio.run(run(iterations))
     print(report)
     print(f"written to {write_report('customer_reads', report)}")
 
 
 if __name__ == "__main__":
-    main()
+    app()

@@ -8,7 +8,6 @@ what differs between the two paths is the gateway alone: HTTP parsing, the beare
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -20,15 +19,18 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import aioboto3
 import aiohttp
 import asyncpg
 import grpc
 import httpx
+import typer
 
-from bench.harness import interleaved, wait_for, write_report
+from bench.harness import command_line, interleaved, wait_for, write_report
 from bench.payment_history import load_postgres, payments_for, throughput
 from chassis.identity import Role
 from devstack.dynamodb import DynamoDBLocal
@@ -47,6 +49,17 @@ from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 TABLE_PREFIX = "bench"
 PAGE_SIZE = 50
 UNREACHABLE = "127.0.0.1:9"  # peers the history call never uses (listing asks neither customers nor logs)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's size and outputs, from the command line."""
+
+    payments: int
+    customers: int
+    iterations: int
+    profile_gateway: str | None
+    output: str
 
 
 @asynccontextmanager
@@ -72,7 +85,7 @@ def http_ready(url: str) -> object:
     return ready
 
 
-async def run(args: argparse.Namespace) -> str:
+async def run(args: Options) -> str:
     rng = random.Random(6)  # noqa: S311 - benchmark data
     customers, payments = payments_for(args.customers, args.payments, rng)
     with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
@@ -134,9 +147,7 @@ async def run(args: argparse.Namespace) -> str:
     return header + report
 
 
-async def measure(
-    args: argparse.Namespace, customers: list[uuid.UUID], payment_port: int, gateway_url: str, secret: str
-) -> str:
+async def measure(args: Options, customers: list[uuid.UUID], payment_port: int, gateway_url: str, secret: str) -> str:
     rng = random.Random(10)  # noqa: S311
     picks = [str(rng.choice(customers)) for _ in range(args.iterations * 4 + 500)]
     token = mint_token(secret, Role.OFFICER, "bench-officer")
@@ -183,18 +194,24 @@ async def measure(
     )  # fmt: skip
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--payments", type=int, default=20_000)
-    parser.add_argument("--customers", type=int, default=400)
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--profile-gateway", metavar="FILE", help="run the gateway under cProfile, stats to FILE")
-    parser.add_argument("--output", default="gateway_overhead", help="results file name under bench/results")
-    args = parser.parse_args()
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(
+    payments: Annotated[int, typer.Option(help="payments loaded into PostgreSQL")] = 20_000,
+    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 400,
+    iterations: Annotated[int, typer.Option(help="calls timed on each path at concurrency 1")] = 2000,
+    profile_gateway: Annotated[
+        str | None, typer.Option(metavar="FILE", help="run the gateway under cProfile, stats to FILE")
+    ] = None,
+    output: Annotated[str, typer.Option(help="results file name under bench/results")] = "gateway_overhead",
+) -> None:
+    args = Options(payments, customers, iterations, profile_gateway, output)
     report = asyncio.run(run(args))
     print(report)
     print(f"written to {write_report(args.output, report)}")
 
 
 if __name__ == "__main__":
-    main()
+    app()

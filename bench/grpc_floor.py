@@ -11,16 +11,17 @@ Run by the benchmark: `python -m bench.grpc_floor --port N (--postgres DSN | --d
 
 from __future__ import annotations
 
-import argparse
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import typer
 import uvloop
 from pydantic import SecretStr
 
+from bench.harness import command_line
 from chassis.config import DynamoSettings, GrpcServiceSettings, PostgresSettings
 from chassis.dynamodb_wire import query_page
 from chassis.grpc_server import GrpcServer, ServiceBinding
@@ -36,6 +37,16 @@ from services.payment.domain import Payment
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import QueryInputTypeDef
+
+
+@dataclass(frozen=True)
+class FloorOptions:
+    """Where the floor listens and which store it queries: PostgreSQL, or DynamoDB and the payments table."""
+
+    port: int
+    postgres: str | None
+    dynamodb: str | None
+    table: str
 
 
 def customer_history_query(table: str, customer: uuid.UUID, limit: int) -> QueryInputTypeDef:
@@ -70,7 +81,7 @@ class QueryOnlyPaymentService(payment_pb2_grpc.PaymentServiceServicer):
         return self._page
 
 
-async def serve(args: argparse.Namespace) -> None:
+async def serve(args: FloorOptions) -> None:
     async with AsyncExitStack() as stack:
         if args.postgres:
             pool = await stack.enter_async_context(
@@ -100,23 +111,27 @@ async def serve(args: argparse.Namespace) -> None:
         await GrpcServer(settings, [binding]).serve_until_signalled()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
-    store = parser.add_mutually_exclusive_group(required=True)
-    store.add_argument("--postgres", metavar="DSN")
-    store.add_argument("--dynamodb", metavar="ENDPOINT")
-    parser.add_argument("--table", help="the payments table (with --dynamodb)")
-    args = parser.parse_args()
-    if args.dynamodb and not args.table:
-        parser.error("--dynamodb needs --table")
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(
+    port: Annotated[int, typer.Option()],
+    postgres: Annotated[str | None, typer.Option(metavar="DSN", help="query PostgreSQL (or --dynamodb)")] = None,
+    dynamodb: Annotated[str | None, typer.Option(metavar="ENDPOINT", help="query DynamoDB (or --postgres)")] = None,
+    table: Annotated[str, typer.Option(show_default=False, help="the payments table (with --dynamodb)")] = "",
+) -> None:
+    if (postgres is None) == (dynamodb is None):
+        raise typer.BadParameter("give exactly one of them", param_hint="--postgres / --dynamodb")
+    if dynamodb and not table:
+        raise typer.BadParameter("needs --table", param_hint="--dynamodb")
     # Traced like the payment service: server spans, no per-statement spans (services/payment/__main__.py).
     telemetry = configure_telemetry("loanbook-bench-floor", trace_store_clients=False)
     try:
-        uvloop.run(serve(args))
+        uvloop.run(serve(FloorOptions(port, postgres, dynamodb, table)))
     finally:
         telemetry.shutdown()
 
 
 if __name__ == "__main__":
-    main()
+    app()

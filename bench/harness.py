@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import typer
+
 from devstack.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -65,6 +67,15 @@ async def postgres_for_bench() -> AsyncIterator[str]:
     with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
         async with PostgresServer(Path(state), ephemeral=True) as server:
             yield server.dsn
+
+
+def command_line() -> typer.Typer:
+    """The Typer app a benchmark registers its one command on; run as `python -m bench.<name>`."""
+    return typer.Typer(
+        add_completion=False,  # `python -m` leaves a shell no command name to complete
+        context_settings={"help_option_names": ["-h", "--help"]},  # -h worked before the move to Typer
+        pretty_exceptions_show_locals=False,  # locals hold DSNs and data sets of a million rows
+    )
 
 
 def machine() -> str:

@@ -8,7 +8,6 @@ in the same run with the same concurrency; QueryLogs p50 reported for both back 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -17,16 +16,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import aioboto3
 import asyncpg
 import grpc
+import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import interleaved, wait_for, write_report
+from bench.harness import command_line, interleaved, wait_for, write_report
 from chassis.stores import keep_session_state
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
@@ -48,6 +49,19 @@ BATCH = 500
 # The service's DynamoLogRepository keeps this many BatchWriteItem calls in flight per WriteLogs batch; the raw
 # contender gets the same number per caller, so both put the same load on DynamoDB Local.
 WRITES_IN_FLIGHT_PER_BATCH = 8
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's size and concurrency, from the command line."""
+
+    entries: int
+    services: int
+    hours: int
+    ingest_batches: int
+    concurrency: int
+    rounds: int
+    iterations: int
 
 
 def entries(
@@ -95,7 +109,7 @@ async def load_stores(
     return pg_seconds, time.perf_counter() - started
 
 
-async def run(args: argparse.Namespace) -> str:
+async def run(args: Options) -> str:
     rng = random.Random(7)  # noqa: S311 - benchmark data
     services = [f"svc-{n:02d}" for n in range(args.services)]
     now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -158,7 +172,7 @@ async def run(args: argparse.Namespace) -> str:
 
 
 async def measure(
-    args: argparse.Namespace,
+    args: Options,
     control: ControlPlane,
     pool: asyncpg.Pool,
     client: Any,
@@ -285,20 +299,24 @@ async def measure(
     return "\n".join(sections)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--entries", type=int, default=1_000_000)
-    parser.add_argument("--services", type=int, default=20)
-    parser.add_argument("--hours", type=int, default=48)
-    parser.add_argument("--ingest-batches", type=int, default=40)
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iterations", type=int, default=1000)
-    args = parser.parse_args()
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(
+    entries: Annotated[int, typer.Option(help="log entries stored in both back ends")] = 1_000_000,
+    services: Annotated[int, typer.Option(help="services the stored entries come from")] = 20,
+    hours: Annotated[int, typer.Option(help="hours before the run the stored entries span")] = 48,
+    ingest_batches: Annotated[int, typer.Option(help=f"batches of {BATCH} entries per ingestion round")] = 40,
+    concurrency: Annotated[int, typer.Option(help="WriteLogs callers, and raw writers, in flight")] = 4,
+    rounds: Annotated[int, typer.Option(help="ingestion rounds of each contender per stage")] = 3,
+    iterations: Annotated[int, typer.Option(help="QueryLogs calls timed per back end")] = 1000,
+) -> None:
+    args = Options(entries, services, hours, ingest_batches, concurrency, rounds, iterations)
     report = asyncio.run(run(args))
     print(report)
     print(f"written to {write_report('log_ingestion', report)}")
 
 
 if __name__ == "__main__":
-    main()
+    app()

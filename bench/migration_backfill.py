@@ -14,7 +14,6 @@ polls /proc/<pid>/status as a cross-check.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -24,16 +23,17 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import aioboto3
 import asyncpg
+import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import write_report
+from bench.harness import command_line, write_report
 from chassis.dynamodb_wire import scan_page
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
@@ -56,6 +56,22 @@ LOG_SHARDS = 8
 RETENTION = timedelta(days=30)
 WRITE_BATCH = 25
 Batch = tuple[str, list[Item]]  # (DynamoDB table, up to 25 items)
+ChildKind = Literal["backfill", "verify"]
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's size and concurrency, from the command line; a child also gets its kind and the stores."""
+
+    payments: int
+    logs: int
+    customers: int
+    ceiling_items: int
+    workers: int
+    write_concurrency: int
+    child: ChildKind | None
+    dsn: str
+    endpoint: str
 
 
 def dynamodb_client(endpoint: str, concurrency: int) -> Any:
@@ -69,7 +85,7 @@ def dynamodb_client(endpoint: str, concurrency: int) -> Any:
     return session.client("dynamodb", endpoint_url=endpoint, config=config)
 
 
-def in_flight(args: argparse.Namespace) -> int:
+def in_flight(args: Options) -> int:
     """BatchWriteItem calls the backfill can have in flight: per table, workers x calls per worker."""
     return len(TABLES) * int(args.workers) * int(args.write_concurrency)
 
@@ -141,7 +157,7 @@ async def raw_scan_ceiling(client: DynamoDBClient, tables: list[str], segments: 
 # --- children: the engine under measurement ---------------------------------------------------------------------
 
 
-async def child(args: argparse.Namespace) -> dict[str, Any]:
+async def child(args: Options) -> dict[str, Any]:
     specs = table_specs(list(TABLES), LOG_SHARDS, RETENTION)
     pool = await asyncpg.create_pool(args.dsn, min_size=2, max_size=len(TABLES) * (2 * args.workers + 2))
     try:
@@ -188,7 +204,7 @@ class ChildRun:
     polled_peak_mb: float
 
 
-async def run_child(kind: str, args: argparse.Namespace, dsn: str, endpoint: str) -> ChildRun:
+async def run_child(kind: str, args: Options, dsn: str, endpoint: str) -> ChildRun:
     command = [sys.executable, "-m", "bench.migration_backfill", "--child", kind, "--dsn", dsn, "--endpoint", endpoint,
                "--workers", str(args.workers), "--write-concurrency", str(args.write_concurrency)]  # fmt: skip
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
@@ -229,7 +245,7 @@ async def stores() -> AsyncIterator[tuple[str, str]]:
             yield postgres.dsn, dynamodb.endpoint
 
 
-async def run(args: argparse.Namespace) -> str:
+async def run(args: Options) -> str:
     async with stores() as (dsn, endpoint):
         started = time.perf_counter()
         plan = SeedPlan(args.payments, args.logs, args.customers, 365, 6, seed=11, end=datetime.now(UTC))
@@ -351,22 +367,28 @@ endpoint.
 """
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--payments", type=int, default=500_000)
-    parser.add_argument("--logs", type=int, default=1_000_000)
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--ceiling-items", type=int, default=0, help="items per ceiling round (default: 10 %%)")
-    parser.add_argument("--workers", type=int, default=BackfillOptions.workers)
-    parser.add_argument("--write-concurrency", type=int, default=BackfillOptions.write_concurrency)
-    parser.add_argument("--child", choices=["backfill", "verify"], help=argparse.SUPPRESS)
-    parser.add_argument("--dsn", help=argparse.SUPPRESS)
-    parser.add_argument("--endpoint", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(
+    payments: Annotated[int, typer.Option(help="payments seeded into PostgreSQL")] = 500_000,
+    logs: Annotated[int, typer.Option(help="log entries seeded into PostgreSQL")] = 1_000_000,
+    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 10_000,
+    ceiling_items: Annotated[int, typer.Option(show_default=False, help="items per ceiling round (default: 10 %)")] = 0,
+    workers: Annotated[int, typer.Option(help="backfill and verify workers per table")] = BackfillOptions.workers,
+    write_concurrency: Annotated[
+        int, typer.Option(help="BatchWriteItem calls in flight per backfill worker")
+    ] = BackfillOptions.write_concurrency,
+    child_kind: Annotated[ChildKind | None, typer.Option("--child", hidden=True)] = None,
+    dsn: Annotated[str, typer.Option(hidden=True)] = "",
+    endpoint: Annotated[str, typer.Option(hidden=True)] = "",
+) -> None:
+    args = Options(payments, logs, customers, ceiling_items, workers, write_concurrency, child_kind, dsn, endpoint)
     if args.child:
         print(json.dumps(asyncio.run(child(args))))
         return
-    args.ceiling_items = args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10)
+    args = replace(args, ceiling_items=args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10))
     report = asyncio.run(run(args))
     print(report)
     name = {500_000: "migration_backfill", 50_000: "migration_backfill_quick"}.get(
@@ -376,4 +398,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app()

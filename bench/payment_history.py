@@ -14,7 +14,6 @@ with a prebuilt page, splitting the gap into what that stack costs and what the 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import random
@@ -27,15 +26,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import aioboto3
 import asyncpg
 import grpc
+import typer
 from aiobotocore.config import AioConfig
 
 from bench.grpc_floor import customer_history_query
-from bench.harness import Latencies, interleaved, wait_for, write_report
+from bench.harness import Latencies, command_line, interleaved, wait_for, write_report
 from chassis.dynamodb_wire import query_page
 from chassis.stores import keep_session_state
 from devstack.dynamodb import DynamoDBLocal
@@ -55,6 +55,16 @@ from toolkit.seeding import IdSource, copy_payments, payments, synthetic_loans
 
 TABLE_PREFIX = "bench"
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Options:
+    """The run's size, from the command line."""
+
+    payments: int
+    customers: int
+    iterations: int
+    rounds: int
 
 
 def payments_for(customers: int, count: int, rng: random.Random) -> tuple[list[uuid.UUID], list[Payment]]:
@@ -111,7 +121,7 @@ async def throughput(call: object, calls: int, concurrency: int) -> float:
     return calls / (time.perf_counter() - started)
 
 
-async def run(args: argparse.Namespace) -> str:
+async def run(args: Options) -> str:
     rng = random.Random(5)  # noqa: S311 - benchmark data
     customers, history = payments_for(args.customers, args.payments, rng)
     with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
@@ -191,7 +201,7 @@ class Ports:
 
 
 async def measure(
-    args: argparse.Namespace,
+    args: Options,
     control: ControlPlane,
     pool: asyncpg.Pool,
     client: object,
@@ -328,17 +338,20 @@ async def measure(
     return "\n".join(sections)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--payments", type=int, default=1_000_000)
-    parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--iterations", type=int, default=2000)
-    parser.add_argument("--rounds", type=int, default=4)
-    args = parser.parse_args()
-    report = asyncio.run(run(args))
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(
+    payments: Annotated[int, typer.Option(help="payments loaded into both stores")] = 1_000_000,
+    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 20_000,
+    iterations: Annotated[int, typer.Option(help="calls timed on each path per stage")] = 2000,
+    rounds: Annotated[int, typer.Option(help="alternating blocks of the shadow and the single-store stage")] = 4,
+) -> None:
+    report = asyncio.run(run(Options(payments=payments, customers=customers, iterations=iterations, rounds=rounds)))
     print(report)
     print(f"written to {write_report('payment_history', report)}")
 
 
 if __name__ == "__main__":
-    main()
+    app()

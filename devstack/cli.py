@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -16,6 +15,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
@@ -38,20 +40,11 @@ DEV_TOKEN_TTL_HOURS = 24
 # The customer token is for the demo customer the customer service seeds in the local stack.
 DEV_CUSTOMER_ID = "0193a000-0000-7000-8000-000000000c01"  # services.customer.demo.DEMO_CUSTOMER_ID
 
-# (flag, environment variable, default); defaults stay clear of the standard 5432 and 8000.
-PORT_OPTIONS = {
-    "pg_port": ("--pg-port", "DEVSTACK_PG_PORT", 55432),
-    "dynamodb_port": ("--dynamodb-port", "DEVSTACK_DYNAMODB_PORT", 58000),
-    "customer_port": ("--customer-port", "DEVSTACK_CUSTOMER_PORT", 50151),
-    "payment_port": ("--payment-port", "DEVSTACK_PAYMENT_PORT", 50152),
-    "logging_port": ("--logging-port", "DEVSTACK_LOGGING_PORT", 50153),
-    "gateway_port": ("--gateway-port", "DEVSTACK_GATEWAY_PORT", 58080),
-}
-INFRA_PORTS = ("pg_port", "dynamodb_port")
-
 
 @dataclass(frozen=True)
 class Ports:
+    """The stack's listening ports; the defaults stay clear of the standard 5432 and 8000."""
+
     pg_port: int = 55432
     dynamodb_port: int = 58000
     customer_port: int = 50151
@@ -70,8 +63,18 @@ class StackEndpoints:
     state_dir: Path
 
 
+@dataclass(frozen=True)
+class StackOptions:
+    """What `up` or `infra` was asked for: where state lives, which ports, and whether the data may be thrown away."""
+
+    state_dir: Path
+    ports: Ports
+    ephemeral: bool
+
+
 AppFactory = Callable[[StackEndpoints], Sequence[AppProcess]]
 ExtraLines = Callable[[StackEndpoints], Iterable[str]]
+Starter = Callable[[StackOptions, AppFactory | None, Sequence[ExtraLines]], int]
 
 AWS_LOCAL_ENV = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -182,43 +185,6 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
     ]
 
 
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None:
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"devstack: {name}={raw!r} is not a port number") from None
-
-
-def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    env = os.environ if env is None else env
-    parser = argparse.ArgumentParser(prog="devstack", description=__doc__)
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path(env.get("DEVSTACK_STATE_DIR") or project_root() / ".devstack"),
-        help="folder for data, logs and secrets (env DEVSTACK_STATE_DIR; default <project>/.devstack)",
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    infra = commands.add_parser("infra", parents=[common], help="PostgreSQL and DynamoDB Local until Ctrl-C")
-    up = commands.add_parser("up", parents=[common], help="infrastructure plus the loanbook services")
-    for sub, keys in ((infra, INFRA_PORTS), (up, tuple(PORT_OPTIONS))):
-        for key in keys:
-            flag, variable, default = PORT_OPTIONS[key]
-            sub.add_argument(flag, dest=key, type=int, default=_env_int(env, variable, default), help=f"env {variable}")
-        sub.add_argument(
-            "--ephemeral",
-            action="store_true",
-            help="throw-away speed settings: fsync off, DynamoDB in memory",
-        )
-    commands.add_parser("status", parents=[common], help="show whether a stack runs from this state folder")
-    commands.add_parser("stop", parents=[common], help="stop the stack running from this state folder")
-    return parser
-
-
 def _read_state(state_dir: Path) -> dict[str, object] | None:
     try:
         loaded = json.loads((state_dir / STATE_FILE).read_text())
@@ -254,9 +220,9 @@ def ready_block(stack: StackEndpoints, apps: Sequence[AppProcess], extra_lines: 
     return "\n".join(lines)
 
 
-async def run_stack(args: argparse.Namespace, apps: AppFactory | None, extra_lines: Sequence[ExtraLines] = ()) -> int:
+async def run_stack(options: StackOptions, apps: AppFactory | None, extra_lines: Sequence[ExtraLines] = ()) -> int:
     """Start infrastructure (and apps when `apps` is given), print the endpoints, run until stopped."""
-    state_dir: Path = args.state_dir
+    state_dir = options.state_dir
     running = _running_supervisor(state_dir)
     if running is not None:
         print(
@@ -264,7 +230,7 @@ async def run_stack(args: argparse.Namespace, apps: AppFactory | None, extra_lin
             file=sys.stderr,
         )
         return 1
-    ports = Ports(**{key: getattr(args, key) for key in PORT_OPTIONS if hasattr(args, key)})
+    ports = options.ports
     try:
         # Every prerequisite is checked before anything starts, so a missing one costs no start-up time.
         binaries = find_postgres_binaries()
@@ -273,8 +239,8 @@ async def run_stack(args: argparse.Namespace, apps: AppFactory | None, extra_lin
     except MissingPrerequisite as exc:
         print(f"devstack: {exc}", file=sys.stderr, flush=True)
         return 1
-    postgres = PostgresServer(state_dir, port=ports.pg_port, ephemeral=args.ephemeral, binaries=binaries)
-    dynamodb = DynamoDBLocal(state_dir, port=ports.dynamodb_port, ephemeral=args.ephemeral, java=java, jar=jar)
+    postgres = PostgresServer(state_dir, port=ports.pg_port, ephemeral=options.ephemeral, binaries=binaries)
+    dynamodb = DynamoDBLocal(state_dir, port=ports.dynamodb_port, ephemeral=options.ephemeral, java=java, jar=jar)
     supervisor = Supervisor(on_change=lambda pids: _write_state(state_dir, pids))
     supervisor.install_signal_handlers()
     _write_state(state_dir, {})
@@ -296,6 +262,17 @@ async def run_stack(args: argparse.Namespace, apps: AppFactory | None, extra_lin
         await supervisor.stop_all()
         (state_dir / STATE_FILE).unlink(missing_ok=True)
         log.info("stopped")
+
+
+def start_stack(options: StackOptions, apps: AppFactory | None, extra_lines: Sequence[ExtraLines]) -> int:
+    """Runs the stack in this process until it stops and returns the exit code (130 after Ctrl-C)."""
+    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s", stream=sys.stderr)
+    # Readiness probes poll over HTTP; one log line per probe would bury the useful ones.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    options.state_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(run_stack(options, apps, extra_lines))
+    return 130
 
 
 def status(state_dir: Path) -> int:
@@ -329,23 +306,104 @@ def stop(state_dir: Path, timeout: float = 60.0) -> int:
     return 0
 
 
+# --- the command line ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Wiring:
+    """What `main` lets a caller replace: the application processes, extra banner lines, how a stack is run."""
+
+    apps: AppFactory = loanbook_apps
+    extra_lines: Sequence[ExtraLines] = ()
+    start: Starter = start_stack
+
+
+DEFAULT_PORTS = Ports()
+DEFAULT_STATE_DIR = project_root() / ".devstack"
+
+app = typer.Typer(
+    name="devstack",
+    help=__doc__,
+    no_args_is_help=True,
+    add_completion=False,  # no completion installers: the options stay the ones the README documents
+    context_settings={"help_option_names": ["-h", "--help"]},  # -h worked before the move to Typer
+    pretty_exceptions_show_locals=False,  # locals may hold DSNs with passwords
+)
+
+StateDir = Annotated[
+    Path,
+    typer.Option(
+        envvar="DEVSTACK_STATE_DIR",
+        show_default=False,
+        help="folder for data, logs and secrets (default <project>/.devstack)",
+    ),
+]
+PgPort = Annotated[int, typer.Option(envvar="DEVSTACK_PG_PORT", help="PostgreSQL's port")]
+DynamoDBPort = Annotated[int, typer.Option(envvar="DEVSTACK_DYNAMODB_PORT", help="DynamoDB Local's port")]
+CustomerPort = Annotated[int, typer.Option(envvar="DEVSTACK_CUSTOMER_PORT", help="the customer service's gRPC port")]
+PaymentPort = Annotated[int, typer.Option(envvar="DEVSTACK_PAYMENT_PORT", help="the payment service's gRPC port")]
+LoggingPort = Annotated[int, typer.Option(envvar="DEVSTACK_LOGGING_PORT", help="the logging service's gRPC port")]
+GatewayPort = Annotated[int, typer.Option(envvar="DEVSTACK_GATEWAY_PORT", help="the gateway's HTTP port")]
+Ephemeral = Annotated[
+    bool, typer.Option("--ephemeral", help="throw-away speed settings: fsync off, DynamoDB in memory")
+]
+
+
+@app.command("infra")
+def infra_command(
+    ctx: typer.Context,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    pg_port: PgPort = DEFAULT_PORTS.pg_port,
+    dynamodb_port: DynamoDBPort = DEFAULT_PORTS.dynamodb_port,
+    ephemeral: Ephemeral = False,
+) -> None:
+    """PostgreSQL and DynamoDB Local until Ctrl-C."""
+    wiring = ctx.ensure_object(Wiring)
+    options = StackOptions(state_dir.resolve(), Ports(pg_port=pg_port, dynamodb_port=dynamodb_port), ephemeral)
+    raise typer.Exit(wiring.start(options, None, wiring.extra_lines))
+
+
+@app.command("up")
+def up_command(
+    ctx: typer.Context,
+    state_dir: StateDir = DEFAULT_STATE_DIR,
+    pg_port: PgPort = DEFAULT_PORTS.pg_port,
+    dynamodb_port: DynamoDBPort = DEFAULT_PORTS.dynamodb_port,
+    customer_port: CustomerPort = DEFAULT_PORTS.customer_port,
+    payment_port: PaymentPort = DEFAULT_PORTS.payment_port,
+    logging_port: LoggingPort = DEFAULT_PORTS.logging_port,
+    gateway_port: GatewayPort = DEFAULT_PORTS.gateway_port,
+    ephemeral: Ephemeral = False,
+) -> None:
+    """Infrastructure plus the loanbook services, until Ctrl-C."""
+    wiring = ctx.ensure_object(Wiring)
+    ports = Ports(pg_port, dynamodb_port, customer_port, payment_port, logging_port, gateway_port)
+    raise typer.Exit(wiring.start(StackOptions(state_dir.resolve(), ports, ephemeral), wiring.apps, wiring.extra_lines))
+
+
+@app.command("status")
+def status_command(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Show whether a stack runs from this state folder (exit code 3 when none does)."""
+    raise typer.Exit(status(state_dir.resolve()))
+
+
+@app.command("stop")
+def stop_command(state_dir: StateDir = DEFAULT_STATE_DIR) -> None:
+    """Stop the stack running from this state folder."""
+    raise typer.Exit(stop(state_dir.resolve()))
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
     apps: AppFactory = loanbook_apps,
     extra_lines: Sequence[ExtraLines] = (),
+    start: Starter = start_stack,
 ) -> int:
-    """Entry point; `apps` and `extra_lines` are injection points (tests, development tokens)."""
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="devstack: %(message)s", stream=sys.stderr)
-    # Readiness probes poll over HTTP; one log line per probe would bury the useful ones.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    if args.command == "status":
-        return status(args.state_dir.resolve())
-    if args.command == "stop":
-        return stop(args.state_dir.resolve())
-    args.state_dir = args.state_dir.resolve()
-    args.state_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(KeyboardInterrupt):
-        return asyncio.run(run_stack(args, apps if args.command == "up" else None, extra_lines))
-    return 130
+    """Entry point returning the exit code; `apps`, `extra_lines` and `start` are injection points (tests, tokens)."""
+    try:
+        app(args=argv, prog_name="devstack", obj=Wiring(apps, extra_lines, start))
+    except SystemExit as exited:
+        # Typer ends every run, a successful one too, with SystemExit carrying the exit code.
+        return exited.code if isinstance(exited.code, int) else (0 if exited.code is None else 1)
+    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,15 @@ import pytest
 from chassis.identity import Role
 from devstack.cli import (
     DEV_CUSTOMER_ID,
+    AppFactory,
+    ExtraLines,
     Ports,
     StackEndpoints,
-    build_parser,
+    StackOptions,
     development_tokens,
     gateway_jwt_secret,
     loanbook_apps,
+    main,
     ready_block,
 )
 from devstack.postgres import relocated_root, traversable_by
@@ -25,6 +29,26 @@ from devstack.processes import RunAs
 from devstack.tools import MissingPrerequisite, find_dynamodb_local_jar, find_java, find_postgres_binaries
 from gateway.auth import TokenVerifier
 from gateway.config import GatewaySettings
+
+
+class RecordingStart:
+    """Stands in for running a stack: keeps what each start was asked for and answers with a fixed exit code."""
+
+    def __init__(self, exit_code: int = 0) -> None:
+        self.exit_code = exit_code
+        self.started: list[tuple[StackOptions, AppFactory | None, Sequence[ExtraLines]]] = []
+
+    def __call__(self, options: StackOptions, apps: AppFactory | None, extra_lines: Sequence[ExtraLines]) -> int:
+        self.started.append((options, apps, extra_lines))
+        return self.exit_code
+
+
+@pytest.fixture
+def environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No DEVSTACK_* variable from the machine running the tests; a test sets the ones it means."""
+    for name in [name for name in os.environ if name.startswith("DEVSTACK_")]:
+        monkeypatch.delenv(name)
+    return monkeypatch
 
 
 @pytest.fixture
@@ -121,12 +145,62 @@ def test_services_ship_their_own_logs_to_the_logging_service_but_it_does_not_shi
     assert not any("SHIPPING" in name for name in apps["logging"].env)
 
 
-def test_ports_come_from_flags_over_environment_over_defaults() -> None:
-    parser = build_parser({"DEVSTACK_PG_PORT": "6000", "DEVSTACK_GATEWAY_PORT": "6100"})
+def test_ports_come_from_flags_over_environment_over_defaults(environment: pytest.MonkeyPatch) -> None:
+    environment.setenv("DEVSTACK_PG_PORT", "6000")
+    environment.setenv("DEVSTACK_GATEWAY_PORT", "6100")
+    start = RecordingStart()
 
-    args = parser.parse_args(["up", "--gateway-port", "6200"])
+    assert main(["up", "--gateway-port", "6200"], start=start) == 0
 
-    assert (args.pg_port, args.dynamodb_port, args.gateway_port) == (6000, 58000, 6200)
+    ports = start.started[0][0].ports
+    assert (ports.pg_port, ports.dynamodb_port, ports.gateway_port) == (6000, 58000, 6200)
+
+
+def test_up_starts_the_given_applications_and_extra_lines_and_exits_with_the_stack_exit_code(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    start = RecordingStart(exit_code=1)
+    extra_lines: list[ExtraLines] = [development_tokens]
+
+    exit_code = main(["up", "--state-dir", str(tmp_path), "--ephemeral"], start=start, extra_lines=extra_lines)
+
+    options, apps, lines = start.started[0]
+    assert exit_code == 1
+    assert options == StackOptions(tmp_path.resolve(), Ports(), ephemeral=True)
+    assert apps is loanbook_apps
+    assert list(lines) == extra_lines
+
+
+def test_infra_starts_no_applications_and_keeps_the_service_ports_at_their_defaults(
+    environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    environment.setenv("DEVSTACK_STATE_DIR", str(tmp_path))
+    environment.setenv("DEVSTACK_CUSTOMER_PORT", "6300")
+    start = RecordingStart()
+
+    main(["infra", "--pg-port", "6000"], start=start)
+
+    options, apps, _ = start.started[0]
+    assert apps is None
+    assert options == StackOptions(tmp_path.resolve(), Ports(pg_port=6000), ephemeral=False)
+
+
+def test_status_exits_with_3_when_no_stack_runs_from_the_state_folder(
+    environment: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", "--state-dir", str(tmp_path)]) == 3
+    assert capsys.readouterr().out == f"devstack: not running from {tmp_path.resolve()}\n"
+
+
+def test_a_port_variable_that_is_not_a_number_is_a_usage_error_naming_the_variable(
+    environment: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    environment.setenv("DEVSTACK_PG_PORT", "x")
+    start = RecordingStart()
+
+    assert main(["up"], start=start) == 2
+    assert "DEVSTACK_PG_PORT" in capsys.readouterr().err
+    assert start.started == []
 
 
 def test_the_ready_banner_lists_every_endpoint_then_extra_lines_then_how_to_stop(stack: StackEndpoints) -> None:
