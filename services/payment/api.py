@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
 
 from chassis.errors import FieldViolation, InvalidArgument
 from chassis.money import MoneyInput
-from chassis.timestamps import optional_datetime
+from chassis.timestamps import optional_datetime, set_timestamp
 from loanbook.payment.v1 import payment_pb2 as pb
 from loanbook.payment.v1 import payment_pb2_grpc
 from services.payment.domain import Payment, PaymentMethod, PaymentStatus
@@ -20,17 +18,8 @@ from services.payment.use_cases import PaymentUseCases, RecordPayment
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 METHODS = {method: pb.PaymentMethod.Value(f"PAYMENT_METHOD_{method.value}") for method in PaymentMethod}
 STATUSES = {status: pb.PaymentStatus.Value(f"PAYMENT_STATUS_{status.value}") for status in PaymentStatus}
-
-
-def _set_timestamp(target: timestamp_pb2.Timestamp, value: datetime) -> None:
-    # Plain arithmetic on the message in place: Timestamp.FromDatetime and sub-message copies dominated the
-    # cost of a 50-payment page (measured 0.50 ms -> 0.20 ms per page).
-    delta = value - EPOCH
-    target.seconds = delta.days * 86_400 + delta.seconds
-    target.nanos = delta.microseconds * 1000
 
 
 def _method(value: pb.PaymentMethod.ValueType) -> PaymentMethod | None:
@@ -54,9 +43,9 @@ def fill_payment(message: pb.Payment, payment: Payment) -> pb.Payment:
     money.nanos = remainder * (1_000_000_000 // scale)
     message.method = METHODS[payment.method]
     message.status = STATUSES[payment.status]
-    _set_timestamp(message.paid_time, payment.paid_at)
-    _set_timestamp(message.create_time, payment.created_at)
-    _set_timestamp(message.update_time, payment.updated_at)
+    set_timestamp(message.paid_time, payment.paid_at)
+    set_timestamp(message.create_time, payment.created_at)
+    set_timestamp(message.update_time, payment.updated_at)
     message.version = payment.version
     message.idempotency_key = payment.idempotency_key
     return message
