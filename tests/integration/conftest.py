@@ -7,10 +7,11 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aioboto3
 import asyncpg
@@ -120,9 +121,21 @@ async def follow_stage(
             await asyncio.sleep(0.01)
 
 
+T = TypeVar("T")
+
+
+def _in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Runs a coroutine to the end in a thread of its own, away from the session's event loop (see below)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(asyncio.run, coroutine).result()
+
+
 @pytest.fixture(scope="module", autouse=True)
-async def no_expiring_table_left_behind(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """Fails the module (at teardown) that leaves a table with TTL on the shared DynamoDB Local: see above."""
+def no_expiring_table_left_behind(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fails the module (at teardown) that leaves a table with TTL on the shared DynamoDB Local: see above.
+
+    A plain fixture: it asks for the (async, session-wide) DynamoDB only when its module uses it, and an async
+    fixture cannot start another async fixture from inside the running loop (a module run alone failed so)."""
     uses_shared = any(
         getattr(item, "module", None) is request.module and "dynamodb_endpoint" in getattr(item, "fixturenames", ())
         for item in request.session.items
@@ -131,9 +144,9 @@ async def no_expiring_table_left_behind(request: pytest.FixtureRequest) -> Async
         yield
         return
     endpoint: str = request.getfixturevalue("dynamodb_endpoint")
-    before = await expiring_tables(endpoint)
+    before = _in_own_loop(expiring_tables(endpoint))
     yield
-    left = sorted(await expiring_tables(endpoint) - before)
+    left = sorted(_in_own_loop(expiring_tables(endpoint)) - before)
     assert not left, (
         f"{request.module.__name__} left tables with TTL on the shared DynamoDB Local: {left}. Each one holds a "
         "thread of DynamoDB Local's background pool until deleted, and from the 7th on GSIs added by UpdateTable "
