@@ -15,8 +15,8 @@ import pytest
 
 from chassis.identity import Role
 from migration.stages import TABLES
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_gateway_api import assert_error, bearer
+from tests.support.rest import assert_error, bearer
+from tests.support.system import RunningSystem
 
 
 @pytest.fixture(scope="module")

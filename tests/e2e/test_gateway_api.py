@@ -17,7 +17,8 @@ import pytest
 
 from chassis.identity import Role
 from gateway.tokens import mint_token
-from tests.e2e.conftest import PROJECT_ROOT, RunningSystem
+from tests.support.rest import assert_error, bearer
+from tests.support.system import PROJECT_ROOT, RunningSystem
 
 BRIEF_CUSTOMER_ROUTES = {
     ("post", "/v1/branches"),
@@ -42,24 +43,6 @@ BRIEF_CUSTOMER_ROUTES = {
 async def client(running_system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=running_system.gateway_url, timeout=10) as client:
         yield client
-
-
-def bearer(system: RunningSystem, role: Role, customer_id: str | None = None, **kwargs: float) -> dict[str, str]:
-    token = mint_token(system.jwt_secret, role, f"e2e-{role.value}", customer_id=customer_id, **kwargs)  # type: ignore[arg-type]
-    return {"Authorization": f"Bearer {token}"}
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, object]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
-    assert body["error"]["code"] == code
-    assert isinstance(body["error"]["message"], str)
-    assert isinstance(body["error"]["details"], list)
-    assert "Traceback" not in response.text
-    error: dict[str, object] = body["error"]
-    return error
 
 
 async def test_a_request_without_a_token_is_401_with_a_bearer_challenge(client: httpx.AsyncClient) -> None:

@@ -24,9 +24,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from chassis.identity import Role
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_gateway_api import bearer
-from tests.e2e.test_gateway_payments import CASEY, CASEY_FUNDED_LOAN
+from tests.support.demo import CASEY, CASEY_FUNDED_LOAN
+from tests.support.rest import bearer
+from tests.support.system import RunningSystem
 
 CHECKS = [
     not_a_server_error,

@@ -12,8 +12,8 @@ import httpx
 import pytest
 
 from chassis.identity import Role
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_gateway_api import bearer
+from tests.support.rest import bearer
+from tests.support.system import RunningSystem
 
 
 @pytest.fixture(scope="module")

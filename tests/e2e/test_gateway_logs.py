@@ -12,9 +12,8 @@ import httpx
 import pytest
 
 from chassis.identity import Role
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_gateway_api import assert_error, bearer
-from tests.e2e.test_gateway_payments import rfc3339
+from tests.support.rest import assert_error, bearer, rfc3339
+from tests.support.system import RunningSystem
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 LEVELS = ["LOG_LEVEL_DEBUG", "LOG_LEVEL_INFO", "LOG_LEVEL_WARNING", "LOG_LEVEL_ERROR", "LOG_LEVEL_CRITICAL"]

@@ -14,11 +14,10 @@ import pytest
 
 from chassis.identity import Role
 from services.customer.demo import APPLICATIONS, CUSTOMERS
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_gateway_api import assert_error, bearer
+from tests.support.demo import CASEY, CASEY_FUNDED_LOAN
+from tests.support.rest import assert_error, bearer, rfc3339
+from tests.support.system import RunningSystem
 
-CASEY = str(CUSTOMERS[0].id)
-CASEY_FUNDED_LOAN = str(APPLICATIONS[0][0].id)
 DEVON = str(CUSTOMERS[1].id)
 DEVONS_LOAN = str(APPLICATIONS[1][0].id)
 
@@ -35,10 +34,6 @@ BRIEF_PAYMENT_ROUTES = {
 async def client(running_system: RunningSystem) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=running_system.gateway_url, timeout=10) as client:
         yield client
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def payment_body(customer_id: str = CASEY, loan_id: str = CASEY_FUNDED_LOAN, **overrides: Any) -> dict[str, Any]:

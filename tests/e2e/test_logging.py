@@ -19,10 +19,10 @@ from loanbook.logging.v1 import logging_pb2 as pb
 from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2_grpc
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_migration_journey import LOG_SHARDS, RETENTION, table_name
-from tests.e2e.test_payments import fields_of, record
-from tests.integration.payment.conftest import local_session
+from tests.support.dynamodb import local_session
+from tests.support.grpc import bad_request_fields
+from tests.support.payments import record
+from tests.support.system import LOG_SHARDS, RETENTION, RunningSystem, table_name
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.specs import table_specs
 from toolkit.verify import run_verify
@@ -105,7 +105,7 @@ async def test_a_bad_entry_rejects_its_whole_batch_naming_index_and_field(stub: 
         await stub.WriteLogs(pb.WriteLogsRequest(entries=batch))
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(refused.value) == ["entries[1].level", "entries[2].service", "entries[2].message"]
+    assert bad_request_fields(refused.value) == ["entries[1].level", "entries[2].service", "entries[2].message"]
     assert await query_all(stub, service, page_size=10) == []  # the good entry was not stored either
 
 
@@ -122,7 +122,12 @@ async def test_a_time_out_of_the_timestamp_range_is_reported_with_the_batchs_oth
         await stub.WriteLogs(pb.WriteLogsRequest(entries=batch))
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(refused.value) == ["entries[1].time", "entries[2].time", "entries[2].service", "entries[3].level"]
+    assert bad_request_fields(refused.value) == [
+        "entries[1].time",
+        "entries[2].time",
+        "entries[2].service",
+        "entries[3].level",
+    ]
     assert await query_all(stub, service, page_size=10) == []
 
 
@@ -135,7 +140,7 @@ async def test_a_batch_checked_with_validate_only_is_answered_as_a_write_but_not
         await stub.WriteLogs(pb.WriteLogsRequest(entries=[*good, an_entry("", 3)], validate_only=True))
 
     assert checked.accepted_count == 2
-    assert fields_of(refused.value) == ["entries[2].service"]
+    assert bad_request_fields(refused.value) == ["entries[2].service"]
     assert await query_all(stub, service, page_size=10) == []
 
 
@@ -153,7 +158,7 @@ async def test_a_stream_stores_each_good_message_and_stops_at_a_bad_one_naming_i
         await stub.StreamLogs(messages())
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(refused.value) == ["messages[2].entries[1].time"]
+    assert bad_request_fields(refused.value) == ["messages[2].entries[1].time"]
     assert "3 entries before it were stored" in (refused.value.details() or "")
     assert [e.message for e in await query_all(stub, service, page_size=10)] == [
         "1 s ago", "2 s ago", "3 s ago"
@@ -176,7 +181,7 @@ async def test_bad_queries_are_invalid_argument_naming_the_field(
         await stub.QueryLogs(pb.QueryLogsRequest(**request_fields))  # type: ignore[arg-type]
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(refused.value) == fields
+    assert bad_request_fields(refused.value) == fields
 
 
 async def copy_logs_to_dynamodb(postgres_dsn: str, dynamodb_endpoint: str) -> None:

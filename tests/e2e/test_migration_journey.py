@@ -27,10 +27,10 @@ from aiobotocore.config import AioConfig
 
 from chassis.identity import Role
 from migration.stages import TABLES, Stage
-from tests.e2e.conftest import RunningSystem
-from tests.e2e.test_gateway_api import bearer
-from tests.e2e.test_gateway_payments import CASEY, CASEY_FUNDED_LOAN, rfc3339
-from tests.integration.payment.conftest import local_session
+from tests.support.demo import CASEY, CASEY_FUNDED_LOAN
+from tests.support.dynamodb import local_session
+from tests.support.rest import bearer, rfc3339
+from tests.support.system import LOG_SHARDS, RETENTION, RunningSystem, table_name
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
 from toolkit.seeding import SeedPlan, seed
@@ -38,19 +38,11 @@ from toolkit.settle import wait_for_replicas
 from toolkit.specs import table_specs
 from toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
-# The services' defaults, which the e2e stack keeps: the toolkit must use the same tables and log layout.
-TABLE_PREFIX = "loanbook"
-LOG_SHARDS = 8
-RETENTION = timedelta(days=30)
 PAYMENT_CLIENTS = 4
 LOG_CLIENTS = 2
 DWELL = 1.5  # seconds of load in each stage
 SETTLE = 1.0  # the e2e stack has one replica per service, notified within milliseconds
 WAY_BACK = "dynamo_only -> dynamo_primary (reverse sync)"
-
-
-def table_name(table: str) -> str:
-    return f"{TABLE_PREFIX}-{table}"
 
 
 @dataclass

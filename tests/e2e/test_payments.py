@@ -13,22 +13,21 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2, status_pb2
 from google.type import money_pb2
 
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.payment.v1 import payment_pb2 as pb
 from loanbook.payment.v1 import payment_pb2_grpc
-from services.customer.demo import APPLICATIONS, CUSTOMERS
-from tests.e2e.conftest import RunningSystem, start_process
+from services.customer.demo import APPLICATIONS
+from tests.support.demo import CASEY, CASEY_FUNDED_LOAN, CASEY_LOAN_UNDER_REVIEW
+from tests.support.grpc import bad_request_fields
+from tests.support.payments import record
+from tests.support.system import RunningSystem, start_process
 
 if TYPE_CHECKING:
     Stub = payment_pb2_grpc.PaymentServiceAsyncStub
 
-CASEY = str(CUSTOMERS[0].id)
-CASEY_FUNDED_LOAN = str(APPLICATIONS[0][0].id)
-CASEY_LOAN_UNDER_REVIEW = str(APPLICATIONS[3][0].id)
 DEVONS_LOAN = str(APPLICATIONS[1][0].id)
 
 
@@ -36,26 +35,6 @@ DEVONS_LOAN = str(APPLICATIONS[1][0].id)
 async def stub(running_system: RunningSystem) -> AsyncIterator[Stub]:
     async with grpc.aio.insecure_channel(running_system.grpc_addresses["payment"]) as channel:
         yield payment_pb2_grpc.PaymentServiceStub(channel)
-
-
-def record(key: str | None = None, /, **overrides: object) -> pb.RecordPaymentRequest:
-    fields: dict[str, object] = {
-        "idempotency_key": key or f"e2e-{secrets.token_hex(6)}",
-        "customer_id": CASEY,
-        "loan_id": CASEY_FUNDED_LOAN,
-        "amount": money_pb2.Money(currency_code="USD", units=250, nanos=750_000_000),
-        "method": pb.PAYMENT_METHOD_ACH,
-    }
-    fields.update(overrides)
-    return pb.RecordPaymentRequest(**fields)  # type: ignore[arg-type]
-
-
-def fields_of(error: grpc.aio.AioRpcError) -> list[str]:
-    metadata = dict(error.trailing_metadata() or ())
-    status = status_pb2.Status.FromString(metadata["grpc-status-details-bin"])
-    bad_request = error_details_pb2.BadRequest()
-    assert status.details[0].Unpack(bad_request)
-    return [violation.field for violation in bad_request.field_violations]
 
 
 async def test_records_reads_lists_and_reverses_a_payment(stub: Stub) -> None:
@@ -118,7 +97,7 @@ async def test_bad_payments_are_refused_precisely_and_nothing_is_written(
 
     assert refused.value.code() == code
     if fields is not None:
-        assert fields_of(refused.value) == fields
+        assert bad_request_fields(refused.value) == fields
     if request.idempotency_key:
         # Nothing was recorded under that key: the same key with a valid request now succeeds as new.
         fresh = await stub.RecordPayment(record(request.idempotency_key))
@@ -130,7 +109,7 @@ async def test_a_forged_page_token_is_invalid(stub: Stub) -> None:
         await stub.ListCustomerPayments(pb.ListCustomerPaymentsRequest(customer_id=CASEY, page_token="forged.token"))
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(refused.value) == ["page_token"]
+    assert bad_request_fields(refused.value) == ["page_token"]
 
 
 @pytest.mark.parametrize("bound", ["from_time", "to_time"])
@@ -141,7 +120,7 @@ async def test_a_time_bound_out_of_the_timestamp_range_is_invalid_naming_it(stub
         await stub.ListCustomerPayments(request)
 
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert fields_of(refused.value) == [bound]
+    assert bad_request_fields(refused.value) == [bound]
 
 
 async def test_recording_a_payment_is_one_trace_through_both_services(

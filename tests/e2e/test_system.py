@@ -18,7 +18,7 @@ from devstack.supervisor import http_ok
 from services.customer.bootstrap import SERVICE_NAME as CUSTOMER_SERVICE
 from services.logging.bootstrap import SERVICE_NAME as LOGGING_SERVICE
 from services.payment.bootstrap import SERVICE_NAME as PAYMENT_SERVICE
-from tests.e2e.conftest import PROJECT_ROOT, RunningSystem, start_process
+from tests.support.system import PROJECT_ROOT, RunningSystem, start_process
 
 SERVICE_NAMES = {"customer": CUSTOMER_SERVICE, "payment": PAYMENT_SERVICE, "logging": LOGGING_SERVICE}
 

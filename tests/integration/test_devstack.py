@@ -15,7 +15,6 @@ import textwrap
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import aioboto3
 import asyncpg
 import grpc
 import pytest
@@ -25,6 +24,7 @@ from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import RELOCATION_ROOT, PostgresServer
 from devstack.processes import descendants, is_running, wait_gone
 from devstack.supervisor import grpc_health
+from tests.support.dynamodb import local_session
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -121,7 +121,7 @@ async def test_dynamodb_local_creates_and_lists_tables_and_leaves_no_process_aft
     server = DynamoDBLocal(scratch / "state", ephemeral=True)
     await server.start()
     try:
-        session = aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+        session = local_session()
         async with session.client("dynamodb", endpoint_url=server.endpoint) as client:
             await client.create_table(
                 TableName="payments",
@@ -324,6 +324,6 @@ async def test_the_session_fixtures_provide_a_working_postgres_and_dynamodb(
     postgres_dsn: str, dynamodb_endpoint: str
 ) -> None:
     assert await query(postgres_dsn, "SELECT current_user") == "loanbook"
-    session = aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
+    session = local_session()
     async with session.client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
         assert "TableNames" in await client.list_tables()

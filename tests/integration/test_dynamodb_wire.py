@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from chassis.dynamodb_wire import query_page, scan_page
-from tests.integration.payment.test_payment_repository_contract import dynamodb_session
+from tests.support.dynamodb import local_session
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -35,7 +35,7 @@ ITEMS: list[dict[str, Any]] = [
 
 @pytest.fixture(scope="module")
 async def dynamodb(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
-    async with dynamodb_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
+    async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
         yield client
 
 

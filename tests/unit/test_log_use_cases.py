@@ -11,7 +11,7 @@ from chassis.errors import InvalidArgument
 from chassis.page_tokens import PageTokens
 from services.logging.domain import MAX_BATCH_ENTRIES, MAX_VIOLATIONS, EntryCandidate, LogLevel
 from services.logging.use_cases import LogUseCases
-from tests.fakes.log_repository import InMemoryLogRepository
+from tests.support.fakes.log_repository import InMemoryLogRepository
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -15,7 +15,7 @@ from chassis.page_tokens import PageTokens
 from services.payment.domain import PaymentMethod, PaymentStatus
 from services.payment.loans import LoanStanding
 from services.payment.use_cases import IdempotencyConflict, PaymentUseCases, RecordPayment
-from tests.fakes.payment_repository import InMemoryPaymentRepository
+from tests.support.fakes.payment_repository import InMemoryPaymentRepository
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 PRINCIPAL_MINOR_UNITS = 5_000_00

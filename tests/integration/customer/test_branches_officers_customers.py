@@ -12,7 +12,8 @@ from google.type import date_pb2
 
 from loanbook.customer.v1 import customer_pb2 as pb
 from loanbook.customer.v1 import customer_pb2_grpc
-from tests.integration.customer.conftest import Factory, bad_request_fields, unique
+from tests.support.customers import Factory, unique
+from tests.support.grpc import bad_request_fields
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated .pyi
     Stub = customer_pb2_grpc.CustomerServiceAsyncStub

@@ -19,7 +19,8 @@ from services.customer.adapters.postgres import PostgresCustomerRepository
 from services.customer.demo import APPLICATIONS, DEMO_CUSTOMER_ID, seed_demo_data
 from services.customer.domain import TRANSITIONS, ApplicationAction, ApplicationStatus
 from services.customer.schema import upgrade_to_head
-from tests.integration.customer.conftest import Factory, bad_request_fields, usd
+from tests.support.customers import Factory, usd
+from tests.support.grpc import bad_request_fields
 
 if TYPE_CHECKING:
     Stub = customer_pb2_grpc.CustomerServiceAsyncStub

@@ -16,8 +16,9 @@ from services.logging.adapters.postgres import LogPartitions
 from services.logging.domain import LogBatch, LogEntry, LogLevel, entry_order
 from services.logging.store import BATCH_KEY_PREFIX, HybridLogStore, routing_keys
 from services.logging.use_cases import LogUseCases
-from tests.integration.conftest import OwnDynamo
-from tests.integration.logging.conftest import LogHarness, a_service, a_trace, an_entry, recent_hour
+from tests.support.dynamodb import OwnDynamo
+from tests.support.log_harness import LogHarness
+from tests.support.logs import a_service, a_trace, an_entry, recent_hour
 
 DEBUG = LogLevel.DEBUG
 

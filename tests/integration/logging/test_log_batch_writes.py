@@ -11,7 +11,7 @@ from chassis.errors import Unavailable
 from chassis.ids import new_id
 from services.logging.adapters.dynamodb import BATCH_WRITE_ATTEMPTS, DynamoLogRepository, LogTableLayout
 from services.logging.domain import LogBatch, LogLevel
-from tests.integration.logging.conftest import a_service, an_entry, recent_hour
+from tests.support.logs import a_service, an_entry, recent_hour
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

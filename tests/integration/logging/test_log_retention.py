@@ -15,7 +15,7 @@ from chassis.ids import new_id
 from services.logging.adapters.dynamodb import TTL_ATTRIBUTE, DynamoLogRepository, LogTableLayout
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogBatch, LogLevel
-from tests.integration.logging.conftest import RETENTION_DAYS, a_service, an_entry
+from tests.support.logs import RETENTION_DAYS, a_service, an_entry
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

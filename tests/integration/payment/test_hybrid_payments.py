@@ -21,8 +21,9 @@ from services.payment.domain import Payment, PaymentStatus
 from services.payment.loans import LoanStanding
 from services.payment.store import idempotency_mismatch_key, journal_item
 from services.payment.use_cases import PaymentUseCases, RecordPayment
-from tests.integration.conftest import OwnDynamo
-from tests.integration.payment.conftest import T0, Harness, a_payment
+from tests.support.dynamodb import OwnDynamo
+from tests.support.payment_harness import Harness
+from tests.support.payments import T0, a_payment
 
 
 @pytest.mark.parametrize("stage", list(Stage))

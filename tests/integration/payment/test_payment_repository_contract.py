@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-import aioboto3
 import asyncpg
 import pytest
 from aiobotocore.config import AioConfig
@@ -25,7 +24,8 @@ from services.payment.adapters.postgres import PostgresPaymentRepository, listin
 from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.ports import IdempotencyKeyTaken, PaymentRepository
 from services.payment.schema import upgrade_to_head
-from tests.fakes.payment_repository import InMemoryPaymentRepository
+from tests.support.dynamodb import local_session
+from tests.support.fakes.payment_repository import InMemoryPaymentRepository
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -35,10 +35,6 @@ T0 = datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 # Above 2**53: a float anywhere on the way would change it.
 LARGE_AMOUNT = Money("USD", 9_007_199_254_740_993)
 MAX_PAGES = 50
-
-
-def dynamodb_session() -> aioboto3.Session:
-    return aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local", region_name="us-east-1")
 
 
 def refuse_scan(**_: Any) -> None:
@@ -58,7 +54,7 @@ async def payment_pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture(scope="module")
 async def dynamodb(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
     """One client for the module, as in a process; any Scan through it fails the test that issued it."""
-    async with dynamodb_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
+    async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
         client.meta.events.register("before-call.dynamodb.Scan", refuse_scan)
         yield client
 
@@ -553,7 +549,7 @@ async def test_the_scan_guard_of_these_tests_would_catch_a_scan(dynamodb: Dynamo
 
 async def test_an_unreachable_dynamodb_is_unavailable() -> None:
     config = AioConfig(connect_timeout=0.5, read_timeout=0.5, retries={"max_attempts": 1})
-    session = dynamodb_session()
+    session = local_session()
     async with session.client("dynamodb", endpoint_url="http://127.0.0.1:9", config=config) as client:
         repository = DynamoPaymentRepository(client, "payments-nowhere")
         with pytest.raises(Unavailable):

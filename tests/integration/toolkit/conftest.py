@@ -22,8 +22,8 @@ from services.logging.schema import upgrade_to_head as upgrade_logging_schema
 from services.payment.adapters.dynamodb import ensure_payment_table
 from services.payment.adapters.postgres import COLUMNS, row_values
 from services.payment.schema import upgrade_to_head as upgrade_payment_schema
-from tests.integration.conftest import delete_table_if_present
-from tests.integration.payment.conftest import a_payment, local_session
+from tests.support.dynamodb import delete_table_if_present, local_session
+from tests.support.payments import a_payment
 from toolkit.specs import TableSpec, table_specs
 
 if TYPE_CHECKING:

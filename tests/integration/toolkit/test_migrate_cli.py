@@ -18,7 +18,6 @@ from typer.testing import CliRunner
 
 from migration.stages import Stage
 from services.payment.domain import Payment
-from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import (
     insert_logs,
     insert_payments,
@@ -26,6 +25,8 @@ from tests.integration.toolkit.conftest import (
     set_stage,
     toolkit_environment,
 )
+from tests.support.dynamodb import delete_table_if_present, local_session
+from tests.support.payments import a_payment
 from toolkit.cli import app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -73,7 +74,6 @@ def environment(postgres_dsn: str, dynamodb_endpoint: str, monkeypatch: pytest.M
 async def _create_tables(endpoint: str, prefix: str) -> None:
     from services.logging.adapters.dynamodb import ensure_log_table
     from services.payment.adapters.dynamodb import ensure_payment_table
-    from tests.integration.payment.conftest import local_session
 
     async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
         await ensure_payment_table(client, f"{prefix}-payments")
@@ -82,8 +82,6 @@ async def _create_tables(endpoint: str, prefix: str) -> None:
 
 async def _delete_tables(endpoint: str, prefix: str) -> None:
     """The log table has TTL: see tests/integration/conftest.py for why none may outlive its test."""
-    from tests.integration.conftest import delete_table_if_present
-    from tests.integration.payment.conftest import local_session
 
     async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
         for table in (f"{prefix}-payments", f"{prefix}-logs"):
@@ -262,7 +260,6 @@ def test_verify_does_not_repair_from_postgres_while_it_lacks_the_writes_of_dynam
 
 async def _create_in_dynamodb(environment: dict[str, str], payment: Payment) -> None:
     from services.payment.adapters.dynamodb import DynamoPaymentRepository
-    from tests.integration.payment.conftest import local_session
 
     endpoint = environment["LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT"]
     async with local_session().client("dynamodb", endpoint_url=endpoint) as client:

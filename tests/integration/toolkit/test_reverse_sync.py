@@ -22,8 +22,9 @@ from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import PaymentStatus
 from services.payment.store import HybridPaymentStore
-from tests.integration.payment.conftest import a_payment
-from tests.integration.toolkit.conftest import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments
+from tests.integration.toolkit.conftest import Stores, insert_logs, insert_payments
+from tests.support.payments import a_payment
+from tests.support.system import LOG_SHARDS, RETENTION
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only, run_reverse_sync
 from toolkit.verify import VerifyOptions, run_verify
