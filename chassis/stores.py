@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import aioboto3
 import asyncpg
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from chassis.config import DynamoSettings, PostgresSettings
 
@@ -51,10 +51,24 @@ async def postgres_pool(settings: PostgresSettings, *, reset_sessions: bool = Fa
         await pool.close()
 
 
+# DynamoDB Local accepts any key pair, so an endpoint URL with no credentials configured gets these: the local stack
+# and the toolkit work out of the box. Real AWS (no endpoint URL) never gets them.
+LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+
+
+async def _session(settings: DynamoSettings) -> aioboto3.Session:
+    """The default credential chain (environment, shared files, profile, role); dummy keys for a local endpoint
+    where the chain finds none."""
+    session = aioboto3.Session()
+    if settings.dynamodb_endpoint is not None and await session.get_credentials() is None:
+        return aioboto3.Session(**LOCAL_CREDENTIALS)
+    return session
+
+
 @asynccontextmanager
 async def dynamodb_client(settings: DynamoSettings) -> AsyncIterator[DynamoDBClient]:
     """One aiobotocore DynamoDB client for the process, with bounded timeouts and standard retries."""
-    session = aioboto3.Session()
+    session = await _session(settings)
     config = AioConfig(
         connect_timeout=2,
         read_timeout=5,
@@ -66,6 +80,12 @@ async def dynamodb_client(settings: DynamoSettings) -> AsyncIterator[DynamoDBCli
     ) as client:
         try:
             await client.list_tables(Limit=1)
+        except NoCredentialsError as error:
+            raise StoreUnavailable(
+                f"no AWS credentials found for DynamoDB in {settings.aws_region}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), or AWS_PROFILE, or run with an "
+                "IAM role"
+            ) from error
         except (BotoCoreError, ClientError) as error:
             raise StoreUnavailable(
                 f"DynamoDB unreachable at {settings.dynamodb_endpoint or settings.aws_region}: {error}"

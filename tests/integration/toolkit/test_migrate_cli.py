@@ -313,3 +313,37 @@ def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[s
     # Every payment once with its marker, every log entry once: the rewritten last pages did not duplicate.
     assert "payments: clean (full: 3,000 rows as 6,000 items checked, 6,000 DynamoDB items scanned" in verified.output
     assert "logs: clean (full: 3,000 rows as 3,000 items checked, 3,000 DynamoDB items scanned" in verified.output
+
+
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nothing for botocore's credential chain to find: no keys, no shared files, no instance metadata."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_against_a_local_endpoint_the_cli_needs_no_aws_credentials(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_aws_credentials(monkeypatch, tmp_path)
+
+    result = runner.invoke(app, ["migrate", "status", "payments"])
+
+    assert result.exit_code == 0, result.output
+    assert "rows               PostgreSQL 0 rows; DynamoDB ~0 items" in result.output
+
+
+def test_against_aws_without_credentials_the_cli_says_what_to_set(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_aws_credentials(monkeypatch, tmp_path)
+    monkeypatch.delenv("LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT")
+
+    result = runner.invoke(app, ["migrate", "status", "payments"])
+
+    assert result.exit_code == 2
+    assert "no AWS credentials found for DynamoDB in us-east-1: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in (
+        " ".join(result.output.split())
+    )
