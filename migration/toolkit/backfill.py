@@ -73,6 +73,14 @@ class BackfillSummary:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
+def rows_done_text(rows_done: int, rows_total: int) -> str:
+    """A run's progress in rows. Its total is counted when it starts, and rows written during the run are copied
+    too (they fall into its key ranges), so rows done can pass the total: then it is said as what it is."""
+    if rows_done <= rows_total:
+        return f"{rows_done:,} of {rows_total:,} rows done"
+    return f"{rows_done:,} rows done ({rows_total:,} counted when the run started)"
+
+
 def dual_writing(stage: Stage) -> bool:
     policy = POLICIES[stage]
     return policy.writes_postgres and policy.writes_dynamo

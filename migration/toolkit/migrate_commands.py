@@ -32,7 +32,7 @@ from migration.control import ControlPlane, check_table, parse_stage, reverse_sy
 from migration.schema import upgrade_to_head
 from migration.stages import TABLES, Stage
 from migration.toolkit.app import migrate
-from migration.toolkit.backfill import BackfillOptions, run_backfill
+from migration.toolkit.backfill import BackfillOptions, rows_done_text, run_backfill
 from migration.toolkit.config import ToolkitSettings
 from migration.toolkit.plan import reverse_sync_guarantee, rollback_guarantee, rollback_target, table_status
 from migration.toolkit.reverse_sync import (
@@ -194,7 +194,7 @@ def plan(
                 lines.append((
                     "last backfill",
                     "none" if run is None else
-                    f"run {run.id} {run.status}, {run.rows_done:,} of {run.rows_total:,} rows, started "
+                    f"run {run.id} {run.status}, {rows_done_text(run.rows_done, run.rows_total)}, started "
                     f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}"
                     + (f", finished {run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else ""),
                 ))  # fmt: skip
@@ -254,7 +254,7 @@ def backfill(
             resumed = " (resumed)" if s.resumed else ""
             out.print(
                 f"{s.table}: run {s.run_id}{resumed} copied {s.rows:,} rows as {s.items:,} items in {s.seconds:.1f} s "
-                f"({s.rows_per_second:,.0f} rows/s); {s.rows_done:,} of {s.rows_total:,} rows done, {s.ranges} ranges. "
+                f"({s.rows_per_second:,.0f} rows/s); {rows_done_text(s.rows_done, s.rows_total)}, {s.ranges} ranges. "
                 f"Next: `loanbook migrate verify {s.table}`",
                 markup=False,
             )

@@ -17,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from migration.stages import Stage
+from migration.toolkit.runs import BackfillRuns
 from migration.toolkit import commands  # noqa: F401 - registers the commands on `app`
 from migration.toolkit.app import app
 from services.payment.domain import Payment
@@ -347,3 +348,25 @@ def test_against_aws_without_credentials_the_cli_says_what_to_set(
     assert "no AWS credentials found for DynamoDB in us-east-1: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in (
         " ".join(result.output.split())
     )
+
+
+def test_rows_written_during_a_backfill_are_counted_honestly(environment: dict[str, str], postgres_dsn: str) -> None:
+    seed(postgres_dsn, payments=30, logs=0)
+
+    async def plan_a_run_then_write_more() -> None:
+        # The run counts 30 rows when it starts; 15 more are written before its workers reach them.
+        pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2)
+        try:
+            await BackfillRuns(pool).start("payments", "dual_write", "test", 30, [(None, None)])
+            await insert_payments(pool, 15)
+        finally:
+            await pool.close()
+
+    asyncio.run(plan_a_run_then_write_more())
+    backfilled = runner.invoke(app, ["migrate", "backfill", "payments"])
+    status = runner.invoke(app, ["migrate", "status", "payments"])
+
+    assert backfilled.exit_code == 0, backfilled.output
+    assert "45 rows done (30 counted when the run started), 1 ranges" in backfilled.output
+    assert " of 30 rows" not in backfilled.output
+    assert "finished, 45 rows done (30 counted when the run started)" in status.output
