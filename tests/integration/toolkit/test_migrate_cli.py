@@ -17,9 +17,9 @@ import pytest
 from typer.testing import CliRunner
 
 from migration.stages import Stage
-from migration.toolkit.runs import BackfillRuns
 from migration.toolkit import commands  # noqa: F401 - registers the commands on `app`
 from migration.toolkit.app import app
+from migration.toolkit.runs import BackfillRuns
 from services.payment.domain import Payment
 from tests.integration.payment.conftest import a_payment
 from tests.integration.toolkit.conftest import (
