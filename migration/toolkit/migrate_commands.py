@@ -324,6 +324,9 @@ def switch(
     ] = None,
     who: Who = None,
     reason: Annotated[str, typer.Option(help="why, for the audit")] = "",
+    drain_seconds: Annotated[
+        float, typer.Option(min=0, help="to dynamo_only: how long to wait for the journal to drain before refusing")
+    ] = 30.0,
     postgres_dsn: PostgresDsn = None,
 ) -> None:
     """Move a table to another stage and/or set its fallback, guarded and audited; every replica follows."""
@@ -344,6 +347,8 @@ def switch(
                 fallback=None if fallback is None else fallback == "on",
                 who=_who(who),
                 reason=reason,
+                drain_seconds=drain_seconds,
+                waiting=lambda message: err.print(message, markup=False),
             )
         out.print(
             f"{mode.table}: {before.stage.value} -> {mode.stage.value}, fallback {'on' if mode.fallback else 'off'} "

@@ -204,14 +204,20 @@ def test_moving_to_dynamo_only_is_refused_while_the_journal_holds_writes(
     on_postgres(postgres_dsn, """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
                                  VALUES ('logs', 'batch-1', 1, '{batch-1}')""")  # fmt: skip
 
-    refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
+    refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only", "--drain-seconds", "0.3"])
     on_postgres(postgres_dsn, "DELETE FROM migration.journal WHERE table_name = 'logs'")
     allowed = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
     # Straight back to a stage where PostgreSQL answers reads is refused: it lacks the writes made in dynamo_only.
     straight_back = runner.invoke(app, ["migrate", "switch", "logs", "shadow"])
 
     assert refused.exit_code == 1
-    assert "logs: 1 journaled writes are not in DynamoDB yet" in " ".join(refused.output.split())
+    refusal = " ".join(refused.output.split())
+    assert "logs: waiting up to 0.3 s for 1 journaled writes to reach DynamoDB" in refusal
+    assert re.search(
+        r"logs: 1 journaled writes are not in DynamoDB yet \(oldest \d+\.\d s\) after waiting "
+        r"\d+\.\d s for the journal to drain",
+        refusal,
+    ), refusal
     assert allowed.exit_code == 0, allowed.output
     assert straight_back.exit_code == 1
     assert "go to dynamo_primary with fallback off first" in " ".join(straight_back.output.split())
