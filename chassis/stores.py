@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import aioboto3
 import asyncpg
@@ -51,17 +51,15 @@ async def postgres_pool(settings: PostgresSettings, *, reset_sessions: bool = Fa
         await pool.close()
 
 
-# DynamoDB Local accepts any key pair, so an endpoint URL with no credentials configured gets these: the local stack
-# and the toolkit work out of the box. Real AWS (no endpoint URL) never gets them.
-LOCAL_CREDENTIALS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-
-
 async def _session(settings: DynamoSettings) -> aioboto3.Session:
-    """The default credential chain (environment, shared files, profile, role); dummy keys for a local endpoint
-    where the chain finds none."""
+    """The default credential chain (environment, shared files, profile, role); for an endpoint URL where the chain
+    finds none, dummy keys: DynamoDB Local accepts any, so the local stack and the toolkit work out of the box. Real
+    AWS (no endpoint URL) never gets them."""
     session = aioboto3.Session()
-    if settings.dynamodb_endpoint is not None and await session.get_credentials() is None:
-        return aioboto3.Session(**LOCAL_CREDENTIALS)
+    # aiobotocore resolves credentials in a coroutine; aioboto3's stubs type the call as botocore's.
+    found = await cast("Awaitable[object | None]", session.get_credentials())
+    if settings.dynamodb_endpoint is not None and found is None:
+        return aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106 - not a secret
     return session
 
 
