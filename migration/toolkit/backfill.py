@@ -16,7 +16,7 @@ import asyncpg
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
 from migration.toolkit.collector import bulk_allocation
-from migration.toolkit.dynamo_io import RateLimiter, batch_write
+from migration.toolkit.dynamo_io import Pacer, Pacing, batch_write
 from migration.toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
 from migration.toolkit.specs import Executor, Key, TableSpec
 
@@ -131,7 +131,7 @@ async def _copy_range(
     run: BackfillRun,
     key_range: KeyRange,
     options: BackfillOptions,
-    limiter: RateLimiter,
+    pacer: Pacer,
     copied: Callable[[int, int], None],
 ) -> None:
     """Copies one key range page by page, two pages in flight: the next page is read (and, for a table whose rows
@@ -157,7 +157,7 @@ async def _copy_range(
             read.set_result((last, finished))
             items = [item for row in rows for item in spec.items(row)]
             if items:
-                await batch_write(dynamodb, table_name, items, limiter=limiter, slots=slots)
+                await batch_write(dynamodb, table_name, items, pacer=pacer, slots=slots)
             if previous is not None:
                 await previous  # checkpoints move forward in key order
             # Only once DynamoDB holds the page: a run killed before this copies the page again, harmlessly.
@@ -200,7 +200,8 @@ async def backfill_table(
             run = await _plan_run(pool, spec, stage, options)
             resumed = run.rows_done > 0 or any(r.done for r in run.ranges)
             progress.start(spec.name, run.rows_total, run.rows_done)
-            limiter = RateLimiter(options.rate_limit)
+            # A plain rate, no backoff: a backfill normally runs before DynamoDB serves reads (dual_write, shadow).
+            pacer = Pacer(Pacing(options.rate_limit, backoff=False))
             totals = [0, 0]
 
             def copied(rows: int, items: int) -> None:
@@ -215,7 +216,7 @@ async def backfill_table(
 
             async def worker() -> None:
                 while not queue.empty():
-                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, limiter,
+                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, pacer,
                                       copied)  # fmt: skip
 
             # A failing worker cancels the others; the checkpoints keep what they finished.

@@ -31,7 +31,7 @@ from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES
 from migration.toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
 from migration.toolkit.collector import bulk_allocation
-from migration.toolkit.dynamo_io import batch_get, batch_write
+from migration.toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, batch_get, batch_write, scanned
 from migration.toolkit.runs import split_ranges
 from migration.toolkit.specs import Item, ItemKey, Key, TableSpec
 
@@ -74,6 +74,9 @@ class VerifyOptions:
     # flight (a journal entry not yet copied: PostgreSQL committed, DynamoDB not yet written). Inline copies took up
     # to ~425 ms (p99) under 40 writes/s; a copy the relay retries takes longer, and is still no difference.
     recheck_seconds: float = 5.0
+    # DynamoDB calls paced per table (rate limit, backing off when DynamoDB slows down): while the services read
+    # DynamoDB, the verification's scans must not starve them. The CLI sets a rate by default; the engine none.
+    pacing: Pacing = UNPACED
 
 
 @dataclass
@@ -95,6 +98,7 @@ class VerifySummary:
     seconds: float = 0.0
     verification_id: int = 0
     differences: list[Difference] = field(default_factory=list)  # the first REPORTED
+    pacing: PaceReport | None = None
 
     @property
     def difference_count(self) -> int:
@@ -158,6 +162,7 @@ class _TableVerifier:
         self.pool, self.dynamodb, self.spec, self.table_name = pool, dynamodb, spec, table_name
         self.options, self.progress = options, progress
         self.summary = VerifySummary(spec.name, full=options.sample >= 1.0, sample=min(1.0, options.sample))
+        self.pacer = Pacer(options.pacing)
 
     def _found(self, differences: Sequence[Difference]) -> None:
         for difference in differences:
@@ -177,7 +182,8 @@ class _TableVerifier:
         """Reads DynamoDB, then PostgreSQL, for these keys: the differences, each key's state, the extra items as
         seen, and what a journal entry for each key would carry. DynamoDB first: every write reaches PostgreSQL
         first, so a write landing between the two reads shows PostgreSQL ahead, never DynamoDB."""
-        actual = await batch_get(self.dynamodb, self.table_name, [self.spec.key_item(key) for key in keys])
+        actual = await batch_get(self.dynamodb, self.table_name, [self.spec.key_item(key) for key in keys],
+                                 pacer=self.pacer)  # fmt: skip
         rows = await self.spec.rows_for_items(self.pool, keys, lock=False)
         wanted = set(keys)
         expected: dict[ItemKey, Item] = {}
@@ -297,8 +303,8 @@ class _TableVerifier:
             if not rows:
                 return
             expected = [item for row in rows for item in self.spec.items(row)]
-            actual = await batch_get(self.dynamodb, self.table_name, [self.spec.key_item(self.spec.item_key(i))
-                                                                       for i in expected])  # fmt: skip
+            keys = [self.spec.key_item(self.spec.item_key(item)) for item in expected]
+            actual = await batch_get(self.dynamodb, self.table_name, keys, pacer=self.pacer)
             await self._settle([d.key for d in compare(self.spec, expected, actual)])
             self.summary.rows_checked += len(rows)
             self.summary.items_checked += len(expected)
@@ -314,9 +320,11 @@ class _TableVerifier:
         request: dict[str, Any] = {
             "TableName": self.table_name, "Segment": segment, "TotalSegments": segments,
             "ConsistentRead": True, "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names,
+            "Limit": self.options.scan_page_items,
         }  # fmt: skip
         while True:
-            response = await self.dynamodb.scan(**request)
+            call = functools.partial(self.dynamodb.scan, **request)
+            response = await self.pacer.call(self.options.scan_page_items, call, scanned)
             seen = [item for item in response.get("Items", []) if not self.spec.ignored(item)]
             self.summary.items_scanned += len(seen)
             if seen:
@@ -355,7 +363,8 @@ class _TableVerifier:
             "Limit": self.options.scan_page_items,
         }  # fmt: skip
         while True:
-            response = await scan_page(self.dynamodb, request)  # type: ignore[arg-type]
+            call = functools.partial(scan_page, self.dynamodb, dict(request))  # type: ignore[arg-type]
+            response = await self.pacer.call(self.options.scan_page_items, call, scanned)
             digests: Digests = [(list(self.spec.item_key(item)), digest(item))
                                 for item in response.get("Items", []) if not self.spec.ignored(item)]  # fmt: skip
             start = response.get("LastEvaluatedKey")
@@ -454,6 +463,7 @@ class _TableVerifier:
         else:
             await self._compare_sampled(ranges, segments, segment_count)
         self.summary.seconds = time.monotonic() - started
+        self.summary.pacing = self.pacer.report()
         self.summary.verification_id = await self._record(started_at)
         return self.summary
 
