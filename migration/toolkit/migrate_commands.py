@@ -44,7 +44,7 @@ from migration.toolkit.reverse_sync import (
 )
 from migration.toolkit.settle import wait_for_replicas
 from migration.toolkit.specs import TableSpec, table_specs
-from migration.toolkit.verify import VerifyOptions, run_verify
+from migration.toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -344,9 +344,7 @@ def verify(
                 out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
             if s.difference_count > show:
                 out.print(f"  ... and {s.difference_count - min(show, len(s.differences)):,} more", markup=False)
-            if s.in_flight:
-                out.print(f"  {s.in_flight:,} keys had a write in flight (journaled, not yet in DynamoDB) until the "
-                          "recheck gave up: not differences, the relay copies them", markup=False)  # fmt: skip
+            _print_in_flight(s)
             if s.repaired:
                 out.print(f"  repaired {s.repaired:,} items; run verify again to record a clean verification",
                           markup=False)  # fmt: skip
@@ -405,6 +403,12 @@ Settle = Annotated[
     typer.Option(min=0, help="seconds every replica needs to follow a switch; the scan waits that long after it"),
 ]
 Segments = Annotated[int, typer.Option(min=1, max=256, help="parallel DynamoDB Scan segments per table")]
+
+
+def _print_in_flight(s: VerifySummary) -> None:
+    if s.in_flight:
+        out.print(f"  {s.in_flight:,} keys had a write in flight (journaled, not yet in DynamoDB) until the recheck "
+                  "gave up: not differences, the relay copies them", markup=False)  # fmt: skip
 
 
 def _print_sync(s: ReverseSyncSummary) -> None:
@@ -521,6 +525,7 @@ def rollback(
                 for difference in check.differences[:20]:
                     fields = f": {', '.join(difference.fields)}" if difference.fields else ""
                     out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
+                _print_in_flight(check)
             if not way.complete:
                 out.print(f"{way.table}: stays in {way.stage.value} with fallback off (PostgreSQL answers no read); "
                           f"fix what is reported and run `loanbook migrate rollback {way.table}` again",

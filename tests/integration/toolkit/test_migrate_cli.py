@@ -150,6 +150,7 @@ def test_backfill_then_verify_then_forward_and_rollback(environment: dict[str, s
     assert re.search(r"logs: run \d+ copied 200 rows as 200 items", backfilled.output), backfilled.output
     assert verified.exit_code == 0, verified.output
     assert "payments: clean (full: 300 rows as 600 items checked, 600 DynamoDB items scanned" in verified.output
+    assert "paced at 2,000 items/s (waited" in verified.output  # the CLI's default for live systems
     assert "next step          switch to shadow" in planned.output
     assert [result.exit_code for result in forward] == [0, 0, 0], [result.output for result in forward]
     assert rolled_back.exit_code == 0, rolled_back.output
