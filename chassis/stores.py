@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import aioboto3
 import asyncpg
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from chassis.config import DynamoSettings, PostgresSettings
 
@@ -51,10 +51,22 @@ async def postgres_pool(settings: PostgresSettings, *, reset_sessions: bool = Fa
         await pool.close()
 
 
+async def _session(settings: DynamoSettings) -> aioboto3.Session:
+    """The default credential chain (environment, shared files, profile, role); for an endpoint URL where the chain
+    finds none, dummy keys: DynamoDB Local accepts any, so the local stack and the toolkit work out of the box. Real
+    AWS (no endpoint URL) never gets them."""
+    session = aioboto3.Session()
+    # aiobotocore resolves credentials in a coroutine; aioboto3's stubs type the call as botocore's.
+    found = await cast("Awaitable[object | None]", session.get_credentials())
+    if settings.dynamodb_endpoint is not None and found is None:
+        return aioboto3.Session(aws_access_key_id="local", aws_secret_access_key="local")  # noqa: S106 - not a secret
+    return session
+
+
 @asynccontextmanager
 async def dynamodb_client(settings: DynamoSettings) -> AsyncIterator[DynamoDBClient]:
     """One aiobotocore DynamoDB client for the process, with bounded timeouts and standard retries."""
-    session = aioboto3.Session()
+    session = await _session(settings)
     config = AioConfig(
         connect_timeout=2,
         read_timeout=5,
@@ -66,6 +78,12 @@ async def dynamodb_client(settings: DynamoSettings) -> AsyncIterator[DynamoDBCli
     ) as client:
         try:
             await client.list_tables(Limit=1)
+        except NoCredentialsError as error:
+            raise StoreUnavailable(
+                f"no AWS credentials found for DynamoDB in {settings.aws_region}: set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary keys), or AWS_PROFILE, or run with an "
+                "IAM role"
+            ) from error
         except (BotoCoreError, ClientError) as error:
             raise StoreUnavailable(
                 f"DynamoDB unreachable at {settings.dynamodb_endpoint or settings.aws_region}: {error}"

@@ -23,6 +23,10 @@ from migration.stages import Stage
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
+# A switch to dynamo_only waits this long at most for the journal to drain: well within the gateway's 5 s deadline
+# for the whole call (the guards and the change itself take milliseconds).
+DRAIN_SECONDS = 2.0
+
 STAGES = {stage: pb.MigrationStage.Value(f"MIGRATION_STAGE_{stage.value.upper()}") for stage in Stage}
 FROM_PROTO: dict[int, Stage] = {value: stage for stage, value in STAGES.items()}
 
@@ -76,8 +80,9 @@ class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
         stage = _stage(request.stage) if request.HasField("stage") else None
         fallback = request.fallback if request.HasField("fallback") else None
         await self._control.change(
-            table, stage=stage, fallback=fallback, who=f"{caller.role.value}:{caller.subject}", reason=request.reason
-        )
+            table, stage=stage, fallback=fallback, who=f"{caller.role.value}:{caller.subject}", reason=request.reason,
+            drain_seconds=DRAIN_SECONDS,
+        )  # fmt: skip
         record = await self._control.record(table)
         response = pb.UpdateTableModeResponse()
         fill_table_mode(response.table_mode, record, await self._journal(table).backlog())

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -161,22 +164,76 @@ async def dynamo_receives_writes_since(connection: Connection | asyncpg.Pool, ta
     )
 
 
+# How often a switch to dynamo_only looks at the journal again while it waits for it to drain.
+DRAIN_POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class JournalDrain:
+    """A bounded wait for a table's journal to drain before a switch to dynamo_only."""
+
+    newest: int | None  # the newest entry pending when the wait began (None: none was)
+    seconds: float  # how long it waited
+
+
+# The wait that ControlPlane.change made before the transaction whose guards run now (None: it made none).
+_drain: ContextVar[JournalDrain | None] = ContextVar("journal_drain", default=None)
+
+
+async def _undrained(executor: Connection | asyncpg.Pool, table: str, drain: JournalDrain | None) -> asyncpg.Record:
+    """The entries that keep the journal from counting as drained: after a wait, those pending when it began and
+    any whose copy has failed (the relay recorded an error); without one, every entry."""
+    row = await executor.fetchrow(
+        """SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
+           FROM migration.journal
+           WHERE table_name = $1 AND (NOT $2 OR id <= $3 OR last_error IS NOT NULL)""",
+        table, drain is not None, None if drain is None else drain.newest,
+    )  # fmt: skip
+    assert row is not None
+    return row
+
+
+async def wait_for_drained_journal(
+    pool: asyncpg.Pool, table: str, seconds: float, waiting: Callable[[str], None] | None = None
+) -> JournalDrain:
+    """Waits up to `seconds` until the entries pending now have been copied to DynamoDB (and none has failed a copy),
+    polling the journal; says once through `waiting` what it waits for. Under steady writes the journal is never
+    empty (each write's entry lives until its inline copy lands), so entries journaled during the wait are writes in
+    flight, not a backlog: their inline copy (or the relay) finishes them."""
+    started = time.monotonic()
+    newest: int | None = await pool.fetchval("SELECT max(id) FROM migration.journal WHERE table_name = $1", table)
+    drain = JournalDrain(newest, 0.0)
+    said = False
+    while True:
+        undrained = await _undrained(pool, table, drain)
+        waited = time.monotonic() - started
+        drain = JournalDrain(newest, waited)
+        if not undrained["pending"] or waited >= seconds:
+            return drain
+        if waiting is not None and not said:
+            waiting(f"{table}: waiting up to {seconds:g} s for {undrained['pending']} journaled writes to reach "
+                    f"DynamoDB (oldest {float(undrained['oldest']):.1f} s)")  # fmt: skip
+            said = True
+        await asyncio.sleep(min(DRAIN_POLL_SECONDS, seconds - waited))
+
+
 async def require_drained_journal(connection: Connection, current: TableMode, wanted: TableMode) -> None:
     """In dynamo_only PostgreSQL stops receiving writes, so no read can be routed there: every journaled write must
-    be in DynamoDB first."""
+    be in DynamoDB first. ControlPlane.change waits (bounded, before it locks the mode) for the entries pending when
+    the switch was asked; this refuses if any of them, or any entry whose copy has failed, is still there."""
     if wanted.stage is not Stage.DYNAMO_ONLY or current.stage is Stage.DYNAMO_ONLY:
         return
-    backlog = await connection.fetchrow(
-        """SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
-           FROM migration.journal WHERE table_name = $1""",
-        wanted.table,
-    )
-    assert backlog is not None
-    if backlog["pending"]:
+    drain = _drain.get()
+    undrained = await _undrained(connection, wanted.table, drain)
+    if undrained["pending"]:
+        pending = (f"{wanted.table}: {undrained['pending']} journaled writes are not in DynamoDB yet (oldest "
+                   f"{float(undrained['oldest']):.1f} s)")  # fmt: skip
+        if drain is None:
+            raise FailedPrecondition(f"{pending}; wait until the relay drains the journal (`loanbook migrate "
+                                     "status`) before moving to dynamo_only")  # fmt: skip
         raise FailedPrecondition(
-            f"{wanted.table}: {backlog['pending']} journaled writes are not in DynamoDB yet (oldest "
-            f"{float(backlog['oldest']):.1f} s); wait until the relay drains the journal (`loanbook migrate status`) "
-            "before moving to dynamo_only"
+            f"{pending} after waiting {drain.seconds:.1f} s for the journal to drain; see why the relay cannot copy "
+            "them (`loanbook migrate status`: retrying entries; the services' relay warnings) and switch again"
         )
 
 
@@ -317,12 +374,41 @@ class ControlPlane:
         return _mode(row)
 
     async def change(
-        self, table: str, *, stage: Stage | None = None, fallback: bool | None = None, who: str, reason: str = ""
+        self,
+        table: str,
+        *,
+        stage: Stage | None = None,
+        fallback: bool | None = None,
+        who: str,
+        reason: str = "",
+        drain_seconds: float = 0.0,
+        waiting: Callable[[str], None] | None = None,
     ) -> TableMode:
-        """Set a table's stage and/or fallback: guarded, audited and announced in one transaction."""
+        """Set a table's stage and/or fallback: guarded, audited and announced in one transaction.
+
+        A move to dynamo_only first waits up to `drain_seconds` for the journal to drain (see
+        wait_for_drained_journal), outside the transaction so the mode's row is not locked meanwhile."""
         check_table(table)
         if not who:
             raise InvalidArgument([FieldViolation("who", "a change must name who makes it")])
+        drain = None
+        if stage is Stage.DYNAMO_ONLY and drain_seconds > 0 and require_drained_journal in self._guards:
+            current = await self.mode(table)
+            if current.stage is not Stage.DYNAMO_ONLY:
+                # The other guards first: a switch they refuse is refused at once, not after the wait.
+                wanted = TableMode(table, stage, fallback if fallback is not None else current.fallback)
+                async with self._pool.acquire() as connection:
+                    for guard in self._guards:
+                        if guard is not require_drained_journal:
+                            await guard(connection, current, wanted)
+                drain = await wait_for_drained_journal(self._pool, table, drain_seconds, waiting)
+        token = _drain.set(drain)
+        try:
+            return await self._change(table, stage, fallback, who, reason)
+        finally:
+            _drain.reset(token)
+
+    async def _change(self, table: str, stage: Stage | None, fallback: bool | None, who: str, reason: str) -> TableMode:
         async with self._pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 "SELECT * FROM migration.table_modes WHERE table_name = $1 FOR UPDATE", table

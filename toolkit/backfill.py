@@ -16,7 +16,7 @@ import asyncpg
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
 from toolkit.collector import bulk_allocation
-from toolkit.dynamo_io import RateLimiter, batch_write
+from toolkit.dynamo_io import Pacer, Pacing, batch_write
 from toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
 from toolkit.specs import Executor, Key, TableSpec
 
@@ -73,6 +73,14 @@ class BackfillSummary:
         return self.rows / self.seconds if self.seconds > 0 else 0.0
 
 
+def rows_done_text(rows_done: int, rows_total: int) -> str:
+    """A run's progress in rows. Its total is counted when it starts, and rows written during the run are copied
+    too (they fall into its key ranges), so rows done can pass the total: then it is said as what it is."""
+    if rows_done <= rows_total:
+        return f"{rows_done:,} of {rows_total:,} rows done"
+    return f"{rows_done:,} rows done ({rows_total:,} counted when the run started)"
+
+
 def dual_writing(stage: Stage) -> bool:
     policy = POLICIES[stage]
     return policy.writes_postgres and policy.writes_dynamo
@@ -123,7 +131,7 @@ async def _copy_range(
     run: BackfillRun,
     key_range: KeyRange,
     options: BackfillOptions,
-    limiter: RateLimiter,
+    pacer: Pacer,
     copied: Callable[[int, int], None],
 ) -> None:
     """Copies one key range page by page, two pages in flight: the next page is read (and, for a table whose rows
@@ -149,7 +157,7 @@ async def _copy_range(
             read.set_result((last, finished))
             items = [item for row in rows for item in spec.items(row)]
             if items:
-                await batch_write(dynamodb, table_name, items, limiter=limiter, slots=slots)
+                await batch_write(dynamodb, table_name, items, pacer=pacer, slots=slots)
             if previous is not None:
                 await previous  # checkpoints move forward in key order
             # Only once DynamoDB holds the page: a run killed before this copies the page again, harmlessly.
@@ -192,7 +200,8 @@ async def backfill_table(
             run = await _plan_run(pool, spec, stage, options)
             resumed = run.rows_done > 0 or any(r.done for r in run.ranges)
             progress.start(spec.name, run.rows_total, run.rows_done)
-            limiter = RateLimiter(options.rate_limit)
+            # A plain rate, no backoff: a backfill normally runs before DynamoDB serves reads (dual_write, shadow).
+            pacer = Pacer(Pacing(options.rate_limit, backoff=False))
             totals = [0, 0]
 
             def copied(rows: int, items: int) -> None:
@@ -207,7 +216,7 @@ async def backfill_table(
 
             async def worker() -> None:
                 while not queue.empty():
-                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, limiter,
+                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, pacer,
                                       copied)  # fmt: skip
 
             # A failing worker cancels the others; the checkpoints keep what they finished.

@@ -1,12 +1,14 @@
-"""Bulk DynamoDB calls for the toolkit: batched writes and reads retried with backoff and jitter, a rate limit."""
+"""Bulk DynamoDB calls for the toolkit: batched writes and reads retried with backoff and jitter, paced by a rate."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Final, cast
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from chassis.errors import Unavailable
 
@@ -26,31 +28,156 @@ def backoff(attempt: int, base: float = 0.025, cap: float = 2.0) -> float:
     return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not secrets
 
 
-class RateLimiter:
-    """A token bucket of items per second shared by a table's workers (for provisioned capacity); None: no limit.
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
-    The bucket holds at most one second of tokens, so a pause is not followed by a burst above the rate.
+
+class RateLimiter:
+    """A token bucket of items per second shared by a table's workers; None: no limit.
+
+    The bucket holds at most one second of tokens, so a pause is not followed by a burst above the rate. The rate may
+    change while it runs (AdaptiveRate lowers and raises it). The clock and sleep are the event loop's unless a test
+    gives its own. It keeps what it did: items let through, seconds waited, when it started and last let some through.
     """
 
-    def __init__(self, per_second: float | None) -> None:
-        self._rate = per_second
+    def __init__(
+        self, per_second: float | None, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self.rate = per_second
         self._tokens = per_second or 0.0
-        self._updated = time.monotonic()
+        self._clock, self._sleep = clock, sleep
+        self._updated = self.started = self.last_grant = clock()
         self._lock = asyncio.Lock()
+        self.granted = 0
+        self.waited = 0.0
 
     async def acquire(self, items: int) -> None:
-        if not self._rate:
+        if not self.rate:
             return
         async with self._lock:  # first come, first served: waiting workers queue here
             while True:
-                now = time.monotonic()
-                self._tokens = min(self._rate, self._tokens + (now - self._updated) * self._rate)
+                rate = self.rate
+                now = self._clock()
+                self._tokens = min(rate, self._tokens + (now - self._updated) * rate)
                 self._updated = now
                 # A request larger than the bucket proceeds once the bucket is full, then owes the rest.
-                if self._tokens >= min(items, self._rate):
+                # (A hair of tolerance: refilled tokens are a float product, and a wait of 1e-17 s moves no clock.)
+                if self._tokens + 1e-9 >= min(items, rate):
                     self._tokens -= items
+                    self.granted += items
+                    self.last_grant = now
                     return
-                await asyncio.sleep((min(items, self._rate) - self._tokens) / self._rate)
+                wait = (min(items, rate) - self._tokens) / rate
+                self.waited += wait
+                await self._sleep(wait)
+
+    def refund(self, items: int) -> None:
+        """Gives back tokens taken for items a call did not return (a Scan page shorter than its Limit)."""
+        if self.rate and items > 0:
+            self._tokens = min(self.rate, self._tokens + items)
+            self.granted -= items
+
+
+class AdaptiveRate:
+    """AIMD on the latency of each paced call, between a floor and the configured rate (the ceiling).
+
+    The rule: the baseline is the lowest smoothed latency seen (an exponentially weighted average, each call
+    weighing BASELINE_WEIGHT), i.e. how fast DynamoDB answers this reader when nothing loads it. A call slower than
+    `slow_factor` x the baseline halves the rate (multiplicative decrease, never below FLOOR of the ceiling); any other
+    call adds STEP of the ceiling (additive increase, never above it). A call sent before the last cut went out at the
+    old rate, so it does not cut again: one cut per round of congestion. Our own scans slowing DynamoDB down is what
+    this detects, as is anyone else's load: either way the reader backs off while DynamoDB is slower.
+    """
+
+    BASELINE_WEIGHT: Final = 0.2
+    DECREASE: Final = 0.5
+    STEP: Final = 0.05
+    FLOOR: Final = 0.05
+
+    def __init__(self, ceiling: float, slow_factor: float, clock: Clock = time.monotonic) -> None:
+        self.ceiling, self.slow_factor = ceiling, slow_factor
+        self.rate = ceiling
+        self.lowest = ceiling
+        self.cuts = 0
+        self.baseline: float | None = None
+        self._smoothed: float | None = None
+        self._cut_at = float("-inf")
+        self._clock = clock
+
+    def observe(self, started: float, latency: float) -> float:
+        """Takes one call's latency (it was sent at `started`, on the same clock); returns the rate to use now."""
+        weight = self.BASELINE_WEIGHT
+        self._smoothed = latency if self._smoothed is None else (1 - weight) * self._smoothed + weight * latency
+        self.baseline = self._smoothed if self.baseline is None else min(self.baseline, self._smoothed)
+        if latency > self.slow_factor * self.baseline:
+            if started >= self._cut_at:
+                self.rate = max(self.ceiling * self.FLOOR, self.rate * self.DECREASE)
+                self._cut_at = self._clock()
+                self.cuts += 1
+                self.lowest = min(self.lowest, self.rate)
+        else:
+            self.rate = min(self.ceiling, self.rate + self.ceiling * self.STEP)
+        return self.rate
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How a bulk reader paces its DynamoDB calls, per table: the live system's traffic comes first."""
+
+    rate_limit: float | None = None  # items per second; None: as fast as it goes
+    backoff: bool = True  # with a rate limit: AIMD on each call's latency (AdaptiveRate)
+    slow_factor: float = 2.0  # a call this many times slower than the baseline halves the rate
+
+
+@dataclass(frozen=True)
+class PaceReport:
+    """What a pacer did, for a summary."""
+
+    rate_limit: float | None
+    items: int  # let through (as asked for: a Scan's Limit less what the page did not return, a BatchGetItem's keys)
+    waited: float  # seconds the callers waited for the rate limit, added up
+    seconds: float  # from the pacer's start to the last items it let through
+    lowest_rate: float | None  # the lowest rate the backoff went down to
+    cuts: int  # times the backoff halved the rate
+
+
+class Pacer:
+    """Paces one table's bulk DynamoDB calls: a RateLimiter, and AdaptiveRate steering its rate when backing off."""
+
+    def __init__(self, pacing: Pacing, *, clock: Clock = time.monotonic, sleep: Sleep = asyncio.sleep) -> None:
+        self.pacing = pacing
+        self.limiter = RateLimiter(pacing.rate_limit, clock=clock, sleep=sleep)
+        self.adaptive = (
+            AdaptiveRate(pacing.rate_limit, pacing.slow_factor, clock) if pacing.rate_limit and pacing.backoff else None
+        )
+        self._clock = clock
+
+    async def call(self, items: int, request: Callable[[], Awaitable[T]], used: Callable[[T], int] | None = None) -> T:
+        """Runs `request` once `items` tokens are there; `used` says how many of them its answer took."""
+        await self.limiter.acquire(items)
+        started = self._clock()
+        result = await request()
+        if self.adaptive is not None:
+            self.limiter.rate = self.adaptive.observe(started, self._clock() - started)
+        if used is not None:
+            self.limiter.refund(items - used(result))
+        return result
+
+    def report(self) -> PaceReport:
+        limiter, adaptive = self.limiter, self.adaptive
+        return PaceReport(
+            self.pacing.rate_limit, limiter.granted, limiter.waited, limiter.last_grant - limiter.started,
+            None if adaptive is None else adaptive.lowest, 0 if adaptive is None else adaptive.cuts,
+        )  # fmt: skip
+
+
+UNPACED = Pacing()
+
+
+def scanned(response: Any) -> int:
+    """Items a Scan page returned (what a paced Scan is charged)."""
+    return len(response.get("Items", []))
 
 
 async def batch_write(
@@ -59,7 +186,7 @@ async def batch_write(
     items: Sequence[Item],
     *,
     concurrency: int = 4,
-    limiter: RateLimiter | None = None,
+    pacer: Pacer | None = None,
     slots: asyncio.Semaphore | None = None,
 ) -> None:
     """Puts every item, BatchWriteItem by BatchWriteItem, `concurrency` calls at a time (or as many as `slots`
@@ -70,11 +197,10 @@ async def batch_write(
 
     async def write(chunk: Sequence[Item]) -> None:
         async with slots:
-            if limiter is not None:
-                await limiter.acquire(len(chunk))
             pending: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
             for attempt in range(ATTEMPTS):
-                response = await client.batch_write_item(RequestItems={table: pending})
+                call = functools.partial(client.batch_write_item, RequestItems={table: pending})
+                response = await (pacer or Pacer(UNPACED)).call(len(pending), call)
                 pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(table, []))
                 if not pending:
                     return
@@ -84,9 +210,12 @@ async def batch_write(
     await asyncio.gather(*(write(chunk) for chunk in chunks))
 
 
-async def batch_get(client: DynamoDBClient, table: str, keys: Sequence[Item], *, concurrency: int = 4) -> list[Item]:
+async def batch_get(
+    client: DynamoDBClient, table: str, keys: Sequence[Item], *, concurrency: int = 4, pacer: Pacer | None = None
+) -> list[Item]:
     """The items with these keys that exist (strongly consistent reads), in no particular order; UnprocessedKeys
-    are asked for again after a backoff with jitter."""
+    are asked for again after a backoff with jitter. Each BatchGetItem is paced by `pacer`, if given."""
+    pacer = pacer or Pacer(UNPACED)
     chunks = [keys[start : start + GET_BATCH] for start in range(0, len(keys), GET_BATCH)]
     slots = asyncio.Semaphore(concurrency)
 
@@ -95,7 +224,8 @@ async def batch_get(client: DynamoDBClient, table: str, keys: Sequence[Item], *,
         async with slots:
             request: dict[str, KeysAndAttributesTypeDef] = {table: {"Keys": list(chunk), "ConsistentRead": True}}
             for attempt in range(ATTEMPTS):
-                response = await client.batch_get_item(RequestItems=request)
+                call = functools.partial(client.batch_get_item, RequestItems=request)
+                response = await pacer.call(len(request[table]["Keys"]), call)
                 found.extend(response.get("Responses", {}).get(table, []))
                 unprocessed = response.get("UnprocessedKeys", {})
                 if not unprocessed:

@@ -19,6 +19,8 @@ synced yet) first takes DynamoDB's version into PostgreSQL (services.payment.sto
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import functools
 import logging
 import time
 import uuid
@@ -38,7 +40,7 @@ from services.logging.domain import LogBatch
 from services.payment.adapters.dynamodb import MARKER_PREFIX, payment_from_item
 from services.payment.adapters.postgres import COLUMNS, row_values
 from toolkit.backfill import NoProgress, Progress, current_stage
-from toolkit.dynamo_io import item_count
+from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, item_count, scanned
 from toolkit.plan import rollback_target
 from toolkit.settle import wait_for_replicas
 from toolkit.specs import Item, LogSpec, PaymentSpec, TableSpec
@@ -79,6 +81,9 @@ class ReverseSyncOptions:
     # DynamoDB alone could be missed (the verification after the sync would report it as an extra item).
     settle_seconds: float = 5.0
     who: str = "loanbook migrate reverse-sync"
+    # Scans paced per table (rate limit, backing off when DynamoDB slows down): on the way back DynamoDB serves
+    # every read with no fallback, so the scan must not starve the services. The CLI sets a rate by default.
+    pacing: Pacing = UNPACED
 
 
 @dataclass
@@ -94,6 +99,7 @@ class ReverseSyncSummary:
     conflicts: int = 0
     conflict_keys: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    pacing: PaceReport | None = None
 
     @property
     def clean(self) -> bool:
@@ -211,6 +217,7 @@ async def _sync_table(
     )  # fmt: skip
     write = _writer(spec)
     progress.start(spec.name, await item_count(dynamodb, table_name), 0)
+    pacer = Pacer(options.pacing)
 
     async def scan_segment(segment: int) -> None:
         request: dict[str, Any] = {
@@ -218,7 +225,7 @@ async def _sync_table(
             "ConsistentRead": True, "Limit": options.page_items,
         }  # fmt: skip
         while True:
-            response = await dynamodb.scan(**request)
+            response = await pacer.call(options.page_items, functools.partial(dynamodb.scan, **request), scanned)
             items = response.get("Items", [])
             if items:
                 result: PageResult = await write(pool, items, summary.run_id)
@@ -246,6 +253,7 @@ async def _sync_table(
         )
         raise
     summary.seconds = time.monotonic() - started
+    summary.pacing = pacer.report()
     await pool.execute(
         """UPDATE migration.reverse_syncs SET status = 'finished', finished_at = now(), items_scanned = $2,
                rows_inserted = $3, rows_updated = $4, rows_kept = $5, conflicts = $6
@@ -348,10 +356,7 @@ async def rollback_out_of_dynamo_only(
         ways[summary.table].sync = summary
     clean = [spec for spec in synced if ways[spec.name].sync is not None and ways[spec.name].complete]
     if clean:
-        verify = verify_options or VerifyOptions()
-        verify = VerifyOptions(sample=1.0, workers=verify.workers, batch_rows=verify.batch_rows,
-                               ranges_per_worker=verify.ranges_per_worker, repair=False,
-                               recheck_seconds=verify.recheck_seconds)  # fmt: skip
+        verify = dataclasses.replace(verify_options or VerifyOptions(), sample=1.0, repair=False)
         for checked in await run_verify(pool, dynamodb, clean, table_names, verify, progress):
             ways[checked.table].verification = checked
     for way in ways.values():

@@ -13,6 +13,7 @@ import asyncpg
 
 from services.logging.adapters.dynamodb import TTL_ATTRIBUTE, LogTableLayout
 from services.logging.adapters.postgres import entry_from_row
+from services.logging.store import BATCH_KEY_PREFIX
 from services.payment.adapters.dynamodb import MARKER_PREFIX, marker_item, payment_item
 from services.payment.adapters.postgres import payment_from_row
 
@@ -129,6 +130,11 @@ class TableSpec(ABC):
         """Items a comparison leaves out (e.g. past their TTL: DynamoDB deletes them on its own schedule)."""
         return False
 
+    @abstractmethod
+    def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:
+        """What a journal entry for a write to this item carries (its item key or one of its routing keys), given
+        the row the item stands for when PostgreSQL has it: a write in flight to the item shows up under these."""
+
     def delete_condition(self, item: Item) -> dict[str, Any]:
         """Conditions for deleting an item found extra, so that only the item as it was seen is deleted."""
         return {}
@@ -169,6 +175,13 @@ class PaymentSpec(TableSpec):
             ids, idempotency_keys,
         )  # fmt: skip
         return list(rows)
+
+    def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:
+        # The item's own read keys among those services.payment.store.routing_keys journals (the customer's and the
+        # loan's lists name every payment of theirs, so they would hold back far more than this item).
+        if key[0].startswith(MARKER_PREFIX):
+            return (f"idempotency:{key[0].removeprefix(MARKER_PREFIX)}",)
+        return (f"payment:{key[0]}",)
 
     def delete_condition(self, item: Item) -> dict[str, Any]:
         if "version" not in item:
@@ -216,6 +229,11 @@ class LogSpec(TableSpec):
             services, times, ids,
         )  # fmt: skip
         return list(rows)
+
+    def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:
+        # A batch is journaled as one entry naming it (services.logging.store); an entry PostgreSQL lacks was never
+        # journaled (log writes reach PostgreSQL first).
+        return () if row is None else (f"{BATCH_KEY_PREFIX}{row['batch_id']}",)
 
     def ignored(self, item: Item) -> bool:
         expires = item.get(TTL_ATTRIBUTE, {}).get("N")

@@ -20,9 +20,8 @@ from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import HybridPaymentStore
-from tests.integration.toolkit.conftest import Stores, insert_logs, insert_payments, set_stage
 from tests.support.payments import a_payment
-from tests.support.system import LOG_SHARDS, RETENTION
+from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments, set_stage
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.verify import VerifyOptions, run_verify
 

@@ -18,16 +18,11 @@ from typer.testing import CliRunner
 
 from migration.stages import Stage
 from services.payment.domain import Payment
-from tests.integration.toolkit.conftest import (
-    insert_logs,
-    insert_payments,
-    prepare_postgres,
-    set_stage,
-    toolkit_environment,
-)
 from tests.support.dynamodb import delete_table_if_present, local_session
 from tests.support.payments import a_payment
+from tests.support.toolkit import insert_logs, insert_payments, prepare_postgres, set_stage, toolkit_environment
 from toolkit.cli import app
+from toolkit.runs import BackfillRuns
 
 ROOT = Path(__file__).resolve().parents[3]
 runner = CliRunner()
@@ -146,6 +141,7 @@ def test_backfill_then_verify_then_forward_and_rollback(environment: dict[str, s
     assert re.search(r"logs: run \d+ copied 200 rows as 200 items", backfilled.output), backfilled.output
     assert verified.exit_code == 0, verified.output
     assert "payments: clean (full: 300 rows as 600 items checked, 600 DynamoDB items scanned" in verified.output
+    assert "paced at 2,000 items/s (waited" in verified.output  # the CLI's default for live systems
     assert "next step          switch to shadow" in planned.output
     assert [result.exit_code for result in forward] == [0, 0, 0], [result.output for result in forward]
     assert rolled_back.exit_code == 0, rolled_back.output
@@ -200,14 +196,20 @@ def test_moving_to_dynamo_only_is_refused_while_the_journal_holds_writes(
     on_postgres(postgres_dsn, """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
                                  VALUES ('logs', 'batch-1', 1, '{batch-1}')""")  # fmt: skip
 
-    refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
+    refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only", "--drain-seconds", "0.3"])
     on_postgres(postgres_dsn, "DELETE FROM migration.journal WHERE table_name = 'logs'")
     allowed = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only"])
     # Straight back to a stage where PostgreSQL answers reads is refused: it lacks the writes made in dynamo_only.
     straight_back = runner.invoke(app, ["migrate", "switch", "logs", "shadow"])
 
     assert refused.exit_code == 1
-    assert "logs: 1 journaled writes are not in DynamoDB yet" in " ".join(refused.output.split())
+    refusal = " ".join(refused.output.split())
+    assert "logs: waiting up to 0.3 s for 1 journaled writes to reach DynamoDB" in refusal
+    assert re.search(
+        r"logs: 1 journaled writes are not in DynamoDB yet \(oldest \d+\.\d s\) after waiting "
+        r"\d+\.\d s for the journal to drain",
+        refusal,
+    ), refusal
     assert allowed.exit_code == 0, allowed.output
     assert straight_back.exit_code == 1
     assert "go to dynamo_primary with fallback off first" in " ".join(straight_back.output.split())
@@ -309,3 +311,59 @@ def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[s
     # Every payment once with its marker, every log entry once: the rewritten last pages did not duplicate.
     assert "payments: clean (full: 3,000 rows as 6,000 items checked, 6,000 DynamoDB items scanned" in verified.output
     assert "logs: clean (full: 3,000 rows as 3,000 items checked, 3,000 DynamoDB items scanned" in verified.output
+
+
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nothing for botocore's credential chain to find: no keys, no shared files, no instance metadata."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_against_a_local_endpoint_the_cli_needs_no_aws_credentials(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_aws_credentials(monkeypatch, tmp_path)
+
+    result = runner.invoke(app, ["migrate", "status", "payments"])
+
+    assert result.exit_code == 0, result.output
+    assert "rows               PostgreSQL 0 rows; DynamoDB ~0 items" in result.output
+
+
+def test_against_aws_without_credentials_the_cli_says_what_to_set(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    no_aws_credentials(monkeypatch, tmp_path)
+    monkeypatch.delenv("LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT")
+
+    result = runner.invoke(app, ["migrate", "status", "payments"])
+
+    assert result.exit_code == 2
+    assert "no AWS credentials found for DynamoDB in us-east-1: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in (
+        " ".join(result.output.split())
+    )
+
+
+def test_rows_written_during_a_backfill_are_counted_honestly(environment: dict[str, str], postgres_dsn: str) -> None:
+    seed(postgres_dsn, payments=30, logs=0)
+
+    async def plan_a_run_then_write_more() -> None:
+        # The run counts 30 rows when it starts; 15 more are written before its workers reach them.
+        pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2)
+        try:
+            await BackfillRuns(pool).start("payments", "dual_write", "test", 30, [(None, None)])
+            await insert_payments(pool, 15)
+        finally:
+            await pool.close()
+
+    asyncio.run(plan_a_run_then_write_more())
+    backfilled = runner.invoke(app, ["migrate", "backfill", "payments"])
+    status = runner.invoke(app, ["migrate", "status", "payments"])
+
+    assert backfilled.exit_code == 0, backfilled.output
+    assert "45 rows done (30 counted when the run started), 1 ranges" in backfilled.output
+    assert " of 30 rows" not in backfilled.output
+    assert "finished, 45 rows done (30 counted when the run started)" in status.output

@@ -11,7 +11,6 @@ import pytest
 
 from chassis.errors import FailedPrecondition
 from chassis.ids import new_id
-from migration.control import ControlPlane
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
 from migration.stages import Stage, TableMode
@@ -22,31 +21,13 @@ from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import PaymentStatus
 from services.payment.store import HybridPaymentStore
-from tests.integration.toolkit.conftest import Stores, insert_logs, insert_payments
 from tests.support.payments import a_payment
-from tests.support.system import LOG_SHARDS, RETENTION
-from toolkit.backfill import BackfillOptions, run_backfill
+from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, migrated_to_dynamo_only
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only, run_reverse_sync
 from toolkit.verify import VerifyOptions, run_verify
 
 NOW = datetime.now(UTC)
 NO_SETTLE = ReverseSyncOptions(segments=4, page_items=50, settle_seconds=0)
-
-
-async def migrated_to_dynamo_only(stores: Stores, payments: int = 200, logs: int = 300) -> ControlPlane:
-    """History in PostgreSQL, backfilled and verified, both tables moved through every stage to dynamo_only."""
-    await insert_payments(stores.pool, payments)
-    await insert_logs(stores.pool, logs)
-    control = ControlPlane(stores.pool)
-    await control.ensure_defaults(who="test")
-    for table in ("payments", "logs"):
-        await control.change(table, stage=Stage.DUAL_WRITE, who="test")
-    await run_backfill(stores.pool, stores.dynamodb, stores.specs(), stores.table_name, BackfillOptions(workers=2))
-    assert all(v.clean for v in await run_verify(stores.pool, stores.dynamodb, stores.specs(), stores.table_name))
-    for table in ("payments", "logs"):
-        for stage in (Stage.SHADOW, Stage.DYNAMO_LIVE, Stage.DYNAMO_PRIMARY, Stage.DYNAMO_ONLY):
-            await control.change(table, stage=stage, who="test")
-    return control
 
 
 def log_entries(count: int, service: str = "dynamo-era") -> list[LogEntry]:

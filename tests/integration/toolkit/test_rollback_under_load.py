@@ -25,9 +25,8 @@ from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.bootstrap import payment_store
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
-from tests.integration.toolkit.conftest import Stores
-from tests.integration.toolkit.test_reverse_sync import migrated_to_dynamo_only
 from tests.support.payments import a_payment
+from tests.support.toolkit import Stores, migrated_to_dynamo_only
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
 from toolkit.verify import VerifyOptions
 
