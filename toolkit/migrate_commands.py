@@ -56,22 +56,22 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 PostgresDsn = Annotated[
     str | None,
-    typer.Option(help="PostgreSQL the services use [env LOANBOOK_MIGRATION_POSTGRES_DSN]", show_default=False),
+    typer.Option(help="PostgreSQL the services use (env LOANBOOK_MIGRATION_POSTGRES_DSN)", show_default=False),
 ]
 DynamoEndpoint = Annotated[
     str | None,
-    typer.Option(help="DynamoDB endpoint URL, e.g. DynamoDB Local [env LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT]",
+    typer.Option(help="DynamoDB endpoint URL, e.g. DynamoDB Local (env LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT)",
                  show_default=False),
 ]  # fmt: skip
-Region = Annotated[str | None, typer.Option(help="AWS region [env LOANBOOK_MIGRATION_AWS_REGION]", show_default=False)]
+Region = Annotated[str | None, typer.Option(help="AWS region (env LOANBOOK_MIGRATION_AWS_REGION)", show_default=False)]
 TablePrefix = Annotated[
     str | None,
-    typer.Option(help="DynamoDB table name prefix, as the services' [env LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX]",
+    typer.Option(help="DynamoDB table name prefix, as the services' (env LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX)",
                  show_default=False),
 ]  # fmt: skip
 Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (default: both)", show_default=False)]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
-Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit [env LOANBOOK_OPERATOR]")]
+Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit (env LOANBOOK_OPERATOR)")]
 # Scans of a table that serves live traffic are paced: unpaced, a rollback's reverse sync and verify slowed DynamoDB
 # until the services' breaker opened (156 writes and 59 reads failed over ~5 s in a tester's run).
 DEFAULT_READ_RATE = 2000.0
