@@ -40,11 +40,12 @@ from devstack.postgres import PostgresServer
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
+from migration.table_spec import Item
 from services.logging.adapters.dynamodb import LogTableLayout, ensure_log_table
 from services.payment.adapters.dynamodb import ensure_payment_table, marker_item, payment_item
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.seeding import IdSource, SeedPlan, log_entries, payments, seed, synthetic_loans
-from toolkit.specs import Item, table_specs
+from toolkit.specs import table_specs
 from toolkit.verify import VerifyOptions, run_verify
 
 if TYPE_CHECKING:

@@ -15,10 +15,10 @@ import asyncpg
 
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
+from migration.table_spec import Executor, Key, TableSpec
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import Pacer, Pacing, batch_write
 from toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
-from toolkit.specs import Executor, Key, TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

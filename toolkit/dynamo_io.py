@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_dynamodb.type_defs import KeysAndAttributesTypeDef, WriteRequestTypeDef
 
-    from toolkit.specs import Item
+    from migration.table_spec import Item
 
 WRITE_BATCH: Final = 25  # DynamoDB's cap on one BatchWriteItem
 GET_BATCH: Final = 100  # and on one BatchGetItem

@@ -31,6 +31,7 @@ from chassis.stores import StoreUnavailable, dynamodb_client, postgres_pool
 from migration.control import ControlPlane, check_table, parse_stage, reverse_sync_pending
 from migration.schema import upgrade_to_head
 from migration.stages import TABLES, Stage
+from migration.table_spec import TableSpec
 from toolkit.backfill import BackfillOptions, rows_done_text, run_backfill
 from toolkit.config import ToolkitSettings
 from toolkit.dynamo_io import PaceReport, Pacing
@@ -42,7 +43,7 @@ from toolkit.reverse_sync import (
     run_reverse_sync,
 )
 from toolkit.settle import wait_for_replicas
-from toolkit.specs import TableSpec, table_specs
+from toolkit.specs import table_specs
 from toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
 if TYPE_CHECKING:

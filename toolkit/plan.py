@@ -13,9 +13,9 @@ from chassis.errors import FailedPrecondition
 from migration.control import ControlPlane, dynamo_receives_writes_since, reverse_sync_pending
 from migration.journal import Backlog, Journal
 from migration.stages import ORDER, Stage, TableMode
+from migration.table_spec import TableSpec
 from toolkit.dynamo_io import item_count
 from toolkit.runs import BackfillRun, BackfillRuns
-from toolkit.specs import TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

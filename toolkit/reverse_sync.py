@@ -23,10 +23,8 @@ import dataclasses
 import functools
 import logging
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -34,16 +32,11 @@ import asyncpg
 from chassis.errors import FailedPrecondition
 from migration.control import ControlPlane, reverse_sync_pending
 from migration.stages import POLICIES, Stage
-from services.logging.adapters.dynamodb import log_entry
-from services.logging.adapters.postgres import INSERT_BATCH, batch_arguments, ensure_partitions
-from services.logging.domain import LogBatch
-from services.payment.adapters.dynamodb import MARKER_PREFIX, payment_from_item
-from services.payment.adapters.postgres import COLUMNS, row_values
+from migration.table_spec import RestoredPage, TableSpec
 from toolkit.backfill import NoProgress, Progress, current_stage
 from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, item_count, scanned
 from toolkit.plan import rollback_target
 from toolkit.settle import wait_for_replicas
-from toolkit.specs import Item, LogSpec, PaymentSpec, TableSpec
 from toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
 if TYPE_CHECKING:
@@ -53,24 +46,6 @@ logger = logging.getLogger(__name__)
 
 # Reported conflicting keys per table; the count goes on whatever their number.
 REPORTED = 100
-
-# The columns' types, in COLUMNS order, for one INSERT of a whole page from arrays.
-PAYMENT_TYPES = (
-    "uuid", "uuid", "uuid", "bigint", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "bigint",
-    "text", "text",
-)  # fmt: skip
-UPSERT_PAYMENTS = f"""
-    INSERT INTO payment.payments ({COLUMNS})
-    SELECT * FROM unnest({", ".join(f"${n}::{kind}[]" for n, kind in enumerate(PAYMENT_TYPES, 1))})
-    ON CONFLICT (id) DO UPDATE SET
-        customer_id = EXCLUDED.customer_id, loan_id = EXCLUDED.loan_id, amount_minor = EXCLUDED.amount_minor,
-        currency = EXCLUDED.currency, method = EXCLUDED.method, status = EXCLUDED.status,
-        paid_at = EXCLUDED.paid_at, created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at,
-        version = EXCLUDED.version, idempotency_key = EXCLUDED.idempotency_key,
-        request_fingerprint = EXCLUDED.request_fingerprint
-    WHERE payment.payments.version < EXCLUDED.version
-    RETURNING (xmax = 0) AS inserted
-"""  # noqa: S608 - fixed column lists
 
 
 @dataclass(frozen=True)
@@ -110,68 +85,7 @@ class ReverseSyncSummary:
         return self.items_scanned / self.seconds if self.seconds > 0 else 0.0
 
 
-@dataclass(frozen=True)
-class PageResult:
-    inserted: int = 0
-    updated: int = 0
-    kept: int = 0
-    skipped: int = 0
-    conflict_keys: tuple[str, ...] = ()
-
-
 # --- writing one scanned page into PostgreSQL ----------------------------------------------------------------
-
-
-async def _upsert_payments(pool: asyncpg.Pool, items: Sequence[Item], run_id: int) -> PageResult:
-    payments = [payment_from_item(item) for item in items if not item["pk"]["S"].startswith(MARKER_PREFIX)]
-    skipped = len(items) - len(payments)
-    if not payments:
-        return PageResult(skipped=skipped)
-
-    async def upsert(batch: Sequence[Any]) -> list[asyncpg.Record]:
-        columns = list(zip(*(row_values(payment) for payment in batch), strict=True))
-        return list(await pool.fetch(UPSERT_PAYMENTS, *(list(column) for column in columns)))
-
-    try:
-        rows = await upsert(payments)
-        conflicts: list[str] = []
-    except asyncpg.UniqueViolationError:
-        # An idempotency key PostgreSQL gives another payment: find which, write the others one by one.
-        rows, conflicts = [], []
-        for payment in payments:
-            try:
-                rows += await upsert([payment])
-            except asyncpg.UniqueViolationError:
-                conflicts.append(str(payment.id))
-    inserted = sum(1 for row in rows if row["inserted"])
-    updated = len(rows) - inserted
-    kept = len(payments) - len(rows) - len(conflicts)
-    return PageResult(inserted, updated, kept, skipped, tuple(conflicts))
-
-
-def _log_writer(spec: LogSpec) -> Callable[[asyncpg.Pool, Sequence[Item], int], Any]:
-    async def insert_logs(pool: asyncpg.Pool, items: Sequence[Item], run_id: int) -> PageResult:
-        # Entries past the retention have expired in DynamoDB (TTL) and are dropped in PostgreSQL: leave them.
-        entries = [log_entry(item) for item in items if not spec.ignored(item)]
-        entries = [entry for entry in entries if entry.time >= spec.cutoff]
-        skipped = len(items) - len(entries)
-        if not entries:
-            return PageResult(skipped=skipped)
-        await ensure_partitions(pool, {entry.time.astimezone(UTC).date() for entry in entries})
-        # The rows of one sync share a batch id derived from its run, so they can be told apart later.
-        batch = LogBatch(uuid.UUID(int=run_id), entries)
-        inserted: int = await pool.fetchval(INSERT_BATCH, *batch_arguments(batch))
-        return PageResult(inserted=inserted, kept=len(entries) - inserted, skipped=skipped)
-
-    return insert_logs
-
-
-def _writer(spec: TableSpec) -> Callable[[asyncpg.Pool, Sequence[Item], int], Any]:
-    if isinstance(spec, PaymentSpec):
-        return _upsert_payments
-    if isinstance(spec, LogSpec):
-        return _log_writer(spec)
-    raise ValueError(f"no reverse sync for table {spec.name}")
 
 
 # --- one table -----------------------------------------------------------------------------------------------
@@ -215,7 +129,6 @@ async def _sync_table(
            VALUES ($1, $2, $3, $4) RETURNING id""",
         spec.name, stage.value, options.who, summary.covers_change,
     )  # fmt: skip
-    write = _writer(spec)
     progress.start(spec.name, await item_count(dynamodb, table_name), 0)
     pacer = Pacer(options.pacing)
 
@@ -228,7 +141,7 @@ async def _sync_table(
             response = await pacer.call(options.page_items, functools.partial(dynamodb.scan, **request), scanned)
             items = response.get("Items", [])
             if items:
-                result: PageResult = await write(pool, items, summary.run_id)
+                result: RestoredPage = await spec.restore(pool, items, summary.run_id)
                 summary.items_scanned += len(items)
                 summary.inserted += result.inserted
                 summary.updated += result.updated

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from toolkit.specs import Executor, Key
+from migration.table_spec import Executor, Key
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from chassis.dynamodb_tables import error_code
 from chassis.dynamodb_wire import scan_page
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES
+from migration.table_spec import Item, ItemKey, Key, TableSpec
 from toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, batch_get, batch_write, scanned
 from toolkit.runs import split_ranges
-from toolkit.specs import Item, ItemKey, Key, TableSpec
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient

@@ -14,6 +14,7 @@ from chassis.ids import new_id
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage
+from migration.table_spec import TableSpec
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogBatch, LogEntry, LogLevel
 from services.logging.schema import upgrade_to_head as upgrade_logging_schema
@@ -21,7 +22,7 @@ from services.payment.adapters.postgres import COLUMNS, row_values
 from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 from tests.support.payments import a_payment
 from toolkit.backfill import BackfillOptions, run_backfill
-from toolkit.specs import TableSpec, table_specs
+from toolkit.specs import table_specs
 from toolkit.verify import run_verify
 
 if TYPE_CHECKING:
