@@ -22,10 +22,11 @@ test: install ## run the whole test suite against real PostgreSQL and DynamoDB L
 test-unit: install ## the quick loop: unit tests only (no stores, no processes; well under 30 s)
 	@$(PY) -m pytest -m unit -q $(PYTEST_ARGS)
 
-lint: install ## ruff (lint + format check) and buf lint
+lint: install ## ruff (lint + format check), buf lint and the import layering (import-linter)
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
 	@npx --no-install buf lint
+	@$(VENV)/bin/lint-imports --no-cache
 
 typecheck: install ## mypy --strict on our code (generated code excluded)
 	@$(VENV)/bin/mypy
