@@ -28,6 +28,7 @@ import typer
 from aiobotocore.config import AioConfig
 
 from bench.harness import command_line, interleaved, wait_for, write_report
+from chassis.dynamodb_batches import BATCH_WRITE_LIMIT
 from chassis.stores import keep_session_state
 from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
@@ -38,7 +39,7 @@ from loanbook.logging.v1 import logging_pb2_grpc
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
-from services.logging.adapters.dynamodb import BATCH_WRITE_LIMIT, LogTableLayout, ensure_log_table
+from services.logging.adapters.dynamodb import LogTableLayout, ensure_log_table
 from services.logging.adapters.postgres import LogPartitions, query_statement
 from services.logging.domain import LogEntry, LogLevel
 from services.logging.schema import upgrade_to_head as upgrade_logging_schema

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
+from chassis.backoff import full_jitter
+from chassis.dynamodb_batches import BATCH_WRITE_LIMIT, write_all
 from chassis.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -18,14 +19,9 @@ if TYPE_CHECKING:
 
     from migration.table_spec import Item
 
-WRITE_BATCH: Final = 25  # DynamoDB's cap on one BatchWriteItem
+WRITE_BATCH: Final = BATCH_WRITE_LIMIT
 GET_BATCH: Final = 100  # and on one BatchGetItem
 ATTEMPTS: Final = 10
-
-
-def backoff(attempt: int, base: float = 0.025, cap: float = 2.0) -> float:
-    """Exponential backoff with full jitter, so throttled workers do not retry in lockstep."""
-    return random.uniform(0, min(cap, base * 2**attempt))  # noqa: S311 - jitter, not secrets
 
 
 Clock = Callable[[], float]
@@ -197,15 +193,14 @@ async def batch_write(
 
     async def write(chunk: Sequence[Item]) -> None:
         async with slots:
-            pending: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
-            for attempt in range(ATTEMPTS):
-                call = functools.partial(client.batch_write_item, RequestItems={table: pending})
-                response = await (pacer or Pacer(UNPACED)).call(len(pending), call)
-                pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(table, []))
-                if not pending:
-                    return
-                await asyncio.sleep(backoff(attempt))
-            raise Unavailable(f"DynamoDB left {len(pending)} items of {table} unprocessed after {ATTEMPTS} tries")
+
+            async def paced(pending: Sequence[WriteRequestTypeDef]) -> Any:
+                call = functools.partial(client.batch_write_item, RequestItems={table: list(pending)})
+                return await (pacer or Pacer(UNPACED)).call(len(pending), call)
+
+            requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
+            await write_all(client, table, requests, attempts=ATTEMPTS, what=f"items of {table}", backoff_cap=2.0,
+                            send=paced)  # fmt: skip
 
     await asyncio.gather(*(write(chunk) for chunk in chunks))
 
@@ -231,17 +226,11 @@ async def batch_get(
                 if not unprocessed:
                     return found
                 request = cast("dict[str, KeysAndAttributesTypeDef]", unprocessed)
-                await asyncio.sleep(backoff(attempt))
+                await asyncio.sleep(full_jitter(attempt, base=0.025, cap=2.0))
             raise Unavailable(f"DynamoDB left keys of {table} unread after {ATTEMPTS} tries")
 
     pages = await asyncio.gather(*(get(chunk) for chunk in chunks))
     return [item for page in pages for item in page]
-
-
-async def put_items(client: DynamoDBClient, table: str, items: Sequence[Item]) -> None:
-    """PutItem one by one (repairs: few items, each must land whatever BatchWriteItem would do with duplicates)."""
-    for item in items:
-        await client.put_item(TableName=table, Item=item)
 
 
 async def item_count(client: DynamoDBClient, table: str) -> int:

@@ -24,12 +24,11 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
-from chassis.backoff import full_jitter
+from chassis.dynamodb_batches import BATCH_WRITE_LIMIT, write_all
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table
 from chassis.dynamodb_wire import query_page
-from chassis.errors import Unavailable
 from chassis.ids import uuid_from_text
 from chassis.store_errors import dynamodb_errors_translated
 from chassis.timestamps import sortable_utc
@@ -46,7 +45,6 @@ TTL_ATTRIBUTE: Final = "expires_at"
 LOG_TABLE: Final = TableDesign(
     partition_key="pk", sort_key="sk", indexes=(Index(BY_TRACE, "trace_id", "sk"),), ttl_attribute=TTL_ATTRIBUTE
 )
-BATCH_WRITE_LIMIT: Final = 25  # DynamoDB's cap on one BatchWriteItem
 BATCH_WRITE_ATTEMPTS: Final = 8
 BUCKET: Final = timedelta(hours=1)
 
@@ -148,17 +146,8 @@ class DynamoLogRepository:
         return len(requests)
 
     async def _write_chunk(self, requests: list[WriteRequestTypeDef]) -> None:
-        """BatchWriteItem until every item is processed; UnprocessedItems are retried with backoff and jitter."""
-        pending = requests
         async with self._write_slots:
-            for attempt in range(BATCH_WRITE_ATTEMPTS):
-                response = await self._client.batch_write_item(RequestItems={self._table: pending})
-                # The unprocessed requests are the ones sent, echoed back: send them again as they are.
-                pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(self._table, []))
-                if not pending:
-                    return
-                await asyncio.sleep(full_jitter(attempt, base=0.025, cap=1.0))
-        raise Unavailable(f"DynamoDB left {len(pending)} log entries unprocessed after {BATCH_WRITE_ATTEMPTS} tries")
+            await write_all(self._client, self._table, requests, attempts=BATCH_WRITE_ATTEMPTS, what="log entries")
 
     # --- reads ---------------------------------------------------------------------------------------------
 
