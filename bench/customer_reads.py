@@ -52,20 +52,36 @@ async def load(dsn: str) -> list[uuid.UUID]:
             for j in range(OFFICERS_PER_BRANCH)
         ]
         customers = [
-            (new_id(), branches[i % BRANCHES][0], f"Customer {i}", f"customer{i}@bench.example", "+12125550100",
-             date(1970 + i % 30, 1 + i % 12, 1 + i % 28), f"BENCH-{i:06d}")
+            (
+                new_id(),
+                branches[i % BRANCHES][0],
+                f"Customer {i}",
+                f"customer{i}@bench.example",
+                "+12125550100",
+                date(1970 + i % 30, 1 + i % 12, 1 + i % 28),
+                f"BENCH-{i:06d}",
+            )
             for i in range(CUSTOMERS)
-        ]  # fmt: skip
+        ]
         officers_by_branch: dict[uuid.UUID, list[uuid.UUID]] = {}
         for officer in officers:
             officers_by_branch.setdefault(officer[1], []).append(officer[0])
         applications = [
-            (new_id(), customer[0], customer[1], rng.choice(officers_by_branch[customer[1]]),
-             rng.randrange(100_00, 500_000_00), "USD", rng.choice([12, 24, 36, 60, 360]), rng.randrange(300, 2000),
-             "bench", rng.choice(STATUSES))
+            (
+                new_id(),
+                customer[0],
+                customer[1],
+                rng.choice(officers_by_branch[customer[1]]),
+                rng.randrange(100_00, 500_000_00),
+                "USD",
+                rng.choice([12, 24, 36, 60, 360]),
+                rng.randrange(300, 2000),
+                "bench",
+                rng.choice(STATUSES),
+            )
             for customer in customers
             for _ in range(APPLICATIONS_PER_CUSTOMER)
-        ]  # fmt: skip
+        ]
         await connection.copy_records_to_table(
             "branches", schema_name="customer", records=branches, columns=["id", "code", "name", "address"]
         )
@@ -82,9 +98,19 @@ async def load(dsn: str) -> list[uuid.UUID]:
             "loan_applications",
             schema_name="customer",
             records=applications,
-            columns=["id", "customer_id", "branch_id", "officer_id", "principal_minor", "currency", "term_months",
-                     "annual_rate_bps", "purpose", "status"],
-        )  # fmt: skip
+            columns=[
+                "id",
+                "customer_id",
+                "branch_id",
+                "officer_id",
+                "principal_minor",
+                "currency",
+                "term_months",
+                "annual_rate_bps",
+                "purpose",
+                "status",
+            ],
+        )
         await connection.execute("ANALYZE")
         return [customer[0] for customer in customers]
     finally:

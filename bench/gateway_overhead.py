@@ -115,19 +115,26 @@ async def run(args: Options) -> str:
             common = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
             payment_env = {
                 **common,
-                "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-                "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port), "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres.dsn,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port),
+                "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres.dsn,
                 "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-                "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX, "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
-                "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING", "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
-            }  # fmt: skip
+                "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+                "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
+                "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
+                "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+            }
             # The gateway as `make up` runs it (INFO, one access log line a request), its log to /dev/null.
             gateway_env = {
                 **common,
-                "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port), "LOANBOOK_GATEWAY_JWT_SECRET": secret,
+                "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port),
+                "LOANBOOK_GATEWAY_JWT_SECRET": secret,
                 "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
-                "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE, "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
-            }  # fmt: skip
+                "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
+                "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
+            }
             async with process([sys.executable, "-m", "services.payment"], payment_env):
                 await wait_for(grpc_health(f"127.0.0.1:{payment_port}"), 60, "payment service")
                 profile = ["-m", "cProfile", "-o", args.profile_gateway] if args.profile_gateway else []
@@ -157,10 +164,12 @@ async def measure(args: Options, customers: list[uuid.UUID], payment_port: int, 
     async with (
         grpc.aio.insecure_channel(f"127.0.0.1:{payment_port}") as channel,
         aiohttp.ClientSession(
-            base_url=gateway_url, headers={"Authorization": f"Bearer {token}"}, connector=connector,
+            base_url=gateway_url,
+            headers={"Authorization": f"Bearer {token}"},
+            connector=connector,
             timeout=aiohttp.ClientTimeout(total=10),
         ) as http,
-    ):  # fmt: skip
+    ):
         stub = payment_pb2_grpc.PaymentServiceStub(channel)
 
         async def direct(i: int) -> object:
@@ -183,15 +192,18 @@ async def measure(args: Options, customers: list[uuid.UUID], payment_port: int, 
     gap = via.p50 - straight.p50
     return "\n".join(
         [
-            "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
-            via.row(), straight.row(), "",
+            "| path | calls | p50 ms | p95 ms | p99 ms |",
+            "| --- | --- | --- | --- | --- |",
+            via.row(),
+            straight.row(),
+            "",
             f"gateway p50 minus direct gRPC p50 = **{gap:.3f} ms** "
             f"({'meets' if gap <= 2.5 else 'MISSES'} the 2.5 ms target).",
             f"Throughput at concurrency 32: gateway **{gateway_rate:,.0f}/s**, direct gRPC **{direct_rate:,.0f}/s** "
             f"({gateway_rate / direct_rate:.0%} of direct).",
             "",
         ]
-    )  # fmt: skip
+    )
 
 
 app = command_line()

@@ -51,9 +51,14 @@ class FloorOptions:
 
 def customer_history_query(table: str, customer: uuid.UUID, limit: int) -> QueryInputTypeDef:
     """The DynamoDB Query of a customer's newest payments, as the payment adapter issues it."""
-    return {"TableName": table, "IndexName": BY_CUSTOMER, "KeyConditionExpression": "customer_id = :c",
-            "ExpressionAttributeValues": {":c": {"S": str(customer)}}, "ScanIndexForward": False,
-            "Limit": limit}  # fmt: skip
+    return {
+        "TableName": table,
+        "IndexName": BY_CUSTOMER,
+        "KeyConditionExpression": "customer_id = :c",
+        "ExpressionAttributeValues": {":c": {"S": str(customer)}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
 
 
 @dataclass(frozen=True)

@@ -73,8 +73,15 @@ def entries(
 
 
 def as_message(entry: LogEntry) -> pb.LogEntry:
-    message = pb.LogEntry(id=str(entry.id), service=entry.service, level=int(entry.level), message=entry.message,  # type: ignore[arg-type]
-                          attributes=entry.attributes, trace_id=entry.trace_id, span_id=entry.span_id)  # fmt: skip
+    message = pb.LogEntry(
+        id=str(entry.id),
+        service=entry.service,
+        level=pb.LogLevel.ValueType(int(entry.level)),
+        message=entry.message,
+        attributes=entry.attributes,
+        trace_id=entry.trace_id,
+        span_id=entry.span_id,
+    )
     message.time.FromDatetime(entry.time)
     return message
 
@@ -145,13 +152,19 @@ async def run(args: Options) -> str:
                 port = free_port()
                 env = {
                     **os.environ,
-                    "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-                    "LOANBOOK_LOGGING_GRPC_PORT": str(port), "LOANBOOK_LOGGING_POSTGRES_DSN": dsn,
+                    "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "LOANBOOK_LOGGING_GRPC_PORT": str(port),
+                    "LOANBOOK_LOGGING_POSTGRES_DSN": dsn,
                     "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-                    "LOANBOOK_LOGGING_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX, "LOANBOOK_LOGGING_DYNAMODB_SHARDS": "8",
-                    "LOANBOOK_LOGGING_LOG_LEVEL": "WARNING", "LOANBOOK_LOGGING_POSTGRES_POOL_MAX_SIZE": "16",
-                    "LOANBOOK_LOGGING_MODE_POLL_SECONDS": "1", "OTEL_TRACES_EXPORTER": "none",
-                }  # fmt: skip
+                    "LOANBOOK_LOGGING_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+                    "LOANBOOK_LOGGING_DYNAMODB_SHARDS": "8",
+                    "LOANBOOK_LOGGING_LOG_LEVEL": "WARNING",
+                    "LOANBOOK_LOGGING_POSTGRES_POOL_MAX_SIZE": "16",
+                    "LOANBOOK_LOGGING_MODE_POLL_SECONDS": "1",
+                    "OTEL_TRACES_EXPORTER": "none",
+                }
                 service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.logging", env=env)
                 try:
                     await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "logging service")
@@ -224,8 +237,9 @@ async def measure(
             async def caller() -> None:
                 for batch in pending:
                     items = [layout.item(entry) for entry in batch]
-                    await asyncio.gather(*(chunk(items[n : n + BATCH_WRITE_LIMIT])
-                                           for n in range(0, len(items), BATCH_WRITE_LIMIT)))  # fmt: skip
+                    await asyncio.gather(
+                        *(chunk(items[n : n + BATCH_WRITE_LIMIT]) for n in range(0, len(items), BATCH_WRITE_LIMIT))
+                    )
 
             await asyncio.gather(*(caller() for _ in range(args.concurrency)))
 
@@ -250,19 +264,25 @@ async def measure(
         median = {name: sorted(values)[len(values) // 2] for name, values in rates.items()}
         ratio = median["WriteLogs, stage dynamo_only"] / median["raw BatchWriteItem (beside dynamo_only)"]
         sections += [
-            "## Ingestion into DynamoDB", "",
+            "## Ingestion into DynamoDB",
+            "",
             f"{args.ingest_batches} batches of {BATCH} entries per round, {args.concurrency} callers; raw "
             f"BatchWriteItem (25 items a request) with the same {args.concurrency * WRITES_IN_FLIGHT_PER_BATCH} "
             f"requests in flight as the service's {args.concurrency} x {WRITES_IN_FLIGHT_PER_BATCH}. "
-            "Rounds alternate raw and WriteLogs.", "",
-            "| path | rounds | median entries/s | best entries/s |", "| --- | --- | --- | --- |",
-            *(f"| {name} | {len(values)} | {median[name]:,.0f} | {best[name]:,.0f} |"
-              for name, values in rates.items()),
+            "Rounds alternate raw and WriteLogs.",
+            "",
+            "| path | rounds | median entries/s | best entries/s |",
+            "| --- | --- | --- | --- |",
+            *(
+                f"| {name} | {len(values)} | {median[name]:,.0f} | {best[name]:,.0f} |"
+                for name, values in rates.items()
+            ),
             "",
             f"WriteLogs (dynamo_only) / raw BatchWriteItem, medians = **{ratio:.2f}x** "
             f"({'meets' if ratio >= 0.8 else 'MISSES'} the 0.8x target). dual_write also commits each batch and its "
-            "journal entry in PostgreSQL before the inline DynamoDB copy.", "",
-        ]  # fmt: skip
+            "journal entry in PostgreSQL before the inline DynamoDB copy.",
+            "",
+        ]
 
         # --- queries ------------------------------------------------------------------------------------------
         hour_start = now - timedelta(hours=args.hours // 2)
@@ -289,10 +309,13 @@ async def measure(
                 contenders["raw SQL (asyncpg), same statement"] = raw_sql
             latencies = await interleaved(contenders, args.iterations, warmup=100)
             sections += [
-                f"## QueryLogs, one service over one hour, 50 newest, served by {served_by}", "",
-                "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
-                *(value.row() for value in latencies.values()), "",
-            ]  # fmt: skip
+                f"## QueryLogs, one service over one hour, 50 newest, served by {served_by}",
+                "",
+                "| path | calls | p50 ms | p95 ms | p99 ms |",
+                "| --- | --- | --- | --- | --- |",
+                *(value.row() for value in latencies.values()),
+                "",
+            ]
         sections.append(
             f"On DynamoDB one page is {layout.shards} Queries (one per shard of the hour) run side by side and merged; "
             "on PostgreSQL it is one backward index range scan of one day's partition."

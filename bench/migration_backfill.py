@@ -141,8 +141,13 @@ async def raw_scan_ceiling(client: DynamoDBClient, tables: list[str], segments: 
 
     async def segment(table: str, number: int) -> None:
         nonlocal scanned
-        request: Any = {"TableName": table, "Segment": number, "TotalSegments": segments, "ConsistentRead": True,
-                        "Limit": VerifyOptions.scan_page_items}  # fmt: skip
+        request: Any = {
+            "TableName": table,
+            "Segment": number,
+            "TotalSegments": segments,
+            "ConsistentRead": True,
+            "Limit": VerifyOptions.scan_page_items,
+        }
         while True:
             response = await scan_page(client, request)
             scanned += len(response.get("Items", []))
@@ -168,9 +173,10 @@ async def child(args: Options) -> dict[str, Any]:
                 options = BackfillOptions(workers=args.workers, write_concurrency=args.write_concurrency)
                 backfilled = await run_backfill(pool, client, specs, lambda table: f"{PREFIX}-{table}", options)
                 result: dict[str, Any] = {
-                    "rows": sum(s.rows for s in backfilled), "items": sum(s.items for s in backfilled),
+                    "rows": sum(s.rows for s in backfilled),
+                    "items": sum(s.items for s in backfilled),
                     "tables": {s.table: {"rows": s.rows, "items": s.items, "seconds": s.seconds} for s in backfilled},
-                }  # fmt: skip
+                }
             else:
                 verified = await run_verify(
                     pool, client, specs, lambda table: f"{PREFIX}-{table}", VerifyOptions(workers=args.workers)
@@ -179,11 +185,17 @@ async def child(args: Options) -> dict[str, Any]:
                     "rows": sum(s.rows_checked for s in verified),
                     "clean": all(s.clean for s in verified),
                     "items_scanned": sum(s.items_scanned for s in verified),
-                    "tables": {s.table: {"rows": s.rows_checked, "items_checked": s.items_checked,
-                                         "items_scanned": s.items_scanned,
-                                         "differences": s.difference_count, "seconds": s.seconds}
-                               for s in verified},
-                }  # fmt: skip
+                    "tables": {
+                        s.table: {
+                            "rows": s.rows_checked,
+                            "items_checked": s.items_checked,
+                            "items_scanned": s.items_scanned,
+                            "differences": s.difference_count,
+                            "seconds": s.seconds,
+                        }
+                        for s in verified
+                    },
+                }
             result["seconds"] = time.perf_counter() - started
     finally:
         await pool.close()
@@ -206,8 +218,21 @@ class ChildRun:
 
 
 async def run_child(kind: str, args: Options, dsn: str, endpoint: str) -> ChildRun:
-    command = [sys.executable, "-m", "bench.migration_backfill", "--child", kind, "--dsn", dsn, "--endpoint", endpoint,
-               "--workers", str(args.workers), "--write-concurrency", str(args.write_concurrency)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "bench.migration_backfill",
+        "--child",
+        kind,
+        "--dsn",
+        dsn,
+        "--endpoint",
+        endpoint,
+        "--workers",
+        str(args.workers),
+        "--write-concurrency",
+        str(args.write_concurrency),
+    ]
     process = await asyncio.create_subprocess_exec(*command, stdout=asyncio.subprocess.PIPE)
     peak = 0.0
 
@@ -280,9 +305,11 @@ async def run(args: Options) -> str:
             await ceiling_round("before the backfill")
             backfill = await run_child("backfill", args, dsn, endpoint)
             backfill_rate = backfill.result["items"] / backfill.result["seconds"]
-            print(f"backfill: {backfill.result['items']:,} items in {backfill.result['seconds']:.1f} s "
-                  f"({backfill_rate:,.0f} items/s), peak RSS {backfill.result['max_rss_mb']:.0f} MB",
-                  flush=True)  # fmt: skip
+            print(
+                f"backfill: {backfill.result['items']:,} items in {backfill.result['seconds']:.1f} s "
+                f"({backfill_rate:,.0f} items/s), peak RSS {backfill.result['max_rss_mb']:.0f} MB",
+                flush=True,
+            )
             await ceiling_round("after the backfill")
             segments = args.workers * VerifyOptions.segments_per_worker
             bench_tables = [f"{PREFIX}-{table}" for table in TABLES]
@@ -293,9 +320,12 @@ async def run(args: Options) -> str:
             print(f"raw Scan ceiling (after the verify): {scan_ceilings[1][1]:,.0f} items/s", flush=True)
         verify_rate = verify.result["rows"] / verify.result["seconds"]
         verify_items_rate = verify.result["items_scanned"] / verify.result["seconds"]
-        print(f"verify: {verify.result['rows']:,} rows in {verify.result['seconds']:.1f} s "
-              f"({verify_rate:,.0f} rows/s, {verify_items_rate:,.0f} DynamoDB items/s), "
-              f"clean {verify.result['clean']}", flush=True)  # fmt: skip
+        print(
+            f"verify: {verify.result['rows']:,} rows in {verify.result['seconds']:.1f} s "
+            f"({verify_rate:,.0f} rows/s, {verify_items_rate:,.0f} DynamoDB items/s), "
+            f"clean {verify.result['clean']}",
+            flush=True,
+        )
 
     ceiling = sum(ceilings) / len(ceilings)
     ratio = backfill_rate / ceiling

@@ -152,18 +152,25 @@ async def run(args: Options) -> str:
                 port = free_port()
                 env = {
                     **os.environ,
-                    "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": "us-east-1",
-                    "LOANBOOK_PAYMENT_GRPC_PORT": str(port), "LOANBOOK_PAYMENT_POSTGRES_DSN": dsn,
+                    "AWS_ACCESS_KEY_ID": "local",
+                    "AWS_SECRET_ACCESS_KEY": "local",
+                    "AWS_DEFAULT_REGION": "us-east-1",
+                    "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
+                    "LOANBOOK_PAYMENT_POSTGRES_DSN": dsn,
                     "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
                     "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
                     "LOANBOOK_PAYMENT_CUSTOMER_ADDR": "127.0.0.1:9",  # listings never ask the customer service
-                    "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING", "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
-                    "LOANBOOK_PAYMENT_MODE_POLL_SECONDS": "1", "OTEL_TRACES_EXPORTER": "none",
-                }  # fmt: skip
+                    "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
+                    "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+                    "LOANBOOK_PAYMENT_MODE_POLL_SECONDS": "1",
+                    "OTEL_TRACES_EXPORTER": "none",
+                }
                 service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.payment", env=env)
                 ports = Ports(port, free_port(), free_port())
-                floor_stores = {ports.postgres_floor: ["--postgres", dsn],
-                                ports.dynamodb_floor: ["--dynamodb", dynamodb.endpoint, "--table", table]}  # fmt: skip
+                floor_stores = {
+                    ports.postgres_floor: ["--postgres", dsn],
+                    ports.dynamodb_floor: ["--dynamodb", dynamodb.endpoint, "--table", table],
+                }
                 floors = [
                     await asyncio.create_subprocess_exec(
                         sys.executable, "-m", "bench.grpc_floor", "--port", str(floor_port), *store, env=env
@@ -249,23 +256,34 @@ async def measure(
         sections = []
         floor_name = "gRPC floor: same stack and query, page prebuilt"
         postgres_paths = {"raw SQL (asyncpg)": raw_postgres, floor_name: history_via(postgres_floor_channel)}
-        dynamo_paths = {"raw Query (aiobotocore)": raw_dynamo, "raw Query, items as wire JSON": wire_dynamo,
-                        floor_name: history_via(dynamodb_floor_channel)}  # fmt: skip
-        for stage, raws in ((Stage.DUAL_WRITE, postgres_paths), (Stage.DYNAMO_PRIMARY, dynamo_paths),
-                            (Stage.DYNAMO_ONLY, dynamo_paths)):  # fmt: skip
+        dynamo_paths = {
+            "raw Query (aiobotocore)": raw_dynamo,
+            "raw Query, items as wire JSON": wire_dynamo,
+            floor_name: history_via(dynamodb_floor_channel),
+        }
+        for stage, raws in (
+            (Stage.DUAL_WRITE, postgres_paths),
+            (Stage.DYNAMO_PRIMARY, dynamo_paths),
+            (Stage.DYNAMO_ONLY, dynamo_paths),
+        ):
             await switch(stage)
             latencies = await interleaved({f"gRPC, stage {stage.value}": via_grpc, **raws}, args.iterations)
-            rates = {name: await throughput(call, args.iterations * 2, 32)
-                     for name, call in {"gRPC": via_grpc, **raws}.items()}  # fmt: skip
+            rates = {
+                name: await throughput(call, args.iterations * 2, 32)
+                for name, call in {"gRPC": via_grpc, **raws}.items()
+            }
             via, direct, *others = latencies.values()
             gap = via.p50 - direct.p50
             sections += [
-                f"## Served by {'PostgreSQL' if stage is Stage.DUAL_WRITE else 'DynamoDB'} (stage {stage.value})", "",
-                "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
-                *(latency.row() for latency in latencies.values()), "",
+                f"## Served by {'PostgreSQL' if stage is Stage.DUAL_WRITE else 'DynamoDB'} (stage {stage.value})",
+                "",
+                "| path | calls | p50 ms | p95 ms | p99 ms |",
+                "| --- | --- | --- | --- | --- |",
+                *(latency.row() for latency in latencies.values()),
+                "",
                 f"gRPC p50 minus {direct.name} p50 = **{gap:.3f} ms** "
                 f"({'meets' if gap <= 1.0 else 'MISSES'} the 1.0 ms target).",
-            ]  # fmt: skip
+            ]
             # The floor decodes as the service does: compare it with the raw path that decodes alike.
             same_decoding = next((other for other in others if other.name != floor_name), direct)
             for other in others:
@@ -301,14 +319,19 @@ async def measure(
         )
         ratio = shadow.p50 / single.p50
         sections += [
-            "## Shadow stage against the single-store stage", "",
-            f"{args.rounds} alternating blocks of each; the shadow read runs in the background on a sampled 10 %.", "",
-            "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |",
-            single.row(), shadow.row(), "",
+            "## Shadow stage against the single-store stage",
+            "",
+            f"{args.rounds} alternating blocks of each; the shadow read runs in the background on a sampled 10 %.",
+            "",
+            "| path | calls | p50 ms | p95 ms | p99 ms |",
+            "| --- | --- | --- | --- | --- |",
+            single.row(),
+            shadow.row(),
+            "",
             f"shadow p50 / single-store p50 = **{ratio:.2f}x** "
             f"({'meets' if ratio <= 1.3 else 'MISSES'} the 1.3x target).",
             "",
-        ]  # fmt: skip
+        ]
 
         # Outage: DynamoDB Local frozen while it serves, fallback on.
         await switch(Stage.DYNAMO_LIVE, fallback=True)
@@ -328,13 +351,19 @@ async def measure(
             os.kill(dynamodb.pid, signal.SIGCONT)
         during = Latencies("gRPC, stage dynamo_live, DynamoDB frozen (SIGSTOP)", outage)
         sections += [
-            "## DynamoDB outage with fallback on", "",
+            "## DynamoDB outage with fallback on",
+            "",
             "DynamoDB Local stopped with SIGSTOP for the whole block; reads fall back to PostgreSQL after the",
-            "0.2 s per-call timeout, and the circuit breaker opens after 5 failures (retrying every 5 s).", "",
-            "| path | calls | p50 ms | p95 ms | p99 ms |", "| --- | --- | --- | --- | --- |", during.row(), "",
+            "0.2 s per-call timeout, and the circuit breaker opens after 5 failures (retrying every 5 s).",
+            "",
+            "| path | calls | p50 ms | p95 ms | p99 ms |",
+            "| --- | --- | --- | --- | --- |",
+            during.row(),
+            "",
             f"failed calls: **{failures}**; p99 = **{during.percentile(99):.1f} ms** "
-            f"({'meets' if during.percentile(99) < 250 else 'MISSES'} the 250 ms target).", "",
-        ]  # fmt: skip
+            f"({'meets' if during.percentile(99) < 250 else 'MISSES'} the 250 ms target).",
+            "",
+        ]
     return "\n".join(sections)
 
 

@@ -91,8 +91,12 @@ def create_app(settings: GatewaySettings) -> FastAPI:
             stack.push_async_callback(app.state.downstreams.close)
             if settings.ship_own_logs:
                 # Pushed after the channels, so it stops (flushing its queue) while the logging channel is open.
-                await ship_logs("loanbook-gateway", grpc_sink(app.state.downstreams.channels["logging"],
-                                "loanbook-gateway"), stack, level=logging.getLevelName(settings.log_level))  # fmt: skip
+                await ship_logs(
+                    "loanbook-gateway",
+                    grpc_sink(app.state.downstreams.channels["logging"], "loanbook-gateway"),
+                    stack,
+                    level=logging.getLevelName(settings.log_level),
+                )
             yield
 
     app = FastAPI(

@@ -80,9 +80,13 @@ class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
         stage = _stage(request.stage) if request.HasField("stage") else None
         fallback = request.fallback if request.HasField("fallback") else None
         await self._control.change(
-            table, stage=stage, fallback=fallback, who=f"{caller.role.value}:{caller.subject}", reason=request.reason,
+            table,
+            stage=stage,
+            fallback=fallback,
+            who=f"{caller.role.value}:{caller.subject}",
+            reason=request.reason,
             drain_seconds=DRAIN_SECONDS,
-        )  # fmt: skip
+        )
         record = await self._control.record(table)
         response = pb.UpdateTableModeResponse()
         fill_table_mode(response.table_mode, record, await self._journal(table).backlog())

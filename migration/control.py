@@ -187,8 +187,10 @@ async def _undrained(executor: Connection | asyncpg.Pool, table: str, drain: Jou
         """SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
            FROM migration.journal
            WHERE table_name = $1 AND (NOT $2 OR id <= $3 OR last_error IS NOT NULL)""",
-        table, drain is not None, None if drain is None else drain.newest,
-    )  # fmt: skip
+        table,
+        drain is not None,
+        None if drain is None else drain.newest,
+    )
     assert row is not None
     return row
 
@@ -211,8 +213,10 @@ async def wait_for_drained_journal(
         if not undrained["pending"] or waited >= seconds:
             return drain
         if waiting is not None and not said:
-            waiting(f"{table}: waiting up to {seconds:g} s for {undrained['pending']} journaled writes to reach "
-                    f"DynamoDB (oldest {float(undrained['oldest']):.1f} s)")  # fmt: skip
+            waiting(
+                f"{table}: waiting up to {seconds:g} s for {undrained['pending']} journaled writes to reach "
+                f"DynamoDB (oldest {float(undrained['oldest']):.1f} s)"
+            )
             said = True
         await asyncio.sleep(min(DRAIN_POLL_SECONDS, seconds - waited))
 
@@ -226,11 +230,15 @@ async def require_drained_journal(connection: Connection, current: TableMode, wa
     drain = _drain.get()
     undrained = await _undrained(connection, wanted.table, drain)
     if undrained["pending"]:
-        pending = (f"{wanted.table}: {undrained['pending']} journaled writes are not in DynamoDB yet (oldest "
-                   f"{float(undrained['oldest']):.1f} s)")  # fmt: skip
+        pending = (
+            f"{wanted.table}: {undrained['pending']} journaled writes are not in DynamoDB yet (oldest "
+            f"{float(undrained['oldest']):.1f} s)"
+        )
         if drain is None:
-            raise FailedPrecondition(f"{pending}; wait until the relay drains the journal (`loanbook migrate "
-                                     "status`) before moving to dynamo_only")  # fmt: skip
+            raise FailedPrecondition(
+                f"{pending}; wait until the relay drains the journal (`loanbook migrate "
+                "status`) before moving to dynamo_only"
+            )
         raise FailedPrecondition(
             f"{pending} after waiting {drain.seconds:.1f} s for the journal to drain; see why the relay cannot copy "
             "them (`loanbook migrate status`: retrying entries; the services' relay warnings) and switch again"
@@ -261,8 +269,9 @@ async def reverse_sync_pending(connection: Connection | asyncpg.Pool, table: str
         """SELECT id, finished_at FROM migration.reverse_syncs
            WHERE table_name = $1 AND covers_change = $2 AND status = 'finished' AND conflicts = 0
            ORDER BY id DESC LIMIT 1""",
-        table, left["id"],
-    )  # fmt: skip
+        table,
+        left["id"],
+    )
     if synced is None:
         return (
             f"{table}: PostgreSQL received no writes while the table was in dynamo_only (left at "
@@ -274,8 +283,9 @@ async def reverse_sync_pending(connection: Connection | asyncpg.Pool, table: str
     confirmed = await connection.fetchval(
         """SELECT EXISTS (SELECT 1 FROM migration.verifications
                           WHERE table_name = $1 AND clean AND full_scan AND started_at >= $2)""",
-        table, synced["finished_at"],
-    )  # fmt: skip
+        table,
+        synced["finished_at"],
+    )
     if not confirmed:
         return (
             f"{table}: reverse sync {synced['id']} copied DynamoDB's items back into PostgreSQL; a clean full "
@@ -297,8 +307,10 @@ async def require_reverse_sync_after_dynamo_only(connection: Connection, current
         )
     reason = await reverse_sync_pending(connection, wanted.table)
     if reason is not None:
-        raise FailedPrecondition(f"{reason}; until then PostgreSQL must not answer reads ({wanted.stage.value}, "
-                                 f"fallback {'on' if wanted.fallback else 'off'})")  # fmt: skip
+        raise FailedPrecondition(
+            f"{reason}; until then PostgreSQL must not answer reads ({wanted.stage.value}, "
+            f"fallback {'on' if wanted.fallback else 'off'})"
+        )
 
 
 # Every change through the control plane (the CLI and the gateway's admin route alike) passes these.
@@ -325,14 +337,20 @@ class ControlPlane:
                 inserted = await connection.fetchval(
                     """INSERT INTO migration.table_modes (table_name, stage, fallback, updated_by)
                        VALUES ($1, $2, $3, $4) ON CONFLICT (table_name) DO NOTHING RETURNING table_name""",
-                    check_table(table), mode.stage.value, mode.fallback, who,
-                )  # fmt: skip
+                    check_table(table),
+                    mode.stage.value,
+                    mode.fallback,
+                    who,
+                )
                 if inserted:
                     await connection.execute(
                         """INSERT INTO migration.mode_changes (table_name, to_stage, to_fallback, changed_by, reason)
                            VALUES ($1, $2, $3, $4, 'initial mode')""",
-                        table, mode.stage.value, mode.fallback, who,
-                    )  # fmt: skip
+                        table,
+                        mode.stage.value,
+                        mode.fallback,
+                        who,
+                    )
                     await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({"table": table}))
                     created.append(table)
         return created
@@ -429,14 +447,23 @@ class ControlPlane:
                 """UPDATE migration.table_modes
                    SET stage = $2, fallback = $3, revision = revision + 1, updated_at = now(), updated_by = $4
                    WHERE table_name = $1 RETURNING *""",
-                table, wanted.stage.value, wanted.fallback, who,
-            )  # fmt: skip
+                table,
+                wanted.stage.value,
+                wanted.fallback,
+                who,
+            )
             await connection.execute(
                 """INSERT INTO migration.mode_changes
                        (table_name, from_stage, to_stage, from_fallback, to_fallback, changed_by, reason)
                    VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-                table, current.stage.value, wanted.stage.value, current.fallback, wanted.fallback, who, reason,
-            )  # fmt: skip
+                table,
+                current.stage.value,
+                wanted.stage.value,
+                current.fallback,
+                wanted.fallback,
+                who,
+                reason,
+            )
             # Delivered at commit, to every replica listening.
             await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({"table": table}))
         assert updated is not None
@@ -449,8 +476,9 @@ class ControlPlane:
     async def history(self, table: str, limit: int = 50) -> list[ModeChange]:
         rows = await self._pool.fetch(
             "SELECT * FROM migration.mode_changes WHERE table_name = $1 ORDER BY id DESC LIMIT $2",
-            check_table(table), limit,
-        )  # fmt: skip
+            check_table(table),
+            limit,
+        )
         return [
             ModeChange(
                 table=row["table_name"],
@@ -493,8 +521,10 @@ def modes_from_settings(document: Mapping[str, Any], source: str = "settings") -
         if section not in document:
             continue
         entry = document[section]
-        flags = {key: entry.get(key, False) if isinstance(entry, Mapping) else None for key in
-                 ("ReadFromDynamoDB", "EnableFallback")}  # fmt: skip
+        flags = {
+            key: entry.get(key, False) if isinstance(entry, Mapping) else None
+            for key in ("ReadFromDynamoDB", "EnableFallback")
+        }
         bad = [key for key, value in flags.items() if not isinstance(value, bool)]
         if bad:
             raise InvalidArgument([FieldViolation(f"{section}.{key}", "must be true or false") for key in bad])

@@ -101,8 +101,9 @@ async def require_dual_writing(pool: asyncpg.Pool, table: str) -> Stage:
             if stage is Stage.POSTGRES_ONLY
             else "PostgreSQL no longer receives writes, so it has nothing DynamoDB lacks"
         )
-        raise FailedPrecondition(f"{table}: backfill needs a stage that writes both stores ({stages}); it is in "
-                                 f"{stage.value}: {hint}")  # fmt: skip
+        raise FailedPrecondition(
+            f"{table}: backfill needs a stage that writes both stores ({stages}); it is in {stage.value}: {hint}"
+        )
     return stage
 
 
@@ -141,8 +142,9 @@ async def _copy_range(
     slots = asyncio.Semaphore(options.write_concurrency)
     upper = key_range.upper
 
-    async def page(after: Key | None, read: asyncio.Future[tuple[Key | None, bool]],
-                   previous: asyncio.Task[None] | None) -> None:  # fmt: skip
+    async def page(
+        after: Key | None, read: asyncio.Future[tuple[Key | None, bool]], previous: asyncio.Task[None] | None
+    ) -> None:
         async with contextlib.AsyncExitStack() as stack:
             executor: Executor = pool
             if spec.lock_rows:
@@ -161,8 +163,9 @@ async def _copy_range(
             if previous is not None:
                 await previous  # checkpoints move forward in key order
             # Only once DynamoDB holds the page: a run killed before this copies the page again, harmlessly.
-            await BackfillRuns.checkpoint(executor, run.id, key_range.number, last, len(rows), len(items),
-                                          done=finished)  # fmt: skip
+            await BackfillRuns.checkpoint(
+                executor, run.id, key_range.number, last, len(rows), len(items), done=finished
+            )
         copied(len(rows), len(items))
 
     after = key_range.last or key_range.lower
@@ -216,8 +219,7 @@ async def backfill_table(
 
             async def worker() -> None:
                 while not queue.empty():
-                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, pacer,
-                                      copied)  # fmt: skip
+                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, pacer, copied)
 
             # A failing worker cancels the others; the checkpoints keep what they finished.
             async with asyncio.TaskGroup() as group:
@@ -228,11 +230,19 @@ async def backfill_table(
             await lock_connection.execute("SELECT pg_advisory_unlock($1)", _lock_key(spec.name))
     seconds = time.monotonic() - started
     summary = BackfillSummary(
-        spec.name, run.id, resumed, totals[0], totals[1], run.rows_total, run.rows_done + totals[0], len(run.ranges),
+        spec.name,
+        run.id,
+        resumed,
+        totals[0],
+        totals[1],
+        run.rows_total,
+        run.rows_done + totals[0],
+        len(run.ranges),
         seconds,
-    )  # fmt: skip
-    logger.info("backfill finished", extra={"table": spec.name, "run": run.id, "rows": totals[0],
-                                            "seconds": round(seconds, 3)})  # fmt: skip
+    )
+    logger.info(
+        "backfill finished", extra={"table": spec.name, "run": run.id, "rows": totals[0], "seconds": round(seconds, 3)}
+    )
     return summary
 
 

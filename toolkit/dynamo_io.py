@@ -163,9 +163,13 @@ class Pacer:
     def report(self) -> PaceReport:
         limiter, adaptive = self.limiter, self.adaptive
         return PaceReport(
-            self.pacing.rate_limit, limiter.granted, limiter.waited, limiter.last_grant - limiter.started,
-            None if adaptive is None else adaptive.lowest, 0 if adaptive is None else adaptive.cuts,
-        )  # fmt: skip
+            self.pacing.rate_limit,
+            limiter.granted,
+            limiter.waited,
+            limiter.last_grant - limiter.started,
+            None if adaptive is None else adaptive.lowest,
+            0 if adaptive is None else adaptive.cuts,
+        )
 
 
 UNPACED = Pacing()
@@ -199,8 +203,9 @@ async def batch_write(
                 return await (pacer or Pacer(UNPACED)).call(len(pending), call)
 
             requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
-            await write_all(client, table, requests, attempts=ATTEMPTS, what=f"items of {table}", backoff_cap=2.0,
-                            send=paced)  # fmt: skip
+            await write_all(
+                client, table, requests, attempts=ATTEMPTS, what=f"items of {table}", backoff_cap=2.0, send=paced
+            )
 
     await asyncio.gather(*(write(chunk) for chunk in chunks))
 

@@ -61,15 +61,18 @@ PostgresDsn = Annotated[
 ]
 DynamoEndpoint = Annotated[
     str | None,
-    typer.Option(help="DynamoDB endpoint URL, e.g. DynamoDB Local (env LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT)",
-                 show_default=False),
-]  # fmt: skip
+    typer.Option(
+        help="DynamoDB endpoint URL, e.g. DynamoDB Local (env LOANBOOK_MIGRATION_DYNAMODB_ENDPOINT)", show_default=False
+    ),
+]
 Region = Annotated[str | None, typer.Option(help="AWS region (env LOANBOOK_MIGRATION_AWS_REGION)", show_default=False)]
 TablePrefix = Annotated[
     str | None,
-    typer.Option(help="DynamoDB table name prefix, as the services' (env LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX)",
-                 show_default=False),
-]  # fmt: skip
+    typer.Option(
+        help="DynamoDB table name prefix, as the services' (env LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX)",
+        show_default=False,
+    ),
+]
 Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (default: both)", show_default=False)]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
 Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit (env LOANBOOK_OPERATOR)")]
@@ -177,9 +180,16 @@ class RichProgress:
 
     def __init__(self) -> None:
         self.bars = RichProgressBars(
-            TextColumn("{task.description:<9}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(),
-            TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=False,
-        )  # fmt: skip
+            TextColumn("{task.description:<9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _Rate(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=False,
+        )
         self._tasks: dict[str, Any] = {}
 
     def start(self, table: str, total: int, done: int) -> None:
@@ -219,28 +229,40 @@ def plan(
                 configured = "" if status.configured else " (no mode stored yet: the services' default)"
                 items = "no table" if status.dynamodb_items is None else f"~{status.dynamodb_items:,} items"
                 lines = [
-                    ("stage", f"{mode.stage.value}, fallback {'on' if mode.fallback else 'off'}, "
-                              f"revision {mode.revision}{configured}"),
-                    ("journal backlog", f"{backlog.pending} pending, oldest {backlog.oldest_age_seconds:.1f} s, "
-                                        f"{backlog.retrying} retrying"),
+                    (
+                        "stage",
+                        f"{mode.stage.value}, fallback {'on' if mode.fallback else 'off'}, "
+                        f"revision {mode.revision}{configured}",
+                    ),
+                    (
+                        "journal backlog",
+                        f"{backlog.pending} pending, oldest {backlog.oldest_age_seconds:.1f} s, "
+                        f"{backlog.retrying} retrying",
+                    ),
                     ("rows", f"PostgreSQL {status.postgres_rows:,} rows; DynamoDB {items}"),
-                ]  # fmt: skip
+                ]
                 run = status.last_backfill
-                lines.append((
-                    "last backfill",
-                    "none" if run is None else
-                    f"run {run.id} {run.status}, {rows_done_text(run.rows_done, run.rows_total)}, started "
-                    f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}"
-                    + (f", finished {run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else ""),
-                ))  # fmt: skip
+                lines.append(
+                    (
+                        "last backfill",
+                        "none"
+                        if run is None
+                        else f"run {run.id} {run.status}, {rows_done_text(run.rows_done, run.rows_total)}, started "
+                        f"{run.started_at:%Y-%m-%d %H:%M:%S %Z}"
+                        + (f", finished {run.finished_at:%Y-%m-%d %H:%M:%S %Z}" if run.finished_at else ""),
+                    )
+                )
                 check = status.last_verification
-                lines.append((
-                    "last verification",
-                    "none" if check is None else
-                    f"{'clean' if check.clean else f'{check.differences} differences'}, "
-                    f"{'full' if check.full else f'sampled {check.sample:.0%}'}, {check.rows_checked:,} rows, "
-                    f"finished {check.finished_at:%Y-%m-%d %H:%M:%S %Z}",
-                ))  # fmt: skip
+                lines.append(
+                    (
+                        "last verification",
+                        "none"
+                        if check is None
+                        else f"{'clean' if check.clean else f'{check.differences} differences'}, "
+                        f"{'full' if check.full else f'sampled {check.sample:.0%}'}, {check.rows_checked:,} rows, "
+                        f"finished {check.finished_at:%Y-%m-%d %H:%M:%S %Z}",
+                    )
+                )
                 lines.append(("next step", status.next_step))
                 out.print(f"[bold]{spec.name}[/bold]")
                 for label, value in lines:
@@ -272,19 +294,27 @@ def backfill(
     be dual-writing, so that every later write reaches DynamoDB too."""
     settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
-    options = BackfillOptions(workers=workers, batch_rows=batch_rows, write_concurrency=write_concurrency,
-                              rate_limit=rate_limit, restart=restart, who=_who(who))  # fmt: skip
+    options = BackfillOptions(
+        workers=workers,
+        batch_rows=batch_rows,
+        write_concurrency=write_concurrency,
+        rate_limit=rate_limit,
+        restart=restart,
+        who=_who(who),
+    )
 
     async def work() -> None:
         async with _stores(settings, (2 * workers + 2) * len(names)) as (pool, client):
             for name in names:  # a write that started before the switch to dual_write reaches PostgreSQL alone
                 if waited := await wait_for_replicas(pool, name, settle_seconds):
-                    err.print(f"{name}: waited {waited:.1f} s for every replica to follow the last switch",
-                              markup=False)  # fmt: skip
+                    err.print(
+                        f"{name}: waited {waited:.1f} s for every replica to follow the last switch", markup=False
+                    )
             progress = RichProgress()
             with progress.bars:
-                summaries = await run_backfill(pool, client, _specs(settings, names), settings.table_name, options,
-                                               progress)  # fmt: skip
+                summaries = await run_backfill(
+                    pool, client, _specs(settings, names), settings.table_name, options, progress
+                )
         for s in summaries:
             resumed = " (resumed)" if s.resumed else ""
             out.print(
@@ -316,8 +346,13 @@ def verify(
     """Compare PostgreSQL and DynamoDB row by row (counts and content checksums); exit 1 on any difference."""
     settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
-    options = VerifyOptions(sample=sample, workers=workers, repair=repair, recheck_seconds=recheck_seconds,
-                            pacing=_pacing(rate_limit, backoff, slow_factor))  # fmt: skip
+    options = VerifyOptions(
+        sample=sample,
+        workers=workers,
+        repair=repair,
+        recheck_seconds=recheck_seconds,
+        pacing=_pacing(rate_limit, backoff, slow_factor),
+    )
 
     async def work() -> bool:
         async with _stores(settings, (workers + 2) * len(names)) as (pool, client):
@@ -330,8 +365,9 @@ def verify(
                         )
             progress = RichProgress()
             with progress.bars:
-                summaries = await run_verify(pool, client, _specs(settings, names), settings.table_name, options,
-                                             progress)  # fmt: skip
+                summaries = await run_verify(
+                    pool, client, _specs(settings, names), settings.table_name, options, progress
+                )
         for s in summaries:
             scope = "full" if s.full else f"sampled {s.sample:.0%}"
             verdict = "clean" if s.clean else f"{s.missing} missing, {s.extra} extra, {s.differing} differing"
@@ -348,8 +384,9 @@ def verify(
                 out.print(f"  ... and {s.difference_count - min(show, len(s.differences)):,} more", markup=False)
             _print_in_flight(s)
             if s.repaired:
-                out.print(f"  repaired {s.repaired:,} items; run verify again to record a clean verification",
-                          markup=False)  # fmt: skip
+                out.print(
+                    f"  repaired {s.repaired:,} items; run verify again to record a clean verification", markup=False
+                )
         return all(s.clean for s in summaries)
 
     if not _run(work):
@@ -409,8 +446,11 @@ Segments = Annotated[int, typer.Option(min=1, max=256, help="parallel DynamoDB S
 
 def _print_in_flight(s: VerifySummary) -> None:
     if s.in_flight:
-        out.print(f"  {s.in_flight:,} keys had a write in flight (journaled, not yet in DynamoDB) until the recheck "
-                  "gave up: not differences, the relay copies them", markup=False)  # fmt: skip
+        out.print(
+            f"  {s.in_flight:,} keys had a write in flight (journaled, not yet in DynamoDB) until the recheck "
+            "gave up: not differences, the relay copies them",
+            markup=False,
+        )
 
 
 def _print_sync(s: ReverseSyncSummary) -> None:
@@ -445,15 +485,20 @@ def reverse_sync(
     `rollback` out of dynamo_only runs it for you."""
     settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
-    options = ReverseSyncOptions(segments=segments, settle_seconds=settle_seconds, who=_who(who),
-                                 pacing=_pacing(rate_limit, backoff, slow_factor))  # fmt: skip
+    options = ReverseSyncOptions(
+        segments=segments,
+        settle_seconds=settle_seconds,
+        who=_who(who),
+        pacing=_pacing(rate_limit, backoff, slow_factor),
+    )
 
     async def work() -> bool:
         async with _stores(settings, 4 + segments * len(names)) as (pool, client):
             progress = RichProgress()
             with progress.bars:
-                summaries = await run_reverse_sync(pool, client, _specs(settings, names), settings.table_name,
-                                                   options, progress)  # fmt: skip
+                summaries = await run_reverse_sync(
+                    pool, client, _specs(settings, names), settings.table_name, options, progress
+                )
         for s in summaries:
             _print_sync(s)
             out.print(f"  Next: `loanbook migrate verify {s.table}` (a clean full verification)", markup=False)
@@ -496,8 +541,10 @@ def rollback(
             if before.stage is not Stage.DYNAMO_ONLY and await reverse_sync_pending(pool, table) is None:
                 target = rollback_target(before, wanted)
                 mode = await control.change(table, stage=target, who=_who(who), reason=reason)
-                out.print(f"{table}: rolled back {before.stage.value} -> {mode.stage.value} "
-                          f"(revision {mode.revision}).", markup=False)  # fmt: skip
+                out.print(
+                    f"{table}: rolled back {before.stage.value} -> {mode.stage.value} (revision {mode.revision}).",
+                    markup=False,
+                )
                 out.print(f"Guarantee: {rollback_guarantee(mode.stage)}", markup=False)
                 return True
         pacing = _pacing(rate_limit, backoff, slow_factor)
@@ -507,34 +554,55 @@ def rollback(
             progress = RichProgress()
             with progress.bars:
                 ways = await rollback_out_of_dynamo_only(
-                    pool, client, _specs(settings, [table]), settings.table_name, to=wanted, who=_who(who),
-                    reason=reason, options=options, verify_options=verify_options, progress=progress,
-                )  # fmt: skip
+                    pool,
+                    client,
+                    _specs(settings, [table]),
+                    settings.table_name,
+                    to=wanted,
+                    who=_who(who),
+                    reason=reason,
+                    options=options,
+                    verify_options=verify_options,
+                    progress=progress,
+                )
         for way in ways:
             if way.from_stage is Stage.DYNAMO_ONLY:
-                out.print(f"{way.table}: dynamo_only -> dynamo_primary, fallback off: PostgreSQL receives every write "
-                          "again, DynamoDB serves every read, PostgreSQL answers none yet", markup=False)  # fmt: skip
+                out.print(
+                    f"{way.table}: dynamo_only -> dynamo_primary, fallback off: PostgreSQL receives every write "
+                    "again, DynamoDB serves every read, PostgreSQL answers none yet",
+                    markup=False,
+                )
             if way.sync is not None:
                 _print_sync(way.sync)
             check = way.verification
             if check is not None:
-                verdict = "clean" if check.clean else f"{check.missing} missing, {check.extra} extra, " \
-                                                      f"{check.differing} differing"  # fmt: skip
-                out.print(f"{way.table}: verification {check.verification_id}: {verdict} (full: "
-                          f"{check.rows_checked:,} rows, {check.items_scanned:,} DynamoDB items scanned"
-                          f"{_paced(check.pacing)})",
-                          markup=False)  # fmt: skip
+                verdict = (
+                    "clean"
+                    if check.clean
+                    else f"{check.missing} missing, {check.extra} extra, {check.differing} differing"
+                )
+                out.print(
+                    f"{way.table}: verification {check.verification_id}: {verdict} (full: "
+                    f"{check.rows_checked:,} rows, {check.items_scanned:,} DynamoDB items scanned"
+                    f"{_paced(check.pacing)})",
+                    markup=False,
+                )
                 for difference in check.differences[:20]:
                     fields = f": {', '.join(difference.fields)}" if difference.fields else ""
                     out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
                 _print_in_flight(check)
             if not way.complete:
-                out.print(f"{way.table}: stays in {way.stage.value} with fallback off (PostgreSQL answers no read); "
-                          f"fix what is reported and run `loanbook migrate rollback {way.table}` again",
-                          markup=False)  # fmt: skip
+                out.print(
+                    f"{way.table}: stays in {way.stage.value} with fallback off (PostgreSQL answers no read); "
+                    f"fix what is reported and run `loanbook migrate rollback {way.table}` again",
+                    markup=False,
+                )
                 continue
-            out.print(f"{way.table}: rolled back {way.from_stage.value} -> {way.stage.value}, fallback "
-                      f"{'on' if way.fallback else 'off'}.", markup=False)  # fmt: skip
+            out.print(
+                f"{way.table}: rolled back {way.from_stage.value} -> {way.stage.value}, fallback "
+                f"{'on' if way.fallback else 'off'}.",
+                markup=False,
+            )
             out.print(f"Guarantee: {reverse_sync_guarantee(settle_seconds)}", markup=False)
             if way.stage is not Stage.DYNAMO_PRIMARY:
                 out.print(f"Guarantee: {rollback_guarantee(way.stage)}", markup=False)

@@ -127,16 +127,22 @@ async def _sync_table(
     summary.run_id = await pool.fetchval(
         """INSERT INTO migration.reverse_syncs (table_name, stage, started_by, covers_change)
            VALUES ($1, $2, $3, $4) RETURNING id""",
-        spec.name, stage.value, options.who, summary.covers_change,
-    )  # fmt: skip
+        spec.name,
+        stage.value,
+        options.who,
+        summary.covers_change,
+    )
     progress.start(spec.name, await item_count(dynamodb, table_name), 0)
     pacer = Pacer(options.pacing)
 
     async def scan_segment(segment: int) -> None:
         request: dict[str, Any] = {
-            "TableName": table_name, "Segment": segment, "TotalSegments": options.segments,
-            "ConsistentRead": True, "Limit": options.page_items,
-        }  # fmt: skip
+            "TableName": table_name,
+            "Segment": segment,
+            "TotalSegments": options.segments,
+            "ConsistentRead": True,
+            "Limit": options.page_items,
+        }
         while True:
             response = await pacer.call(options.page_items, functools.partial(dynamodb.scan, **request), scanned)
             items = response.get("Items", [])
@@ -171,8 +177,13 @@ async def _sync_table(
         """UPDATE migration.reverse_syncs SET status = 'finished', finished_at = now(), items_scanned = $2,
                rows_inserted = $3, rows_updated = $4, rows_kept = $5, conflicts = $6
            WHERE id = $1""",
-        summary.run_id, summary.items_scanned, summary.inserted, summary.updated, summary.kept, summary.conflicts,
-    )  # fmt: skip
+        summary.run_id,
+        summary.items_scanned,
+        summary.inserted,
+        summary.updated,
+        summary.kept,
+        summary.conflicts,
+    )
     return summary
 
 
@@ -243,8 +254,13 @@ async def rollback_out_of_dynamo_only(
         if mode.stage is Stage.DYNAMO_ONLY:
             rollback_target(mode, to)  # refuses a `to` that is not earlier
             restore[spec.name] = mode.fallback
-            mode = await control.change(spec.name, stage=Stage.DYNAMO_PRIMARY, fallback=False, who=who,
-                                        reason=f"{reason}: PostgreSQL receives writes again")  # fmt: skip
+            mode = await control.change(
+                spec.name,
+                stage=Stage.DYNAMO_PRIMARY,
+                fallback=False,
+                who=who,
+                reason=f"{reason}: PostgreSQL receives writes again",
+            )
             ways[spec.name] = WayBack(spec.name, Stage.DYNAMO_ONLY, mode.stage, mode.fallback)
         elif await reverse_sync_pending(pool, spec.name) is not None:
             if mode.stage is not Stage.DYNAMO_PRIMARY or mode.fallback:

@@ -182,8 +182,9 @@ class _TableVerifier:
         """Reads DynamoDB, then PostgreSQL, for these keys: the differences, each key's state, the extra items as
         seen, and what a journal entry for each key would carry. DynamoDB first: every write reaches PostgreSQL
         first, so a write landing between the two reads shows PostgreSQL ahead, never DynamoDB."""
-        actual = await batch_get(self.dynamodb, self.table_name, [self.spec.key_item(key) for key in keys],
-                                 pacer=self.pacer)  # fmt: skip
+        actual = await batch_get(
+            self.dynamodb, self.table_name, [self.spec.key_item(key) for key in keys], pacer=self.pacer
+        )
         rows = await self.spec.rows_for_items(self.pool, keys, lock=False)
         wanted = set(keys)
         expected: dict[ItemKey, Item] = {}
@@ -215,8 +216,9 @@ class _TableVerifier:
                UNION ALL
                SELECT NULL, routing_keys FROM migration.journal_settling
                WHERE table_name = $1 AND routing_keys && $2::text[] AND settles_at > now()""",
-            self.spec.name, names,
-        )  # fmt: skip
+            self.spec.name,
+            names,
+        )
         journaled = {name for row in rows for name in (row["item_key"], *row["routing_keys"]) if name}
         return {key for key, names in refs.items() if journaled.intersection(names)}
 
@@ -318,10 +320,14 @@ class _TableVerifier:
         attributes = (*self.spec.key_attributes, *self.spec.scan_attributes)
         names = {f"#a{i}": attribute for i, attribute in enumerate(attributes)}
         request: dict[str, Any] = {
-            "TableName": self.table_name, "Segment": segment, "TotalSegments": segments,
-            "ConsistentRead": True, "ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names,
+            "TableName": self.table_name,
+            "Segment": segment,
+            "TotalSegments": segments,
+            "ConsistentRead": True,
+            "ProjectionExpression": ", ".join(names),
+            "ExpressionAttributeNames": names,
             "Limit": self.options.scan_page_items,
-        }  # fmt: skip
+        }
         while True:
             call = functools.partial(self.dynamodb.scan, **request)
             response = await self.pacer.call(self.options.scan_page_items, call, scanned)
@@ -346,8 +352,9 @@ class _TableVerifier:
             rows = await self.spec.read_page(self.pool, after, upper, size)
             if not rows:
                 return
-            digests: Digests = [(list(self.spec.item_key(item)), digest(item))
-                                for row in rows for item in self.spec.items(row)]  # fmt: skip
+            digests: Digests = [
+                (list(self.spec.item_key(item)), digest(item)) for row in rows for item in self.spec.items(row)
+            ]
             await pages.put(("verify_postgres", digests))
             self.summary.rows_checked += len(rows)
             self.summary.items_checked += len(digests)
@@ -359,14 +366,20 @@ class _TableVerifier:
     async def digest_segment(self, segment: int, segments: int, pages: asyncio.Queue[_Page | None]) -> None:
         """(key, digest) of every item of one Scan segment, TTL-expired items left out."""
         request: dict[str, Any] = {
-            "TableName": self.table_name, "Segment": segment, "TotalSegments": segments, "ConsistentRead": True,
+            "TableName": self.table_name,
+            "Segment": segment,
+            "TotalSegments": segments,
+            "ConsistentRead": True,
             "Limit": self.options.scan_page_items,
-        }  # fmt: skip
+        }
         while True:
             call = functools.partial(scan_page, self.dynamodb, dict(request))  # type: ignore[arg-type]
             response = await self.pacer.call(self.options.scan_page_items, call, scanned)
-            digests: Digests = [(list(self.spec.item_key(item)), digest(item))
-                                for item in response.get("Items", []) if not self.spec.ignored(item)]  # fmt: skip
+            digests: Digests = [
+                (list(self.spec.item_key(item)), digest(item))
+                for item in response.get("Items", [])
+                if not self.spec.ignored(item)
+            ]
             start = response.get("LastEvaluatedKey")
             del response  # the decoded items are not kept while waiting for the queue
             self.summary.items_scanned += len(digests)
@@ -491,9 +504,18 @@ class _TableVerifier:
             """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences,
                    started_at, sample_fraction, missing, extra, differing, repaired)
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
-            s.table, s.full, s.clean, s.rows_checked, s.difference_count, started_at, s.sample, s.missing, s.extra,
-            s.differing, s.repaired,
-        )  # fmt: skip
+            s.table,
+            s.full,
+            s.clean,
+            s.rows_checked,
+            s.difference_count,
+            started_at,
+            s.sample,
+            s.missing,
+            s.extra,
+            s.differing,
+            s.repaired,
+        )
         return verification_id
 
 

@@ -347,9 +347,13 @@ class CustomerUseCases:
         if moved is not None:
             logger.info(
                 "loan application moved",
-                extra={"application_id": application_id, "action": action.value,
-                       "from_status": current.status.value, "to_status": target.value},
-            )  # fmt: skip
+                extra={
+                    "application_id": application_id,
+                    "action": action.value,
+                    "from_status": current.status.value,
+                    "to_status": target.value,
+                },
+            )
             return moved
         latest = await self.get_application(application_id)  # someone else moved it in between
         raise VersionConflict("loan application", application_id, version, latest.version)
@@ -367,8 +371,12 @@ class CustomerUseCases:
         # The customer service's line in a payment's trace. Ids and the outcome only: no principal, no names.
         logger.info(
             "loan standing checked",
-            extra={"loan_id": loan_id, "customer_id": customer_id, "exists": standing.exists,
-                   "belongs_to_customer": standing.belongs_to_customer,
-                   "status": standing.status.value if standing.status else ""},
-        )  # fmt: skip
+            extra={
+                "loan_id": loan_id,
+                "customer_id": customer_id,
+                "exists": standing.exists,
+                "belongs_to_customer": standing.belongs_to_customer,
+                "status": standing.status.value if standing.status else "",
+            },
+        )
         return standing

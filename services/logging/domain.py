@@ -178,9 +178,11 @@ def _attribute_problems(attributes: Mapping[str, str]) -> list[tuple[str, str]]:
     for key, value in attributes.items():
         if len(key) > MAX_ATTRIBUTE_KEY_LENGTH or not NAME_PATTERN.fullmatch(key):
             problems.append(
-                (f"attributes[{key[:MAX_ATTRIBUTE_KEY_LENGTH]!r}]",
-                 f"keys are 1-{MAX_ATTRIBUTE_KEY_LENGTH} letters, digits, '.', '_' or '-'")
-            )  # fmt: skip
+                (
+                    f"attributes[{key[:MAX_ATTRIBUTE_KEY_LENGTH]!r}]",
+                    f"keys are 1-{MAX_ATTRIBUTE_KEY_LENGTH} letters, digits, '.', '_' or '-'",
+                )
+            )
         elif len(value.encode()) > MAX_ATTRIBUTE_VALUE_BYTES:
             problems.append((f"attributes[{key!r}]", f"values are at most {MAX_ATTRIBUTE_VALUE_BYTES} bytes (UTF-8)"))
         elif NUL in value:

@@ -51,8 +51,10 @@ class LogSpec(TableSpec):
             """SELECT e.* FROM unnest($1::text[], $2::timestamptz[], $3::text[]::uuid[]) AS k(service, time, id)
                CROSS JOIN LATERAL (SELECT * FROM logging.entries
                                    WHERE service = k.service AND time = k.time AND id = k.id) AS e""",
-            services, times, ids,
-        )  # fmt: skip
+            services,
+            times,
+            ids,
+        )
         return list(rows)
 
     def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:

@@ -11,12 +11,12 @@ from migration.table_spec import Executor, Item, ItemKey, KeyColumn, RestoredPag
 from services.payment.adapters.dynamodb import MARKER_PREFIX, marker_item, payment_from_item, payment_item
 from services.payment.adapters.postgres import COLUMNS, payment_from_row, row_values
 
+# The columns' types, in COLUMNS order, for one INSERT of a whole page from arrays (the reverse sync's restore).
+# Packed by hand (fmt: skip): the formatter would give each a line of its own.
 PAYMENT_TYPES = (
     "uuid", "uuid", "uuid", "bigint", "text", "text", "text", "timestamptz", "timestamptz", "timestamptz", "bigint",
     "text", "text",
 )  # fmt: skip
-
-
 UPSERT_PAYMENTS = f"""
     INSERT INTO payment.payments ({COLUMNS})
     SELECT * FROM unnest({", ".join(f"${n}::{kind}[]" for n, kind in enumerate(PAYMENT_TYPES, 1))})
@@ -50,8 +50,9 @@ class PaymentSpec(TableSpec):
         rows = await executor.fetch(
             f"""SELECT * FROM payment.payments WHERE id = ANY($1::text[]::uuid[]) OR idempotency_key = ANY($2::text[])
                 ORDER BY id{" FOR SHARE" if lock else ""}""",  # noqa: S608 - a fixed clause
-            ids, idempotency_keys,
-        )  # fmt: skip
+            ids,
+            idempotency_keys,
+        )
         return list(rows)
 
     def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:
@@ -69,8 +70,6 @@ class PaymentSpec(TableSpec):
             "ExpressionAttributeNames": {"#version": "version"},
             "ExpressionAttributeValues": {":seen": item["version"]},
         }
-
-    # The columns' types, in COLUMNS order, for one INSERT of a whole page from arrays.
 
     async def restore(self, pool: asyncpg.Pool, items: Sequence[Item], run_id: int) -> RestoredPage:
         """Insert, or update only over an older version: a newer version written since the switch is kept."""

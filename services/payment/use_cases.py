@@ -133,17 +133,28 @@ class PaymentUseCases:
             raise FailedPrecondition(f"loan {loan_id} is not FUNDED; payments are recorded against funded loans")
         check_against_principal(amount, standing.principal)
         payment = Payment(
-            id=new_id(), customer_id=customer_id, loan_id=loan_id, amount=amount, method=command.method,
-            status=PaymentStatus.SETTLED, paid_at=paid_at, created_at=now, updated_at=now, version=1,
-            idempotency_key=key, request_fingerprint=fingerprint,
-        )  # fmt: skip
+            id=new_id(),
+            customer_id=customer_id,
+            loan_id=loan_id,
+            amount=amount,
+            method=command.method,
+            status=PaymentStatus.SETTLED,
+            paid_at=paid_at,
+            created_at=now,
+            updated_at=now,
+            version=1,
+            idempotency_key=key,
+            request_fingerprint=fingerprint,
+        )
         try:
             created = await self._store.create(payment)
         except IdempotencyKeyTaken as taken:  # a concurrent request with the same key won the race
             return self._replay(taken.existing, fingerprint)
         # Ids and the method only: amounts and idempotency keys stay out of logs.
-        logger.info("payment recorded", extra={"payment_id": str(created.id), "loan_id": str(loan_id),
-                                               "method": created.method.value})  # fmt: skip
+        logger.info(
+            "payment recorded",
+            extra={"payment_id": str(created.id), "loan_id": str(loan_id), "method": created.method.value},
+        )
         return created, False
 
     @staticmethod

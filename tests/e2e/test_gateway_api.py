@@ -167,8 +167,13 @@ async def test_a_malformed_id_in_the_path_is_400_naming_the_path_parameter(
 async def test_a_services_refusal_names_json_fields_in_the_message_as_in_the_details(
     client: httpx.AsyncClient, running_system: RunningSystem
 ) -> None:
-    body = {"customerId": str(uuid.uuid4()), "officerId": str(uuid.uuid4()), "termMonths": 12,
-            "principal": {"currencyCode": "XXX", "units": 5000}, "purpose": "car"}  # fmt: skip
+    body = {
+        "customerId": str(uuid.uuid4()),
+        "officerId": str(uuid.uuid4()),
+        "termMonths": 12,
+        "principal": {"currencyCode": "XXX", "units": 5000},
+        "purpose": "car",
+    }
 
     response = await client.post("/v1/applications", json=body, headers=bearer(running_system, Role.ADMIN))
 
@@ -263,9 +268,14 @@ async def test_a_gateway_with_a_placeholder_secret_outside_development_refuses_t
         "LOANBOOK_GATEWAY_JWT_SECRET": "change-me",
     }
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", cwd=PROJECT_ROOT, env=env, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "gateway",
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    )
     output, _ = await asyncio.wait_for(process.communicate(), 30)
 
     assert process.returncode == 2

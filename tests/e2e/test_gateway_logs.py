@@ -40,8 +40,13 @@ def a_service() -> str:
 
 
 def an_entry(service: str, seconds_ago: int, level: str = "LOG_LEVEL_INFO", **fields: Any) -> dict[str, Any]:
-    return {"service": service, "time": rfc3339(NOW - timedelta(seconds=seconds_ago)), "level": level,
-            "message": f"{seconds_ago} s ago", **fields}  # fmt: skip
+    return {
+        "service": service,
+        "time": rfc3339(NOW - timedelta(seconds=seconds_ago)),
+        "level": level,
+        "message": f"{seconds_ago} s ago",
+        **fields,
+    }
 
 
 async def write(client: httpx.AsyncClient, headers: dict[str, str], entries: list[dict[str, Any]]) -> None:
@@ -81,9 +86,12 @@ async def test_a_batch_is_read_back_newest_first_by_page_within_the_window_and_b
     serious = await read_all(client, sre, **window, pageSize=4, minLevel="LOG_LEVEL_ERROR")
     # `to` is exclusive and `from` inclusive: entries 10 s to 5 s ago, minus the one exactly 5 s ago.
     middle = await read_all(
-        client, sre, service=service, pageSize=50,
+        client,
+        sre,
+        service=service,
+        pageSize=50,
         **{"from": rfc3339(NOW - timedelta(seconds=10)), "to": rfc3339(NOW - timedelta(seconds=5))},
-    )  # fmt: skip
+    )
     by_default = await read_all(client, sre, service=service, pageSize=50)  # the hour before now
 
     assert [e["attributes"]["n"] for e in everything] == [str(n) for n in range(23)]
@@ -251,11 +259,17 @@ async def test_only_the_service_role_writes_and_only_officers_and_admins_read(
     anonymous_read = await client.get("/v1/logs", params=query)
 
     assert {role: r.status_code for role, r in writes.items()} == {
-        "customer": 403, "officer": 403, "admin": 403, "service": 200,
-    }  # fmt: skip
+        "customer": 403,
+        "officer": 403,
+        "admin": 403,
+        "service": 200,
+    }
     assert {role: r.status_code for role, r in reads.items()} == {
-        "customer": 403, "officer": 200, "admin": 200, "service": 403,
-    }  # fmt: skip
+        "customer": 403,
+        "officer": 200,
+        "admin": 200,
+        "service": 403,
+    }
     for refused in (writes["customer"], writes["admin"], reads["customer"], reads["service"]):
         assert_error(refused, 403, "PERMISSION_DENIED")
     assert_error(anonymous_write, 401, "UNAUTHENTICATED")

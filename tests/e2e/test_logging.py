@@ -40,8 +40,13 @@ def at(time: datetime) -> Timestamp:
 
 
 def an_entry(service: str, seconds_ago: float, level: int = pb.LOG_LEVEL_INFO, **fields: object) -> pb.LogEntry:
-    values: dict[str, object] = {"service": service, "time": at(NOW - timedelta(seconds=seconds_ago)),
-                                 "level": level, "message": f"{seconds_ago} s ago", **fields}  # fmt: skip
+    values: dict[str, object] = {
+        "service": service,
+        "time": at(NOW - timedelta(seconds=seconds_ago)),
+        "level": level,
+        "message": f"{seconds_ago} s ago",
+        **fields,
+    }
     return pb.LogEntry(**values)  # type: ignore[arg-type]
 
 
@@ -59,10 +64,16 @@ async def query_all(stub: Stub, service: str, page_size: int, min_level: int = 0
     found: list[pb.LogEntry] = []
     token = ""
     for _ in range(100):
-        page = await stub.QueryLogs(pb.QueryLogsRequest(
-            service=service, from_time=at(NOW - timedelta(minutes=30)), to_time=at(NOW + timedelta(seconds=1)),
-            min_level=min_level, page_size=page_size, page_token=token,  # type: ignore[arg-type]
-        ))  # fmt: skip
+        page = await stub.QueryLogs(
+            pb.QueryLogsRequest(
+                service=service,
+                from_time=at(NOW - timedelta(minutes=30)),
+                to_time=at(NOW + timedelta(seconds=1)),
+                min_level=pb.LogLevel.ValueType(min_level),
+                page_size=page_size,
+                page_token=token,
+            )
+        )
         found.extend(page.entries)
         token = page.next_page_token
         if not token:
@@ -160,9 +171,7 @@ async def test_a_stream_stores_each_good_message_and_stops_at_a_bad_one_naming_i
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert bad_request_fields(refused.value) == ["messages[2].entries[1].time"]
     assert "3 entries before it were stored" in (refused.value.details() or "")
-    assert [e.message for e in await query_all(stub, service, page_size=10)] == [
-        "1 s ago", "2 s ago", "3 s ago"
-    ]  # fmt: skip
+    assert [e.message for e in await query_all(stub, service, page_size=10)] == ["1 s ago", "2 s ago", "3 s ago"]
 
 
 @pytest.mark.parametrize(
@@ -240,10 +249,11 @@ async def test_answers_stay_the_same_when_reads_move_to_dynamodb_and_back(
             await copied(postgres_dsn, f"service:{service}")
             traceparent = f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
             in_dynamo = await stub.QueryLogs(
-                pb.QueryLogsRequest(service=service, from_time=at(NOW - timedelta(seconds=1)),
-                                    to_time=at(NOW + timedelta(seconds=1))),
+                pb.QueryLogsRequest(
+                    service=service, from_time=at(NOW - timedelta(seconds=1)), to_time=at(NOW + timedelta(seconds=1))
+                ),
                 metadata=(("traceparent", traceparent),),
-            )  # fmt: skip
+            )
         finally:
             await switch(migration_pb2.MIGRATION_STAGE_POSTGRES_ONLY)
 

@@ -72,22 +72,34 @@ async def test_a_repeated_request_returns_the_original_and_a_changed_one_is_refu
     [
         ({"idempotency_key": ""}, grpc.StatusCode.INVALID_ARGUMENT, ["idempotency_key"]),
         ({"amount": money_pb2.Money(currency_code="USD", units=-1)}, grpc.StatusCode.INVALID_ARGUMENT, ["amount"]),
-        ({"amount": money_pb2.Money(currency_code="USD", units=1, nanos=1)}, grpc.StatusCode.INVALID_ARGUMENT,
-         ["amount.nanos"]),
-        ({"amount": money_pb2.Money(currency_code="XTS", units=1)}, grpc.StatusCode.INVALID_ARGUMENT,
-         ["amount.currency_code"]),
+        (
+            {"amount": money_pb2.Money(currency_code="USD", units=1, nanos=1)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["amount.nanos"],
+        ),
+        (
+            {"amount": money_pb2.Money(currency_code="XTS", units=1)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["amount.currency_code"],
+        ),
         # Past int64 minor units, and past the loan's principal (25,000 USD).
-        ({"amount": money_pb2.Money(currency_code="USD", units=92_233_720_368_547_759)},
-         grpc.StatusCode.INVALID_ARGUMENT, ["amount.units"]),
+        (
+            {"amount": money_pb2.Money(currency_code="USD", units=92_233_720_368_547_759)},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["amount.units"],
+        ),
         ({"amount": money_pb2.Money(currency_code="USD", units=25_001)}, grpc.StatusCode.INVALID_ARGUMENT, ["amount"]),
         # A Timestamp past year 9999 (a client may send any int64 seconds): with the request's other problems.
-        ({"paid_time": Timestamp(seconds=2**62), "method": pb.PAYMENT_METHOD_UNSPECIFIED},
-         grpc.StatusCode.INVALID_ARGUMENT, ["method", "paid_time"]),
+        (
+            {"paid_time": Timestamp(seconds=2**62), "method": pb.PAYMENT_METHOD_UNSPECIFIED},
+            grpc.StatusCode.INVALID_ARGUMENT,
+            ["method", "paid_time"],
+        ),
         ({"loan_id": str(uuid.uuid4())}, grpc.StatusCode.NOT_FOUND, None),
         ({"loan_id": DEVONS_LOAN}, grpc.StatusCode.NOT_FOUND, None),
         ({"loan_id": CASEY_LOAN_UNDER_REVIEW}, grpc.StatusCode.FAILED_PRECONDITION, None),
     ],
-)  # fmt: skip
+)
 async def test_bad_payments_are_refused_precisely_and_nothing_is_written(
     stub: Stub, overrides: dict[str, object], code: grpc.StatusCode, fields: list[str] | None
 ) -> None:
@@ -140,8 +152,12 @@ async def test_recording_a_payment_is_one_trace_through_both_services(
     # One span per store call in the payment service (the hybrid store's), none per SQL statement or AWS request;
     # the customer service, whose store does not trace itself, keeps asyncpg's.
     def client_spans(service: str) -> list[str]:
-        return [s.name for s in spans if s.service_name == service
-                and ("db.system" in s.attributes or s.attributes.get("rpc.system") == "aws-api")]  # fmt: skip
+        return [
+            s.name
+            for s in spans
+            if s.service_name == service
+            and ("db.system" in s.attributes or s.attributes.get("rpc.system") == "aws-api")
+        ]
 
     assert client_spans("loanbook-payment") == []
     assert client_spans("loanbook-customer"), names
@@ -152,8 +168,12 @@ async def test_with_the_customer_service_down_a_payment_is_refused_as_unavailabl
 ) -> None:
     app = running_system.apps["payment"]
     port = free_port()
-    env = {**app.env, "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
-           "LOANBOOK_PAYMENT_CUSTOMER_ADDR": f"127.0.0.1:{free_port()}", "OTEL_TRACES_EXPORTER": "none"}  # fmt: skip
+    env = {
+        **app.env,
+        "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
+        "LOANBOOK_PAYMENT_CUSTOMER_ADDR": f"127.0.0.1:{free_port()}",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
     payment = await start_process("payment-orphan", [sys.executable, "-m", "services.payment"], env, tmp_path)
     try:
         await payment.wait_until_ready(grpc_health(f"127.0.0.1:{port}"))

@@ -209,8 +209,9 @@ async def test_a_page_token_is_bound_to_its_query(payments: PaymentUseCases) -> 
 
 async def test_a_retry_of_a_request_without_a_paid_time_is_a_replay(store: InMemoryPaymentRepository) -> None:
     clock = iter([NOW, NOW + timedelta(seconds=3)])  # the retry arrives later: "now" has moved on
-    payments = PaymentUseCases(store, LoanBook({LOAN: (CUSTOMER, True)}), PageTokens("k" * 32, "payment"),
-                               now=lambda: next(clock))  # fmt: skip
+    payments = PaymentUseCases(
+        store, LoanBook({LOAN: (CUSTOMER, True)}), PageTokens("k" * 32, "payment"), now=lambda: next(clock)
+    )
 
     first, _ = await payments.record_payment(request := command(paid_at=None))
     again, replayed = await payments.record_payment(request)

@@ -34,9 +34,12 @@ PATH_TO: dict[ApplicationStatus, list[ApplicationAction]] = {
     ApplicationStatus.WITHDRAWN: [ApplicationAction.WITHDRAW],
     ApplicationStatus.FUNDED: [ApplicationAction.REVIEW, ApplicationAction.APPROVE, ApplicationAction.FUND],
     ApplicationStatus.CLOSED: [
-        ApplicationAction.REVIEW, ApplicationAction.APPROVE, ApplicationAction.FUND, ApplicationAction.CLOSE,
+        ApplicationAction.REVIEW,
+        ApplicationAction.APPROVE,
+        ApplicationAction.FUND,
+        ApplicationAction.CLOSE,
     ],
-}  # fmt: skip
+}
 
 
 def action_pb(action: ApplicationAction) -> pb.ApplicationAction.ValueType:
@@ -186,10 +189,12 @@ async def test_a_transition_at_a_stale_version_is_aborted(customer_stub: Stub, f
     with pytest.raises(grpc.aio.AioRpcError) as nul_in_reason:
         await customer_stub.TransitionLoanApplication(
             pb.TransitionLoanApplicationRequest(
-                application_id=application.id, action=pb.APPLICATION_ACTION_APPROVE, version=application.version,
+                application_id=application.id,
+                action=pb.APPLICATION_ACTION_APPROVE,
+                version=application.version,
                 reason="looks\x00fine",
             )
-        )  # fmt: skip
+        )
     after = await customer_stub.GetLoanApplication(pb.GetLoanApplicationRequest(application_id=application.id))
 
     assert stale.value.code() == grpc.StatusCode.ABORTED
@@ -328,8 +333,13 @@ async def test_a_loan_standing_check_is_logged_at_info_with_ids_and_the_outcome_
     [record] = [r for r in caplog.records if r.getMessage() == "loan standing checked"]
     assert record.levelno == logging.INFO
     fields = {k: getattr(record, k) for k in ("loan_id", "customer_id", "exists", "belongs_to_customer", "status")}
-    assert fields == {"loan_id": funded.id, "customer_id": stranger.id, "exists": True,
-                      "belongs_to_customer": False, "status": "FUNDED"}  # fmt: skip
+    assert fields == {
+        "loan_id": funded.id,
+        "customer_id": stranger.id,
+        "exists": True,
+        "belongs_to_customer": False,
+        "status": "FUNDED",
+    }
     logged = str(record.__dict__)
     assert "10000" not in logged
     assert stranger.email not in logged
@@ -339,19 +349,27 @@ async def test_a_loan_standing_check_is_logged_at_info_with_ids_and_the_outcome_
 @pytest.mark.parametrize(
     ("query", "index"),
     [
-        ("SELECT * FROM customer.loan_applications WHERE customer_id = $1 ORDER BY id DESC LIMIT 51",
-         "loan_applications_customer_idx"),
-        ("SELECT * FROM customer.loan_applications WHERE officer_id = $1 ORDER BY id DESC LIMIT 51",
-         "loan_applications_officer_idx"),
-        ("SELECT * FROM customer.loan_applications WHERE branch_id = $1 ORDER BY id DESC LIMIT 51",
-         "loan_applications_branch_idx"),
+        (
+            "SELECT * FROM customer.loan_applications WHERE customer_id = $1 ORDER BY id DESC LIMIT 51",
+            "loan_applications_customer_idx",
+        ),
+        (
+            "SELECT * FROM customer.loan_applications WHERE officer_id = $1 ORDER BY id DESC LIMIT 51",
+            "loan_applications_officer_idx",
+        ),
+        (
+            "SELECT * FROM customer.loan_applications WHERE branch_id = $1 ORDER BY id DESC LIMIT 51",
+            "loan_applications_branch_idx",
+        ),
         ("SELECT * FROM customer.customers WHERE branch_id = $1 ORDER BY id LIMIT 51", "customers_branch_idx"),
         ("SELECT * FROM customer.loan_officers WHERE branch_id = $1 ORDER BY id LIMIT 51", "loan_officers_branch_idx"),
-        ("SELECT officer_id, status, currency, count(*), sum(principal_minor) FROM customer.loan_applications"
-         " WHERE branch_id = $1 GROUP BY GROUPING SETS ((status, currency), (officer_id, status, currency))",
-         "loan_applications_portfolio_idx"),
+        (
+            "SELECT officer_id, status, currency, count(*), sum(principal_minor) FROM customer.loan_applications"
+            " WHERE branch_id = $1 GROUP BY GROUPING SETS ((status, currency), (officer_id, status, currency))",
+            "loan_applications_portfolio_idx",
+        ),
     ],
-)  # fmt: skip
+)
 async def test_each_listed_query_is_served_by_its_index(db: asyncpg.Pool, query: str, index: str) -> None:
     async with db.acquire() as connection, connection.transaction():
         # With few rows the planner may pick any plan; pricing out the alternatives (sequential and bitmap

@@ -182,8 +182,9 @@ async def test_an_empty_or_reversed_range_finds_nothing(repository: LogRepositor
 
 async def test_a_postgres_page_reads_only_the_partitions_and_index_range_it_needs(log_pool: asyncpg.Pool) -> None:
     t0 = recent_hour()
-    statement = query_statement("svc", t0, t0 + timedelta(hours=1), LogLevel.WARNING,
-                                LogCursor(t0 + timedelta(minutes=5), uuid.uuid4()), 50)  # fmt: skip
+    statement = query_statement(
+        "svc", t0, t0 + timedelta(hours=1), LogLevel.WARNING, LogCursor(t0 + timedelta(minutes=5), uuid.uuid4()), 50
+    )
     async with log_pool.acquire() as connection, connection.transaction():
         # Once autovacuum has analysed a tiny partition the planner may rightly scan it whole, or bitmap-scan and
         # sort its two rows (both seen in full runs); with those priced out, the plan shows what the index can do.

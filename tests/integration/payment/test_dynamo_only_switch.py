@@ -40,8 +40,12 @@ def only_the_journal_guard(harness: Harness) -> ControlPlane:
 async def test_the_switch_to_dynamo_only_succeeds_under_steady_writes(harness: Harness) -> None:
     replica = await harness.replica()
     await harness.set_stage(Stage.DYNAMO_PRIMARY, fallback=False)
-    store = HybridPaymentStore(replica.hybrid, harness.postgres, PostgresPaymentRepository,
-                               LoadedDynamo(harness.dynamo_client, harness.table_name))  # fmt: skip
+    store = HybridPaymentStore(
+        replica.hybrid,
+        harness.postgres,
+        PostgresPaymentRepository,
+        LoadedDynamo(harness.dynamo_client, harness.table_name),
+    )
     acknowledged: dict[object, Payment] = {}
     stop = asyncio.Event()
 

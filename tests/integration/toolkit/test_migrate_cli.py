@@ -127,8 +127,10 @@ def test_backfill_then_verify_then_forward_and_rollback(environment: dict[str, s
     backfilled = runner.invoke(app, ["migrate", "backfill", "payments", "logs", "--workers", "2"])
     verified = runner.invoke(app, ["migrate", "verify"])
     planned = runner.invoke(app, ["migrate", "plan", "payments"])
-    forward = [runner.invoke(app, ["migrate", "switch", "payments", stage]) for stage in
-               ("shadow", "dynamo_live", "dynamo_primary")]  # fmt: skip
+    forward = [
+        runner.invoke(app, ["migrate", "switch", "payments", stage])
+        for stage in ("shadow", "dynamo_live", "dynamo_primary")
+    ]
     rolled_back = runner.invoke(app, ["migrate", "rollback", "payments", "--who", "oncall"])
 
     assert refused.exit_code == 1
@@ -191,10 +193,16 @@ def test_moving_to_dynamo_only_is_refused_while_the_journal_holds_writes(
     environment: dict[str, str], postgres_dsn: str
 ) -> None:
     on_postgres(postgres_dsn, "UPDATE migration.table_modes SET stage = 'dynamo_primary' WHERE table_name = 'logs'")
-    on_postgres(postgres_dsn, """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked,
-                                 differences, started_at) VALUES ('logs', true, true, 0, 0, now())""")  # fmt: skip
-    on_postgres(postgres_dsn, """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
-                                 VALUES ('logs', 'batch-1', 1, '{batch-1}')""")  # fmt: skip
+    on_postgres(
+        postgres_dsn,
+        """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked,
+                                 differences, started_at) VALUES ('logs', true, true, 0, 0, now())""",
+    )
+    on_postgres(
+        postgres_dsn,
+        """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
+                                 VALUES ('logs', 'batch-1', 1, '{batch-1}')""",
+    )
 
     refused = runner.invoke(app, ["migrate", "switch", "logs", "dynamo_only", "--drain-seconds", "0.3"])
     on_postgres(postgres_dsn, "DELETE FROM migration.journal WHERE table_name = 'logs'")
@@ -247,8 +255,11 @@ def test_verify_does_not_repair_from_postgres_while_it_lacks_the_writes_of_dynam
     environment: dict[str, str], postgres_dsn: str
 ) -> None:
     for stage in ("dynamo_primary", "dynamo_only"):
-        on_postgres(postgres_dsn, """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked,
-                                     differences, started_at) VALUES ('logs', true, true, 0, 0, now())""")  # fmt: skip
+        on_postgres(
+            postgres_dsn,
+            """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked,
+                                     differences, started_at) VALUES ('logs', true, true, 0, 0, now())""",
+        )
         assert runner.invoke(app, ["migrate", "switch", "logs", stage]).exit_code == 0
     assert runner.invoke(app, ["migrate", "switch", "logs", "dynamo_primary", "--fallback", "off"]).exit_code == 0
 
@@ -283,8 +294,21 @@ def test_the_cli_names_the_missing_setting(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[str, str], postgres_dsn: str) -> None:
     seed(postgres_dsn, payments=3000, logs=3000)
-    command = [sys.executable, "-m", "toolkit", "migrate", "backfill", "payments", "logs", "--workers", "2",
-               "--batch-rows", "50", "--rate-limit", "1500"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "toolkit",
+        "migrate",
+        "backfill",
+        "payments",
+        "logs",
+        "--workers",
+        "2",
+        "--batch-rows",
+        "50",
+        "--rate-limit",
+        "1500",
+    ]
     env = {**os.environ, **environment, "PYTHONPATH": f"{ROOT / 'gen' / 'python'}:{ROOT}"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     done = 0
@@ -304,8 +328,11 @@ def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[s
 
     assert resumed.exit_code == 0, resumed.output
     assert resumed.output.count("(resumed)") == 2
-    copied = [int(line.split(" copied ")[1].split(" rows")[0].replace(",", ""))
-              for line in resumed.output.splitlines() if " copied " in line]  # fmt: skip
+    copied = [
+        int(line.split(" copied ")[1].split(" rows")[0].replace(",", ""))
+        for line in resumed.output.splitlines()
+        if " copied " in line
+    ]
     assert sum(copied) == 6000 - checkpointed  # nothing checkpointed was copied again
     assert verified.exit_code == 0, verified.output
     # Every payment once with its marker, every log entry once: the rewritten last pages did not duplicate.

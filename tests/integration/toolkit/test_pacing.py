@@ -39,10 +39,16 @@ async def test_a_paced_reverse_sync_and_verify_keep_to_the_rate_limit(stores: St
 
     sync_options = ReverseSyncOptions(segments=4, page_items=PAGE, settle_seconds=0, pacing=pacing)
 
-    [synced] = await run_reverse_sync(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                      sync_options)  # fmt: skip
-    [verified] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                  VerifyOptions(workers=1, scan_page_items=PAGE, pacing=pacing))  # fmt: skip
+    [synced] = await run_reverse_sync(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, sync_options
+    )
+    [verified] = await run_verify(
+        stores.pool,
+        stores.dynamodb,
+        stores.specs("payments"),
+        stores.table_name,
+        VerifyOptions(workers=1, scan_page_items=PAGE, pacing=pacing),
+    )
 
     assert (synced.items_scanned, synced.clean, verified.clean) == (300, True, True)
     sync_pace = kept_to(synced.pacing, RATE, PAGE)

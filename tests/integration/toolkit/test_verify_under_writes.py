@@ -38,8 +38,9 @@ class LoadedDynamo(DynamoPaymentRepository):
 async def backfilled(stores: Stores, payments: int) -> list[Payment]:
     history = await insert_payments(stores.pool, payments)
     await set_stage(stores.pool, "payments", Stage.DUAL_WRITE)
-    await run_backfill(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                       BackfillOptions(workers=2))  # fmt: skip
+    await run_backfill(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, BackfillOptions(workers=2)
+    )
     return history
 
 
@@ -50,10 +51,19 @@ def reversed_(payment: Payment) -> Payment:
 async def test_repeated_verifies_under_writes_and_reversals_report_no_difference(stores: Stores) -> None:
     await backfilled(stores, 300)
     mode = TableMode("payments", Stage.DUAL_WRITE, fallback=True)
-    hybrid = HybridTable("payments", lambda: mode, stores.pool, Journal(stores.pool, "payments"),
-                         HybridSettings(dynamo_timeout_seconds=5))  # fmt: skip
-    store = HybridPaymentStore(hybrid, PostgresPaymentRepository(stores.pool), PostgresPaymentRepository,
-                               LoadedDynamo(stores.dynamodb, stores.table_name("payments")))  # fmt: skip
+    hybrid = HybridTable(
+        "payments",
+        lambda: mode,
+        stores.pool,
+        Journal(stores.pool, "payments"),
+        HybridSettings(dynamo_timeout_seconds=5),
+    )
+    store = HybridPaymentStore(
+        hybrid,
+        PostgresPaymentRepository(stores.pool),
+        PostgresPaymentRepository,
+        LoadedDynamo(stores.dynamodb, stores.table_name("payments")),
+    )
     stop = asyncio.Event()
 
     async def writer() -> int:
@@ -68,8 +78,9 @@ async def test_repeated_verifies_under_writes_and_reversals_report_no_difference
     try:
         verified = []
         for _ in range(4):
-            verified += await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                         options)  # fmt: skip
+            verified += await run_verify(
+                stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, options
+            )
     finally:
         stop.set()
         writes = await asyncio.gather(*writers)
@@ -125,8 +136,9 @@ async def test_a_write_still_in_flight_when_the_recheck_gives_up_is_not_a_differ
         assert await PostgresPaymentRepository(connection).update(reversed_(stuck), expected_version=1)
         await Journal(stores.pool, "payments").append(connection, str(stuck.id), 2, routing_keys(stuck))
 
-    [summary] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name,
-                                 VerifyOptions(recheck_seconds=0.3))  # fmt: skip
+    [summary] = await run_verify(
+        stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, VerifyOptions(recheck_seconds=0.3)
+    )
 
     assert summary.differences == []
     assert (summary.difference_count, summary.in_flight, summary.clean) == (0, 1, True)
