@@ -27,9 +27,13 @@ from services.payment.domain import Payment, PaymentStatus
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from tests.support.payments import a_payment
 from tests.support.toolkit import Stores, migrated_to_dynamo_only
+from toolkit.dynamo_io import Pacing
+from toolkit.migrate_commands import DEFAULT_READ_RATE
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only
 from toolkit.verify import VerifyOptions
 
+# The scans paced as `loanbook migrate rollback` paces them by default: a live system's traffic comes first.
+AS_THE_CLI_PACES = Pacing(rate_limit=DEFAULT_READ_RATE)
 # The load of the run that found listings missing payments during a rollback: 30 writes/s, 20 listings/s.
 WRITES_PER_SECOND = 30
 LISTINGS_PER_SECOND = 20
@@ -146,8 +150,8 @@ async def test_a_rollback_from_dynamo_only_under_writes_and_listings_misses_noth
             stores.specs("payments"),
             stores.table_name,
             who="oncall",
-            options=ReverseSyncOptions(segments=4, settle_seconds=1.0, who="oncall"),
-            verify_options=VerifyOptions(workers=2),
+            options=ReverseSyncOptions(segments=4, settle_seconds=1.0, who="oncall", pacing=AS_THE_CLI_PACES),
+            verify_options=VerifyOptions(workers=2, pacing=AS_THE_CLI_PACES),
         )
         listed_after = load.listings
         async with asyncio.timeout(20):  # a little traffic after the rollback too
