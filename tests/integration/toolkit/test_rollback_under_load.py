@@ -171,6 +171,11 @@ async def test_a_rollback_from_dynamo_only_under_writes_and_listings_misses_noth
             await watcher.stop()
 
     [way] = ways
+    print(
+        f"\nrollback under load: {len(load.acknowledged)} payments acknowledged ({load.writes_in_dynamo_only} in "
+        f"dynamo_only), {load.listings} listings ({load.listings_on_the_way_back} while PostgreSQL was incomplete), "
+        f"{len(load.misses)} missed a payment, {len(load.failures)} requests failed"
+    )
     assert way.complete, way
     assert way.stage is Stage.DYNAMO_PRIMARY
     assert load.failures == []
