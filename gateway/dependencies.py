@@ -119,6 +119,12 @@ def not_found(resource: str, resource_id: str) -> ApiError:
     return ApiError(grpc.StatusCode.NOT_FOUND, str(NotFound(resource, resource_id)))
 
 
+def hide_unless_own(caller: Caller, owner_id: str, resource: str, resource_id: str) -> None:
+    """404 for a customer asking for what `owner_id` (another customer) owns: "not yours" reads as "no such"."""
+    if caller.role is Role.CUSTOMER and not caller.is_customer(owner_id):
+        raise not_found(resource, resource_id)
+
+
 def only_own_customer(caller: Caller, customer_id: str) -> str:
     """The customer id a list or submission is for: a customer's own, whatever it asked (a different one → 403)."""
     if caller.role is not Role.CUSTOMER:
