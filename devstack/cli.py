@@ -350,6 +350,8 @@ Ephemeral = Annotated[
 ]
 
 
+# `infra` and `up` each list the options they share: Typer reads a command's options from its signature (the
+# option types, with their variables and help, are declared once above).
 @app.command("infra")
 def infra_command(
     ctx: typer.Context,
