@@ -123,38 +123,41 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
     def otel(name: str) -> dict[str, str]:
         return {"OTEL_SERVICE_NAME": f"loanbook-{name}", "PYTHONUNBUFFERED": "1"}
 
+    def grpc_service(name: str, address: str, env: Mapping[str, str]) -> AppProcess:
+        """`python -m services.<name>` serving gRPC at `address`, ready once its health service says SERVING."""
+        return AppProcess(
+            name=name,
+            argv=[python, "-m", f"services.{name}"],
+            env={**otel(name), **env},
+            readiness=grpc_health(address),
+            endpoint=f"{address} (gRPC)",
+        )
+
     return [
-        AppProcess(
-            name="logging",
-            argv=[python, "-m", "services.logging"],
-            env={
-                **otel("logging"),
+        grpc_service(
+            "logging",
+            logging_addr,
+            {
                 **AWS_LOCAL_ENV,
                 "LOANBOOK_LOGGING_GRPC_PORT": str(ports.logging_port),
                 "LOANBOOK_LOGGING_POSTGRES_DSN": stack.postgres_dsn,
                 "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": stack.dynamodb_endpoint,
             },
-            readiness=grpc_health(logging_addr),
-            endpoint=f"{logging_addr} (gRPC)",
         ),
-        AppProcess(
-            name="customer",
-            argv=[python, "-m", "services.customer"],
-            env={
-                **otel("customer"),
+        grpc_service(
+            "customer",
+            customer,
+            {
                 "LOANBOOK_CUSTOMER_GRPC_PORT": str(ports.customer_port),
                 "LOANBOOK_CUSTOMER_POSTGRES_DSN": stack.postgres_dsn,
                 "LOANBOOK_CUSTOMER_SEED_DEMO_DATA": "true",
                 "LOANBOOK_CUSTOMER_LOG_SHIPPING_ADDR": logging_addr,
             },
-            readiness=grpc_health(customer),
-            endpoint=f"{customer} (gRPC)",
         ),
-        AppProcess(
-            name="payment",
-            argv=[python, "-m", "services.payment"],
-            env={
-                **otel("payment"),
+        grpc_service(
+            "payment",
+            payment,
+            {
                 **AWS_LOCAL_ENV,
                 "LOANBOOK_PAYMENT_GRPC_PORT": str(ports.payment_port),
                 "LOANBOOK_PAYMENT_POSTGRES_DSN": stack.postgres_dsn,
@@ -164,8 +167,6 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 # The workshop's switch file: ReadFromDynamoDB=false starts payments in dual_write.
                 "LOANBOOK_PAYMENT_MIGRATION_SETTINGS_FILE": str(project_root() / "deploy" / "migration-settings.json"),
             },
-            readiness=grpc_health(payment),
-            endpoint=f"{payment} (gRPC)",
         ),
         AppProcess(
             name="gateway",
@@ -349,6 +350,8 @@ Ephemeral = Annotated[
 ]
 
 
+# `infra` and `up` each list the options they share: Typer reads a command's options from its signature (the
+# option types, with their variables and help, are declared once above).
 @app.command("infra")
 def infra_command(
     ctx: typer.Context,

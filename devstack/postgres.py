@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -14,12 +13,11 @@ import signal
 import stat
 import subprocess
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import asyncpg
 
-from devstack.processes import RunAs, StartupError, free_port, log_tail, spawn, terminate, wait_until_ready
+from devstack.processes import ChildProcess, RunAs, StartupError, free_port, log_tail, spawn
 from devstack.tools import PostgresBinaries, find_postgres_binaries
 
 log = logging.getLogger(__name__)
@@ -115,7 +113,7 @@ def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-class PostgresServer:
+class PostgresServer(ChildProcess):
     """PostgreSQL for development (persistent) or tests (`ephemeral=True`), bound to 127.0.0.1 only."""
 
     def __init__(
@@ -130,7 +128,8 @@ class PostgresServer:
         stop_timeout: float = 15.0,
         name: str = "postgres",
     ) -> None:
-        self.name = name
+        # SIGINT is PostgreSQL's fast shutdown: roll back open transactions, checkpoint, exit.
+        super().__init__(name, stop_signal=signal.SIGINT, start_timeout=start_timeout, stop_timeout=stop_timeout)
         self.state_dir = state_dir.resolve()
         self.home = self.state_dir / "postgres"
         self.password_file = self.home / "password"
@@ -139,9 +138,6 @@ class PostgresServer:
         self.ephemeral = ephemeral
         self._binaries = binaries
         self._relocation_base = relocation_base
-        self._start_timeout = start_timeout
-        self._stop_timeout = stop_timeout
-        self._process: asyncio.subprocess.Process | None = None
         self._password = ""
         self.run_as: RunAs | None = None
         # Resolved in start(): <home>/cluster, or where its symlink points when relocated.
@@ -156,14 +152,6 @@ class PostgresServer:
         return self.data_root / "socket"
 
     @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        return self._process.returncode if self._process is not None else None
-
-    @property
     def dsn(self) -> str:
         return self._dsn(APP_ROLE, APP_DATABASE)
 
@@ -173,19 +161,6 @@ class PostgresServer:
 
     def _dsn(self, user: str, database: str) -> str:
         return f"postgresql://{user}:{quote(self._password, safe='')}@127.0.0.1:{self.port}/{database}"
-
-    async def __aenter__(self) -> PostgresServer:
-        try:
-            await self.start()
-        except BaseException:
-            await self.stop()
-            raise
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.stop()
 
     async def start(self) -> None:
         binaries = self._binaries or find_postgres_binaries()
@@ -197,31 +172,15 @@ class PostgresServer:
             await self._initdb(binaries)
         if self.port == 0:
             self.port = free_port()
-        self._process = await spawn(
+        await self._launch(
             [binaries.postgres, "-D", self.data_dir, *self._settings()],
+            self._accepts_connections,
             log_path=self.log_path,
             run_as=self.run_as,
             # Immediate shutdown: the postmaster takes its backends down with it.
             death_signal=signal.SIGQUIT,
         )
-        await wait_until_ready(
-            self.name,
-            self._process,
-            self._accepts_connections,
-            limit=self._start_timeout,
-            log_path=self.log_path,
-        )
         await self._ensure_app_role()
-
-    async def wait(self) -> int:
-        assert self._process is not None, "start() first"
-        return await self._process.wait()
-
-    async def stop(self) -> None:
-        if self._process is None:
-            return
-        # SIGINT is PostgreSQL's fast shutdown: roll back open transactions, checkpoint, exit.
-        await terminate(self._process, first_signal=signal.SIGINT, grace=self._stop_timeout)
 
     def _prepare_data_root(self) -> None:
         link = self.home / "cluster"

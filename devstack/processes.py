@@ -9,9 +9,12 @@ import os
 import signal
 import socket
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 PR_SET_PDEATHSIG = 1
 
@@ -191,3 +194,66 @@ async def wait_until_ready(
                 f"last lines of {log_path}:\n{log_tail(log_path)}"
             )
         await asyncio.sleep(interval)
+
+
+class ChildProcess(ABC):
+    """One supervised child (a ManagedProcess): started until its probe says ready, waited for, stopped politely first.
+
+    Subclasses say how to start it (`start`, through `_launch`) and which signal asks it to stop.
+    """
+
+    def __init__(self, name: str, *, stop_signal: int, start_timeout: float, stop_timeout: float) -> None:
+        self.name = name
+        self._stop_signal = stop_signal
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process is not None else None
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    @abstractmethod
+    async def start(self) -> None:
+        """Start the child and return once it is ready to serve."""
+
+    async def _launch(
+        self,
+        argv: Sequence[str | Path],
+        ready: Probe,
+        *,
+        log_path: Path | None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        run_as: RunAs | None = None,
+        death_signal: int,
+    ) -> None:
+        """Spawn the child (see `spawn`) and wait until `ready` answers true, within the start timeout."""
+        self._process = await spawn(argv, log_path=log_path, env=env, cwd=cwd, run_as=run_as, death_signal=death_signal)
+        await wait_until_ready(self.name, self._process, ready, limit=self._start_timeout, log_path=log_path)
+
+    async def wait(self) -> int:
+        assert self._process is not None, "start() first"
+        return await self._process.wait()
+
+    async def stop(self) -> None:
+        if self._process is None:
+            return
+        await terminate(self._process, first_signal=self._stop_signal, grace=self._stop_timeout)

@@ -15,7 +15,7 @@ from typing import Protocol, TextIO
 
 import httpx
 
-from devstack.processes import log_tail, spawn, terminate, wait_until_ready
+from devstack.processes import ChildProcess, log_tail
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class AppProcess:
     inherit_env: bool = field(default=True)
 
 
-class CommandProcess:
+class CommandProcess(ChildProcess):
     """A ManagedProcess for a plain command, logging to `<log_dir>/<name>.log`."""
 
     def __init__(
@@ -102,20 +102,10 @@ class CommandProcess:
         start_timeout: float = 30.0,
         stop_timeout: float = 10.0,
     ) -> None:
+        super().__init__(app.name, stop_signal=signal.SIGTERM, start_timeout=start_timeout, stop_timeout=stop_timeout)
         self.app = app
         self._log_path = log_dir / f"{app.name}.log" if log_dir is not None else None
         self._cwd = cwd
-        self._start_timeout = start_timeout
-        self._stop_timeout = stop_timeout
-        self._process: asyncio.subprocess.Process | None = None
-
-    @property
-    def name(self) -> str:
-        return self.app.name
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
 
     @property
     def log_path(self) -> Path | None:
@@ -123,20 +113,14 @@ class CommandProcess:
 
     async def start(self) -> None:
         env = {**os.environ, **self.app.env} if self.app.inherit_env else dict(self.app.env)
-        self._process = await spawn(
-            self.app.argv, log_path=self._log_path, env=env, cwd=self._cwd, death_signal=signal.SIGTERM
+        await self._launch(
+            self.app.argv,
+            self.app.readiness,
+            log_path=self._log_path,
+            env=env,
+            cwd=self._cwd,
+            death_signal=signal.SIGTERM,
         )
-        await wait_until_ready(
-            self.name, self._process, self.app.readiness, limit=self._start_timeout, log_path=self._log_path
-        )
-
-    async def wait(self) -> int:
-        assert self._process is not None, "start() first"
-        return await self._process.wait()
-
-    async def stop(self) -> None:
-        if self._process is not None:
-            await terminate(self._process, first_signal=signal.SIGTERM, grace=self._stop_timeout)
 
 
 class StackStopped(Exception):

@@ -11,11 +11,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from devstack.dynamodb import DynamoDBLocal, http_answers
 from devstack.postgres import PostgresServer
-from devstack.processes import StartupError
+from devstack.processes import ChildProcess, StartupError
 
 POSTGRES_ENV = "LOANBOOK_TEST_POSTGRES_DSN"
 DYNAMODB_ENV = "LOANBOOK_TEST_DYNAMODB_ENDPOINT"
@@ -24,6 +24,7 @@ DYNAMODB_IMAGE = "amazon/dynamodb-local"
 
 DockerProbe = Callable[[], bool]
 Backend = Literal["env", "docker", "local"]
+ServerT = TypeVar("ServerT", bound=ChildProcess)
 
 
 def docker_available(client_factory: Callable[..., Any] | None = None, timeout: float = 2.0) -> bool:
@@ -59,7 +60,11 @@ def select_backend(variable: str, env: Mapping[str, str], docker_probe: DockerPr
 
 
 @asynccontextmanager
-async def _scratch_dir(prefix: str) -> AsyncIterator[Path]:
+async def _state_dir_or_scratch(state_dir: Path | None, prefix: str) -> AsyncIterator[Path]:
+    """`state_dir` when one is given, else a fresh scratch folder that is removed afterwards."""
+    if state_dir is not None:
+        yield state_dir
+        return
     # mkdtemp makes 0700 folders; search-only access for others lets an unprivileged PostgreSQL reach its
     # data without relocating it to /var/lib.
     path = Path(tempfile.mkdtemp(prefix=prefix))
@@ -107,28 +112,45 @@ async def _dynamodb_container() -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def _local_postgres(state_dir: Path | None) -> AsyncIterator[str]:
-    if state_dir is not None:
-        async with PostgresServer(state_dir, ephemeral=True) as server:
-            yield server.dsn
-        return
-    async with _scratch_dir("loanbook-pg-") as scratch, PostgresServer(scratch, ephemeral=True) as server:
-        yield server.dsn
+async def _local_server(
+    state_dir: Path | None, prefix: str, server: Callable[[Path], ServerT], address: Callable[[ServerT], str]
+) -> AsyncIterator[str]:
+    """A throw-away `server` run in `state_dir` (else a scratch folder), yielding its `address` until it stops."""
+    async with _state_dir_or_scratch(state_dir, prefix) as folder, server(folder) as running:
+        yield address(running)
 
 
-@asynccontextmanager
-async def _local_dynamodb(state_dir: Path | None) -> AsyncIterator[str]:
-    if state_dir is not None:
-        async with DynamoDBLocal(state_dir, ephemeral=True) as server:
-            yield server.endpoint
-        return
-    async with _scratch_dir("loanbook-ddb-") as scratch, DynamoDBLocal(scratch, ephemeral=True) as server:
-        yield server.endpoint
+def _local_postgres(state_dir: Path | None) -> AbstractAsyncContextManager[str]:
+    return _local_server(
+        state_dir, "loanbook-pg-", lambda folder: PostgresServer(folder, ephemeral=True), lambda pg: pg.dsn
+    )
+
+
+def _local_dynamodb(state_dir: Path | None) -> AbstractAsyncContextManager[str]:
+    return _local_server(
+        state_dir, "loanbook-ddb-", lambda folder: DynamoDBLocal(folder, ephemeral=True), lambda ddb: ddb.endpoint
+    )
 
 
 @asynccontextmanager
 async def _given(address: str) -> AsyncIterator[str]:
     yield address
+
+
+def _for_tests(
+    variable: str,
+    env: Mapping[str, str] | None,
+    docker_probe: DockerProbe,
+    container: Callable[[], AbstractAsyncContextManager[str]],
+    local: Callable[[], AbstractAsyncContextManager[str]],
+) -> AbstractAsyncContextManager[str]:
+    """The address in `variable` if set, else a `container` if Docker answers, else a `local` process."""
+    selection = select_backend(variable, os.environ if env is None else env, docker_probe)
+    if selection.backend == "env" and selection.address is not None:
+        return _given(selection.address)
+    if selection.backend == "docker":
+        return container()
+    return local()
 
 
 def postgres_for_tests(
@@ -137,12 +159,7 @@ def postgres_for_tests(
     state_dir: Path | None = None,
 ) -> AbstractAsyncContextManager[str]:
     """An async context manager yielding a DSN for the `loanbook` app role."""
-    selection = select_backend(POSTGRES_ENV, os.environ if env is None else env, docker_probe)
-    if selection.backend == "env" and selection.address is not None:
-        return _given(selection.address)
-    if selection.backend == "docker":
-        return _postgres_container()
-    return _local_postgres(state_dir)
+    return _for_tests(POSTGRES_ENV, env, docker_probe, _postgres_container, lambda: _local_postgres(state_dir))
 
 
 def dynamodb_for_tests(
@@ -151,9 +168,4 @@ def dynamodb_for_tests(
     state_dir: Path | None = None,
 ) -> AbstractAsyncContextManager[str]:
     """An async context manager yielding a DynamoDB endpoint URL."""
-    selection = select_backend(DYNAMODB_ENV, os.environ if env is None else env, docker_probe)
-    if selection.backend == "env" and selection.address is not None:
-        return _given(selection.address)
-    if selection.backend == "docker":
-        return _dynamodb_container()
-    return _local_dynamodb(state_dir)
+    return _for_tests(DYNAMODB_ENV, env, docker_probe, _dynamodb_container, lambda: _local_dynamodb(state_dir))

@@ -70,22 +70,15 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 "logging": create_channel(settings.logging_addr, settings),
             }
         )
+        channels, deadline = app.state.downstreams.channels, settings.grpc_deadline_seconds
         app.state.customer_service = CustomerService(
-            customer_pb2_grpc.CustomerServiceStub(app.state.downstreams.channels["customer"]),
-            settings.grpc_deadline_seconds,
+            customer_pb2_grpc.CustomerServiceStub(channels["customer"]), deadline
         )
-        app.state.payment_service = PaymentService(
-            payment_pb2_grpc.PaymentServiceStub(app.state.downstreams.channels["payment"]),
-            settings.grpc_deadline_seconds,
-        )
-        app.state.logging_service = LoggingService(
-            logging_pb2_grpc.LoggingServiceStub(app.state.downstreams.channels["logging"]),
-            settings.grpc_deadline_seconds,
-        )
+        app.state.payment_service = PaymentService(payment_pb2_grpc.PaymentServiceStub(channels["payment"]), deadline)
+        app.state.logging_service = LoggingService(logging_pb2_grpc.LoggingServiceStub(channels["logging"]), deadline)
         # The payment service serves the migration control plane (it holds the control plane's connection).
         app.state.migration_service = MigrationService(
-            migration_pb2_grpc.MigrationServiceStub(app.state.downstreams.channels["payment"]),
-            settings.grpc_deadline_seconds,
+            migration_pb2_grpc.MigrationServiceStub(channels["payment"]), deadline
         )
         async with AsyncExitStack() as stack:
             stack.push_async_callback(app.state.downstreams.close)

@@ -26,6 +26,7 @@ INT64_MAX = 2**63 - 1
 Int32 = Annotated[int, Field(ge=-(2**31), le=INT32_MAX)]
 # A version the client read; bounded so that a larger number is a 400 here, not a failed int64 conversion later.
 Version = Annotated[int, Field(ge=0, le=INT64_MAX)]
+Reason = Annotated[str, StringConstraints(max_length=2000)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -91,6 +92,10 @@ class Date(ProtoJson):
 
 
 # Resources (responses)
+
+# Each model spells out its message's fields in the message's order, also where messages share fields (a resource
+# and its create request, `nextPageToken` on every list): a shared base class would move its fields first in the
+# OpenAPI document and tie together messages the protos keep apart. The unit test pins each model to its message.
 
 
 class Branch(ProtoJson):
@@ -218,11 +223,16 @@ class SubmitLoanApplicationBody(ProtoJson):
     purpose: str = ""
 
 
-class TransitionBody(ProtoJson):
-    """`version` is the one the caller read (a stale one is refused with 409 ABORTED)."""
+class VersionedChangeBody(ProtoJson):
+    """A change to a resource at the `version` the caller read, with an optional reason (the body of a transition or a
+    reversal). Subclasses repeat the docstring: it is their description in the OpenAPI document."""
 
     version: Version
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""
+    reason: Reason = ""
+
+
+class TransitionBody(VersionedChangeBody):
+    """`version` is the one the caller read (a stale one is refused with 409 ABORTED)."""
 
 
 # The error body every failure uses.

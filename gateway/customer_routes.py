@@ -26,8 +26,8 @@ from gateway.dependencies import (
     PageSize,
     PageToken,
     ResourceId,
+    hide_unless_own,
     json_response,
-    not_found,
     only_own_customer,
     path_id,
     proto_request,
@@ -135,8 +135,7 @@ async def list_customers(
     "/customers/{id}", response_model=m.Customer, tags=["customers"], summary="One customer (a customer: only itself)"
 )
 async def get_customer(id: ResourceId, caller: PersonCaller, customers: Customers) -> JSONResponse:
-    if caller.role is Role.CUSTOMER and not caller.is_customer(id):
-        raise not_found("customer", id)
+    hide_unless_own(caller, id, "customer", id)
     request = pb.GetCustomerRequest(customer_id=id)
     response = await customers.call(customers.stub.GetCustomer, request, caller, path_id("customer_id"))
     return json_response(response.customer)
@@ -154,8 +153,7 @@ async def update_customer(
     caller: PersonCaller,
     customers: Customers,
 ) -> JSONResponse:
-    if caller.role is Role.CUSTOMER and not caller.is_customer(id):
-        raise not_found("customer", id)
+    hide_unless_own(caller, id, "customer", id)
     request = proto_request(pb.UpdateCustomerRequest(), body, customerId=id)
     response = await customers.call(customers.stub.UpdateCustomer, request, caller, path_id("customer_id"))
     return json_response(response.customer)
@@ -210,10 +208,8 @@ async def list_applications(
 async def _application_visible_to(caller: Caller, application_id: str, customers: Customers) -> pb.LoanApplication:
     request = pb.GetLoanApplicationRequest(application_id=application_id)
     response = await customers.call(customers.stub.GetLoanApplication, request, caller, path_id("application_id"))
-    application = response.application
-    if caller.role is Role.CUSTOMER and not caller.is_customer(application.customer_id):
-        raise not_found("loan application", application_id)
-    return application
+    hide_unless_own(caller, response.application.customer_id, "loan application", application_id)
+    return response.application
 
 
 @router.get(

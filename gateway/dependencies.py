@@ -4,8 +4,7 @@ JSON out, and the ownership rule; route modules import from here and never from 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any
 
 import grpc
 import orjson
@@ -41,37 +40,30 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     }.items()
 }
 
-# The services, called with the gateway's deadline and the caller's identity; app.state holds one of each.
+# The services, called with the gateway's deadline and the caller's identity; app.state holds one of each. Each
+# narrows `stub` to its async stub type for the type checker (those types exist only in the generated .pyi stubs).
 
 
-@dataclass(frozen=True)
 class CustomerService(UpstreamService):
-    name: ClassVar[str] = "customer"
+    name = "customer"
     stub: customer_pb2_grpc.CustomerServiceAsyncStub
-    deadline_seconds: float
 
 
-@dataclass(frozen=True)
 class PaymentService(UpstreamService):
-    name: ClassVar[str] = "payment"
+    name = "payment"
     stub: payment_pb2_grpc.PaymentServiceAsyncStub
-    deadline_seconds: float
 
 
-@dataclass(frozen=True)
 class LoggingService(UpstreamService):
-    name: ClassVar[str] = "logging"
+    name = "logging"
     stub: logging_pb2_grpc.LoggingServiceAsyncStub
-    deadline_seconds: float
 
 
-@dataclass(frozen=True)
 class MigrationService(UpstreamService):
     """The migration control plane, served by the payment service (on its channel)."""
 
-    name: ClassVar[str] = "migration"
+    name = "migration"
     stub: migration_pb2_grpc.MigrationServiceAsyncStub
-    deadline_seconds: float
 
 
 def _from_app_state(attribute: str) -> Callable[[Request], Awaitable[Any]]:
@@ -125,6 +117,12 @@ def json_response(message: Message, status_code: int = 200) -> JSONResponse:
 def not_found(resource: str, resource_id: str) -> ApiError:
     # Same words as the service's NotFound, so "not yours" and "does not exist" cannot be told apart.
     return ApiError(grpc.StatusCode.NOT_FOUND, str(NotFound(resource, resource_id)))
+
+
+def hide_unless_own(caller: Caller, owner_id: str, resource: str, resource_id: str) -> None:
+    """404 for a customer asking for what `owner_id` (another customer) owns: "not yours" reads as "no such"."""
+    if caller.role is Role.CUSTOMER and not caller.is_customer(owner_id):
+        raise not_found(resource, resource_id)
 
 
 def only_own_customer(caller: Caller, customer_id: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from typing import Any
 
 from starlette.exceptions import HTTPException
@@ -14,11 +15,8 @@ from gateway.errors import TRACE_ID_HEADER, current_trace_id, http_error_respons
 access_log = logging.getLogger("gateway.access")
 
 
-class TraceIdMiddleware:
-    """Adds `X-Trace-Id` (the request span's trace id) so a client can hand it to whoever reads the traces.
-
-    Runs inside the OpenTelemetry middleware, where the request's server span is current.
-    """
+class HttpMiddleware(ABC):
+    """An ASGI middleware for HTTP requests: other scopes (lifespan, websocket) pass through to `app` untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -27,6 +25,20 @@ class TraceIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        await self.handle(scope, receive, send)
+
+    @abstractmethod
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The middleware's work on one HTTP request; it calls `self.app` to pass the request on."""
+
+
+class TraceIdMiddleware(HttpMiddleware):
+    """Adds `X-Trace-Id` (the request span's trace id) so a client can hand it to whoever reads the traces.
+
+    Runs inside the OpenTelemetry middleware, where the request's server span is current.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         trace_id = current_trace_id()
         header = (TRACE_ID_HEADER.lower().encode(), trace_id.encode()) if trace_id else None
 
@@ -38,16 +50,10 @@ class TraceIdMiddleware:
         await self.app(scope, receive, send_with_trace_id)
 
 
-class AccessLogMiddleware:
+class AccessLogMiddleware(HttpMiddleware):
     """One structured line per request: method, route template, status, duration; never headers, query or body."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         status: dict[str, Any] = {"code": 500}  # what the client sees if the app raises before responding
 
@@ -76,11 +82,11 @@ class AccessLogMiddleware:
             )
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(HttpMiddleware):
     """Refuses request bodies over `max_bytes` with 413, by Content-Length up front or while a body streams in."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
+        super().__init__(app)
         self.max_bytes = max_bytes
 
     def _message(self) -> str:
@@ -90,10 +96,7 @@ class BodySizeLimitMiddleware:
         # Raised from receive(): FastAPI re-raises HTTPException from body reading, and the handler renders it.
         return HTTPException(413, self._message())
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             # Refused before a byte of it is read, whichever route it was meant for.

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints
+from pydantic import AwareDatetime, Field
 
-from gateway.customer_models import Int64String, Money, MoneyOut, ProtoJson, Version
+from gateway.customer_models import Int64String, Money, MoneyOut, ProtoJson, VersionedChangeBody
 
 
 class PaymentMethod(StrEnum):
@@ -82,8 +81,5 @@ class RecordPaymentBody(ProtoJson):
     paid_time: AwareDatetime | None = Field(default=None, description="RFC 3339 with a time zone; omitted: now")
 
 
-class ReversePaymentBody(ProtoJson):
+class ReversePaymentBody(VersionedChangeBody):
     """`version` is the one the caller read (a stale one is refused with 409 ABORTED)."""
-
-    version: Version
-    reason: Annotated[str, StringConstraints(max_length=2000)] = ""

@@ -31,6 +31,7 @@ from gateway.dependencies import (
     PageToken,
     Payments,
     ResourceId,
+    hide_unless_own,
     json_response,
     not_found,
     only_own_customer,
@@ -74,8 +75,7 @@ async def listed_if_it_exists(exists: Awaitable[object], listing: Awaitable[T]) 
 async def _payment_visible_to(caller: Caller, payment_id: str, payments: Payments) -> pb.Payment:
     request = pb.GetPaymentRequest(payment_id=payment_id)
     response = await payments.call(payments.stub.GetPayment, request, caller, path_id("payment_id"))
-    if caller.role is Role.CUSTOMER and not caller.is_customer(response.payment.customer_id):
-        raise not_found("payment", payment_id)
+    hide_unless_own(caller, response.payment.customer_id, "payment", payment_id)
     return response.payment
 
 
@@ -138,8 +138,7 @@ async def list_customer_payments(
     page_size: PageSize = 0,
     page_token: PageToken = "",
 ) -> JSONResponse:
-    if caller.role is Role.CUSTOMER and not caller.is_customer(id):
-        raise not_found("customer", id)
+    hide_unless_own(caller, id, "customer", id)
     from_time, to_time = timestamp_parameter(paid_from, "from"), timestamp_parameter(paid_to, "to")
     if from_time is not None and to_time is not None and from_time.ToDatetime() >= to_time.ToDatetime():
         raise ApiError(

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar, TypeVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -15,10 +16,13 @@ RequestT = TypeVar("RequestT", bound=Message)
 ResponseT = TypeVar("ResponseT", bound=Message)
 
 
+@dataclass(frozen=True)
 class UpstreamService:
-    """Subclasses are dataclasses holding one service's stub; `name` labels its errors."""
+    """One service's stub and the gateway's deadline; a subclass per service names it (`name` labels its errors) and
+    declares its stub's type."""
 
     name: ClassVar[str]
+    stub: Any
     deadline_seconds: float
 
     async def call(
