@@ -85,20 +85,38 @@ class PostgresCustomerRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def _insert(self, table: str, values: dict[str, object]) -> asyncpg.Record:
+        """Inserts one row into a customer table and returns it as stored (with the database's defaults)."""
+        placeholders = ", ".join(f"${number}" for number in range(1, len(values) + 1))
+        # Built only from the fixed table and column names of this module; every value is a bind parameter.
+        query = f"INSERT INTO customer.{table} ({', '.join(values)}) VALUES ({placeholders}) RETURNING *"  # noqa: S608
+        return _inserted(await self._pool.fetchrow(query, *values.values()))
+
+    async def _by_id(self, table: str, row_id: uuid.UUID) -> asyncpg.Record | None:
+        """One row of a customer table by its id, or None."""
+        return await self._pool.fetchrow(f"SELECT * FROM customer.{table} WHERE id = $1", row_id)  # noqa: S608
+
+    async def _page_in_branch(
+        self, table: str, branch_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
+    ) -> list[asyncpg.Record]:
+        """A page of a customer table in id order after `after`, of one branch when `branch_id` is given."""
+        return await self._pool.fetch(
+            f"""SELECT * FROM customer.{table}
+                WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
+                ORDER BY id LIMIT $3""",  # noqa: S608 - fixed table names
+            branch_id,
+            after,
+            limit,
+        )
+
     @translated
     async def add_branch(self, branch: Branch) -> Branch:
-        row = await self._pool.fetchrow(
-            "INSERT INTO customer.branches (id, code, name, address) VALUES ($1, $2, $3, $4) RETURNING *",
-            branch.id,
-            branch.code,
-            branch.name,
-            branch.address,
-        )
-        return _branch(_inserted(row))
+        values = {"id": branch.id, "code": branch.code, "name": branch.name, "address": branch.address}
+        return _branch(await self._insert("branches", values))
 
     @translated
     async def get_branch(self, branch_id: uuid.UUID) -> Branch | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.branches WHERE id = $1", branch_id)
+        row = await self._by_id("branches", branch_id)
         return _branch(row) if row else None
 
     @translated
@@ -110,65 +128,41 @@ class PostgresCustomerRepository:
 
     @translated
     async def add_officer(self, officer: LoanOfficer) -> LoanOfficer:
-        row = await self._pool.fetchrow(
-            "INSERT INTO customer.loan_officers (id, branch_id, name, email) VALUES ($1, $2, $3, $4) RETURNING *",
-            officer.id,
-            officer.branch_id,
-            officer.name,
-            officer.email,
-        )
-        return _officer(_inserted(row))
+        values = {"id": officer.id, "branch_id": officer.branch_id, "name": officer.name, "email": officer.email}
+        return _officer(await self._insert("loan_officers", values))
 
     @translated
     async def get_officer(self, officer_id: uuid.UUID) -> LoanOfficer | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.loan_officers WHERE id = $1", officer_id)
+        row = await self._by_id("loan_officers", officer_id)
         return _officer(row) if row else None
 
     @translated
     async def list_officers(
         self, branch_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
     ) -> list[LoanOfficer]:
-        rows = await self._pool.fetch(
-            """SELECT * FROM customer.loan_officers
-               WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
-               ORDER BY id LIMIT $3""",
-            branch_id,
-            after,
-            limit,
-        )
-        return [_officer(row) for row in rows]
+        return [_officer(row) for row in await self._page_in_branch("loan_officers", branch_id, after, limit)]
 
     @translated
     async def add_customer(self, customer: Customer) -> Customer:
-        row = await self._pool.fetchrow(
-            """INSERT INTO customer.customers (id, branch_id, name, email, phone, date_of_birth, national_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
-            customer.id,
-            customer.branch_id,
-            customer.name,
-            customer.email,
-            customer.phone,
-            customer.date_of_birth,
-            customer.national_id,
-        )
-        return _customer(_inserted(row))
+        values = {
+            "id": customer.id,
+            "branch_id": customer.branch_id,
+            "name": customer.name,
+            "email": customer.email,
+            "phone": customer.phone,
+            "date_of_birth": customer.date_of_birth,
+            "national_id": customer.national_id,
+        }
+        return _customer(await self._insert("customers", values))
 
     @translated
     async def get_customer(self, customer_id: uuid.UUID) -> Customer | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.customers WHERE id = $1", customer_id)
+        row = await self._by_id("customers", customer_id)
         return _customer(row) if row else None
 
     @translated
     async def list_customers(self, branch_id: uuid.UUID | None, after: uuid.UUID | None, limit: int) -> list[Customer]:
-        rows = await self._pool.fetch(
-            """SELECT * FROM customer.customers
-                WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
-                ORDER BY id LIMIT $3""",
-            branch_id,
-            after,
-            limit,
-        )
-        return [_customer(row) for row in rows]
+        return [_customer(row) for row in await self._page_in_branch("customers", branch_id, after, limit)]
 
     @translated
     async def update_customer(
@@ -190,26 +184,23 @@ class PostgresCustomerRepository:
 
     @translated
     async def add_application(self, application: LoanApplication) -> LoanApplication:
-        row = await self._pool.fetchrow(
-            """INSERT INTO customer.loan_applications (id, customer_id, branch_id, officer_id, principal_minor,
-                    currency, term_months, annual_rate_bps, purpose, status)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *""",
-            application.id,
-            application.customer_id,
-            application.branch_id,
-            application.officer_id,
-            application.principal.minor_units,
-            application.principal.currency,
-            application.term_months,
-            application.annual_rate_bps,
-            application.purpose,
-            application.status.value,
-        )
-        return _application(_inserted(row))
+        values = {
+            "id": application.id,
+            "customer_id": application.customer_id,
+            "branch_id": application.branch_id,
+            "officer_id": application.officer_id,
+            "principal_minor": application.principal.minor_units,
+            "currency": application.principal.currency,
+            "term_months": application.term_months,
+            "annual_rate_bps": application.annual_rate_bps,
+            "purpose": application.purpose,
+            "status": application.status.value,
+        }
+        return _application(await self._insert("loan_applications", values))
 
     @translated
     async def get_application(self, application_id: uuid.UUID) -> LoanApplication | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.loan_applications WHERE id = $1", application_id)
+        row = await self._by_id("loan_applications", application_id)
         return _application(row) if row else None
 
     @translated
