@@ -26,6 +26,7 @@ from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.customer.v1 import customer_pb2 as pb
 from loanbook.customer.v1 import customer_pb2_grpc
+from services.customer.adapters.postgres import APPLICATION_COLUMNS, CUSTOMER_COLUMNS
 from services.customer.schema import upgrade_to_head
 
 CUSTOMERS = 10_000
@@ -92,24 +93,13 @@ async def load(dsn: str) -> list[uuid.UUID]:
             "customers",
             schema_name="customer",
             records=customers,
-            columns=["id", "branch_id", "name", "email", "phone", "date_of_birth", "national_id"],
+            columns=CUSTOMER_COLUMNS,
         )
         await connection.copy_records_to_table(
             "loan_applications",
             schema_name="customer",
             records=applications,
-            columns=[
-                "id",
-                "customer_id",
-                "branch_id",
-                "officer_id",
-                "principal_minor",
-                "currency",
-                "term_months",
-                "annual_rate_bps",
-                "purpose",
-                "status",
-            ],
+            columns=APPLICATION_COLUMNS,
         )
         await connection.execute("ANALYZE")
         return [customer[0] for customer in customers]
