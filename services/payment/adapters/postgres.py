@@ -136,24 +136,17 @@ class PostgresPaymentRepository:
         after: PaymentCursor | None,
         limit: int,
     ) -> list[Payment]:
-        return await self._list("customer_id", customer_id, paid_from, paid_to, after, limit)
+        return await self._page(limit, listing_query("customer_id", customer_id, paid_from, paid_to, after, limit))
 
     @translated
     async def list_for_loan(self, loan_id: uuid.UUID, after: PaymentCursor | None, limit: int) -> list[Payment]:
-        return await self._list("loan_id", loan_id, None, None, after, limit)
+        return await self._page(limit, listing_query("loan_id", loan_id, None, None, after, limit))
 
-    async def _list(
-        self,
-        column: Literal["customer_id", "loan_id"],
-        owner: uuid.UUID,
-        paid_from: datetime | None,
-        paid_to: datetime | None,
-        after: PaymentCursor | None,
-        limit: int,
-    ) -> list[Payment]:
+    async def _page(self, limit: int, query: tuple[str, *tuple[Any, ...]]) -> list[Payment]:
+        """Runs one page's query from `listing_query`; a limit below one asks for nothing."""
         if limit < 1:
             return []
-        rows = await self._pool.fetch(*listing_query(column, owner, paid_from, paid_to, after, limit))
+        rows = await self._pool.fetch(*query)
         return [payment_from_row(row) for row in rows]
 
     @translated
