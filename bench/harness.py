@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import aioboto3
 import typer
 
+from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -67,6 +69,30 @@ async def postgres_for_bench() -> AsyncIterator[str]:
     with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
         async with PostgresServer(Path(state), ephemeral=True) as server:
             yield server.dsn
+
+
+@asynccontextmanager
+async def local_stores(
+    *, reachable_by_other_users: bool = False
+) -> AsyncIterator[tuple[PostgresServer, DynamoDBLocal]]:
+    """A throw-away PostgreSQL (fsync off, like the tests) and DynamoDB Local, side by side in one temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
+        if reachable_by_other_users:
+            os.chmod(state, 0o711)  # noqa: S103 - an unprivileged PostgreSQL must reach its data folder
+        async with (
+            PostgresServer(Path(state), ephemeral=True) as postgres,
+            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
+        ):
+            yield postgres, dynamodb
+
+
+def local_dynamodb_session() -> aioboto3.Session:
+    """A session for DynamoDB Local, which takes any credentials."""
+    return aioboto3.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
+        region_name="us-east-1",
+    )
 
 
 def command_line() -> typer.Typer:
