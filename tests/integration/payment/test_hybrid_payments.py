@@ -19,7 +19,7 @@ from chassis.page_tokens import PageTokens
 from migration.stages import POLICIES, Backend, Stage
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.loans import LoanStanding
-from services.payment.store import idempotency_mismatch_key, journal_item
+from services.payment.store import idempotency_mismatch_key
 from services.payment.use_cases import PaymentUseCases, RecordPayment
 from tests.support.dynamodb import OwnDynamo
 from tests.support.payment_harness import Harness
@@ -98,11 +98,7 @@ async def test_a_key_with_a_pending_journal_entry_is_read_from_postgres(harness:
     replica = await harness.replica()
     await harness.set_stage(Stage.DYNAMO_PRIMARY)
     payment = a_payment()
-    # An acknowledged write whose DynamoDB copy has not happened yet (inline copy failed, relay behind).
-    async with harness.pool.acquire() as connection, connection.transaction():
-        await harness.postgres.__class__(connection).create(payment)
-        item = journal_item(payment)
-        await replica.hybrid.journal.append(connection, item.key, item.version, item.routing_keys)
+    await harness.in_postgres_only(replica, payment)
 
     assert await harness.in_dynamo(payment) is None
     assert await replica.store.get(payment.id) == payment
@@ -150,10 +146,7 @@ async def test_shadow_comparison_does_not_report_keys_with_writes_in_flight(harn
     replica = await harness.replica()
     await harness.set_stage(Stage.SHADOW)
     payment = a_payment()
-    async with harness.pool.acquire() as connection, connection.transaction():
-        await harness.postgres.__class__(connection).create(payment)
-        item = journal_item(payment)
-        await replica.hybrid.journal.append(connection, item.key, item.version, item.routing_keys)
+    await harness.in_postgres_only(replica, payment)
 
     await replica.store.get(payment.id)
     await replica.hybrid.wait_for_shadow_reads()
