@@ -56,6 +56,9 @@ out = Console(highlight=False, soft_wrap=True)  # lines stay whole for grep and 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # --- shared options ------------------------------------------------------------------------------------------
+# Typer reads a command's options from its own signature, so each command lists the ones it takes and those lists
+# repeat line for line; what an option is (type, help, limits) is declared once here. A group callback would share
+# them, but would move them in front of the command name on the command line.
 
 PostgresDsn = Annotated[
     str | None,
@@ -76,6 +79,8 @@ TablePrefix = Annotated[
     ),
 ]
 Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (default: both)", show_default=False)]
+Table = Annotated[str, typer.Argument(help="payments or logs")]
+Reason = Annotated[str, typer.Option(help="why, for the audit")]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
 Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit (env LOANBOOK_OPERATOR)")]
 # Scans of a table that serves live traffic are paced: unpaced, a rollback's reverse sync and verify slowed DynamoDB
@@ -408,13 +413,13 @@ def verify(
 
 @migrate.command()
 def switch(
-    table: Annotated[str, typer.Argument(help="payments or logs")],
+    table: Table,
     stage: Annotated[str | None, typer.Argument(help="the stage to move to", show_default=False)] = None,
     fallback: Annotated[
         str | None, typer.Option(help="on|off: serve reads from PostgreSQL when DynamoDB fails")
     ] = None,
     who: Who = None,
-    reason: Annotated[str, typer.Option(help="why, for the audit")] = "",
+    reason: Reason = "",
     drain_seconds: Annotated[
         float, typer.Option(min=0, help="to dynamo_only: how long to wait for the journal to drain before refusing")
     ] = 30.0,
@@ -528,10 +533,10 @@ def reverse_sync(
 
 @migrate.command()
 def rollback(
-    table: Annotated[str, typer.Argument(help="payments or logs")],
+    table: Table,
     to: Annotated[str | None, typer.Option(help="an earlier stage (default: the safe one)", show_default=False)] = None,
     who: Who = None,
-    reason: Annotated[str, typer.Option(help="why, for the audit")] = "rollback",
+    reason: Reason = "rollback",
     segments: Segments = 8,
     settle_seconds: Settle = 5.0,
     workers: Workers = 4,
@@ -624,7 +629,7 @@ def rollback(
 
 @migrate.command()
 def history(
-    table: Annotated[str, typer.Argument(help="payments or logs")],
+    table: Table,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     postgres_dsn: PostgresDsn = None,
 ) -> None:
