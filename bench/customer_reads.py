@@ -19,7 +19,7 @@ import asyncpg
 import grpc
 import typer
 
-from bench.harness import command_line, interleaved, postgres_for_bench, wait_for, write_report
+from bench.harness import command_line, interleaved, postgres_for_bench, run_and_report, wait_for
 from chassis.ids import new_id
 from chassis.stores import keep_session_state
 from devstack.processes import free_port
@@ -184,9 +184,7 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(iterations: Annotated[int, typer.Option(help="calls timed on each path")] = 2000) -> None:
-    report = asyncio.run(run(iterations))
-    print(report)
-    print(f"written to {write_report('customer_reads', report)}")
+    run_and_report("customer_reads", run(iterations))
 
 
 if __name__ == "__main__":

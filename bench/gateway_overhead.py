@@ -27,7 +27,7 @@ import grpc
 import httpx
 import typer
 
-from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, wait_for, write_report
+from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
 from bench.payment_history import load_postgres, payments_for, throughput
 from chassis.identity import Role
 from devstack.processes import free_port
@@ -207,9 +207,7 @@ def main(
     output: Annotated[str, typer.Option(help="results file name under bench/results")] = "gateway_overhead",
 ) -> None:
     args = Options(payments, customers, iterations, profile_gateway, output)
-    report = asyncio.run(run(args))
-    print(report)
-    print(f"written to {write_report(args.output, report)}")
+    run_and_report(args.output, run(args))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aioboto3
 import typer
@@ -114,6 +115,13 @@ def write_report(name: str, body: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     path.write_text(f"# {name}\n\nMeasured {stamp} on {machine()}.\n\n{body}\n")
     return path
+
+
+def run_and_report(name: str, work: Coroutine[Any, Any, str]) -> None:
+    """Runs a benchmark to its report, prints it and writes it as bench/results/`name`.md (saying where)."""
+    report = asyncio.run(work)
+    print(report)
+    print(f"written to {write_report(name, report)}")
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

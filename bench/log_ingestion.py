@@ -24,7 +24,7 @@ import grpc
 import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, wait_for, write_report
+from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
 from chassis.dynamodb_batches import BATCH_WRITE_LIMIT
 from chassis.stores import keep_session_state
 from devstack.processes import free_port
@@ -324,9 +324,7 @@ def main(
     iterations: Annotated[int, typer.Option(help="QueryLogs calls timed per back end")] = 1000,
 ) -> None:
     args = Options(entries, services, hours, ingest_batches, concurrency, rounds, iterations)
-    report = asyncio.run(run(args))
-    print(report)
-    print(f"written to {write_report('log_ingestion', report)}")
+    run_and_report("log_ingestion", run(args))
 
 
 if __name__ == "__main__":

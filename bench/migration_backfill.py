@@ -30,7 +30,7 @@ import asyncpg
 import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import command_line, local_dynamodb_session, local_stores, write_report
+from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report
 from chassis.dynamodb_wire import scan_page
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
@@ -406,12 +406,10 @@ def main(
         print(json.dumps(asyncio.run(child(args))))
         return
     args = replace(args, ceiling_items=args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10))
-    report = asyncio.run(run(args))
-    print(report)
     name = {500_000: "migration_backfill", 50_000: "migration_backfill_quick"}.get(
         args.payments, f"migration_backfill_{args.payments // 1000}k"
     )
-    print(f"written to {write_report(name, report)}")
+    run_and_report(name, run(args))
 
 
 if __name__ == "__main__":

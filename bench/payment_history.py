@@ -38,8 +38,8 @@ from bench.harness import (
     interleaved,
     local_dynamodb_session,
     local_stores,
+    run_and_report,
     wait_for,
-    write_report,
 )
 from chassis.dynamodb_wire import query_page
 from chassis.stores import keep_session_state
@@ -373,9 +373,8 @@ def main(
     iterations: Annotated[int, typer.Option(help="calls timed on each path per stage")] = 2000,
     rounds: Annotated[int, typer.Option(help="alternating blocks of the shadow and the single-store stage")] = 4,
 ) -> None:
-    report = asyncio.run(run(Options(payments=payments, customers=customers, iterations=iterations, rounds=rounds)))
-    print(report)
-    print(f"written to {write_report('payment_history', report)}")
+    options = Options(payments=payments, customers=customers, iterations=iterations, rounds=rounds)
+    run_and_report("payment_history", run(options))
 
 
 if __name__ == "__main__":
