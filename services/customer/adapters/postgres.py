@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Any
 
 import asyncpg
 
 from chassis.money import Money
+from chassis.sql import BoundPredicates
 from chassis.store_errors import postgres_errors_translated
 from services.customer.domain import (
     ApplicationAction,
@@ -227,8 +227,7 @@ class PostgresCustomerRepository:
         self, where: ApplicationFilter, before: uuid.UUID | None, limit: int
     ) -> list[LoanApplication]:
         # Only the filters given become predicates, so the planner sees a plain indexable condition.
-        conditions: list[str] = []
-        arguments: list[Any] = []
+        predicates = BoundPredicates()
         for column, value in (
             ("customer_id", where.customer_id),
             ("officer_id", where.officer_id),
@@ -236,17 +235,14 @@ class PostgresCustomerRepository:
             ("status", where.status.value if where.status else None),
         ):
             if value is not None:
-                arguments.append(value)
-                conditions.append(f"{column} = ${len(arguments)}")
+                predicates.add(f"{column} = {{}}", value)
         if before is not None:
-            arguments.append(before)
-            conditions.append(f"id < ${len(arguments)}")
-        arguments.append(limit)
-        where_clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+            predicates.add("id < {}", before)
+        where_clause = f"WHERE {predicates.joined()}" if predicates.conditions else ""
         # Built only from the fixed column names above; every value is a bind parameter.
-        limit_clause = f"ORDER BY id DESC LIMIT ${len(arguments)}"
+        limit_clause = f"ORDER BY id DESC LIMIT {predicates.bind(limit)}"
         query = f"SELECT * FROM customer.loan_applications {where_clause} {limit_clause}"  # noqa: S608
-        rows = await self._pool.fetch(query, *arguments)
+        rows = await self._pool.fetch(query, *predicates.arguments)
         return [_application(row) for row in rows]
 
     @translated

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import asyncpg
 
 from chassis.money import Money
+from chassis.sql import BoundPredicates
 from chassis.store_errors import postgres_errors_translated
 from services.payment.domain import METHOD_BY_VALUE, STATUS_BY_VALUE, Payment, PaymentCursor
 from services.payment.ports import IdempotencyKeyTaken
@@ -71,24 +72,21 @@ def listing_query(
 ) -> tuple[str, *tuple[Any, ...]]:
     """The SELECT of one newest-first page and its arguments (public so tests can EXPLAIN it)."""
     # Only the bounds given become predicates, so every page is one range scan of the owner's index.
-    conditions = [f"{column} = $1"]
-    arguments: list[Any] = [owner]
+    where = BoundPredicates()
+    where.add(f"{column} = {{}}", owner)
     if paid_from is not None:
-        arguments.append(paid_from)
-        conditions.append(f"paid_at >= ${len(arguments)}")
+        where.add("paid_at >= {}", paid_from)
     if paid_to is not None:
-        arguments.append(paid_to)
-        conditions.append(f"paid_at < ${len(arguments)}")
+        where.add("paid_at < {}", paid_to)
     if after is not None:
-        arguments.extend((after.paid_at, after.payment_id))
-        conditions.append(f"(paid_at, id) < (${len(arguments) - 1}, ${len(arguments)})")
-    arguments.append(limit)
+        where.add("(paid_at, id) < ({}, {})", after.paid_at, after.payment_id)
+    limit_placeholder = where.bind(limit)
     # Built only from the fixed column names above; every value is a bind parameter.
     query = (
-        f"SELECT * FROM payment.payments WHERE {' AND '.join(conditions)} "  # noqa: S608
-        f"ORDER BY paid_at DESC, id DESC LIMIT ${len(arguments)}"
+        f"SELECT * FROM payment.payments WHERE {where.joined()} "  # noqa: S608
+        f"ORDER BY paid_at DESC, id DESC LIMIT {limit_placeholder}"
     )
-    return (query, *arguments)
+    return (query, *where.arguments)
 
 
 class PostgresPaymentRepository:
