@@ -22,7 +22,7 @@ from services.payment.loans import LoanStanding
 from services.payment.store import idempotency_mismatch_key
 from services.payment.use_cases import PaymentUseCases, RecordPayment
 from tests.support.dynamodb import OwnDynamo
-from tests.support.payment_harness import Harness
+from tests.support.payment_harness import Harness, Replica
 from tests.support.payments import T0, a_payment
 
 
@@ -206,15 +206,22 @@ async def test_without_fallback_or_in_dynamo_only_an_outage_is_unavailable(
     dynamo.thaw()
 
 
+async def journaled_during_an_outage(harness: Harness, dynamo: OwnDynamo, count: int) -> tuple[Replica, list[Payment]]:
+    """A dual-writing replica and `count` payments it created while DynamoDB was frozen: in PostgreSQL, with their
+    copies left to the journal (the breaker never opens, so each write tried its inline copy)."""
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
+    await harness.set_stage(Stage.DUAL_WRITE)
+    dynamo.freeze()
+    payments = [await replica.store.create(a_payment()) for _ in range(count)]
+    dynamo.thaw()
+    return replica, payments
+
+
 async def test_a_relay_that_dies_mid_drain_loses_nothing_and_never_writes_back_an_old_version(
     outage_harness: tuple[Harness, OwnDynamo],
 ) -> None:
     harness, dynamo = outage_harness
-    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
-    await harness.set_stage(Stage.DUAL_WRITE)
-    dynamo.freeze()
-    payments = [await replica.store.create(a_payment()) for _ in range(12)]
-    dynamo.thaw()
+    replica, payments = await journaled_during_an_outage(harness, dynamo, 12)
 
     # A relay claims a batch and dies before copying it: its lease is all that is left of it.
     claimed = await replica.hybrid.journal.claim_due(5)
@@ -374,11 +381,7 @@ async def test_a_relay_process_killed_mid_batch_is_finished_by_the_next_with_not
     outage_harness: tuple[Harness, OwnDynamo],
 ) -> None:
     harness, dynamo = outage_harness
-    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
-    await harness.set_stage(Stage.DUAL_WRITE)
-    dynamo.freeze()
-    payments = [await replica.store.create(a_payment()) for _ in range(10)]
-    dynamo.thaw()
+    replica, payments = await journaled_during_an_outage(harness, dynamo, 10)
     assert (await replica.hybrid.journal.backlog()).pending == 10
 
     relay = await asyncio.create_subprocess_exec(
