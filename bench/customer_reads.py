@@ -19,13 +19,14 @@ import asyncpg
 import grpc
 import typer
 
-from bench.harness import command_line, interleaved, postgres_for_bench, wait_for, write_report
+from bench.harness import command_line, interleaved, postgres_for_bench, run_and_report, wait_for
 from chassis.ids import new_id
 from chassis.stores import keep_session_state
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.customer.v1 import customer_pb2 as pb
 from loanbook.customer.v1 import customer_pb2_grpc
+from services.customer.adapters.postgres import APPLICATION_COLUMNS, CUSTOMER_COLUMNS
 from services.customer.schema import upgrade_to_head
 
 CUSTOMERS = 10_000
@@ -92,24 +93,13 @@ async def load(dsn: str) -> list[uuid.UUID]:
             "customers",
             schema_name="customer",
             records=customers,
-            columns=["id", "branch_id", "name", "email", "phone", "date_of_birth", "national_id"],
+            columns=CUSTOMER_COLUMNS,
         )
         await connection.copy_records_to_table(
             "loan_applications",
             schema_name="customer",
             records=applications,
-            columns=[
-                "id",
-                "customer_id",
-                "branch_id",
-                "officer_id",
-                "principal_minor",
-                "currency",
-                "term_months",
-                "annual_rate_bps",
-                "purpose",
-                "status",
-            ],
+            columns=APPLICATION_COLUMNS,
         )
         await connection.execute("ANALYZE")
         return [customer[0] for customer in customers]
@@ -194,9 +184,7 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(iterations: Annotated[int, typer.Option(help="calls timed on each path")] = 2000) -> None:
-    report = asyncio.run(run(iterations))
-    print(report)
-    print(f"written to {write_report('customer_reads', report)}")
+    run_and_report("customer_reads", run(iterations))
 
 
 if __name__ == "__main__":

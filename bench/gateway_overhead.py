@@ -15,26 +15,21 @@ import random
 import secrets
 import signal
 import sys
-import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Annotated
 
-import aioboto3
 import aiohttp
 import asyncpg
 import grpc
 import httpx
 import typer
 
-from bench.harness import command_line, interleaved, wait_for, write_report
+from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
 from bench.payment_history import load_postgres, payments_for, throughput
 from chassis.identity import Role
-from devstack.dynamodb import DynamoDBLocal
-from devstack.postgres import PostgresServer
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from gateway.tokens import mint_token
@@ -88,60 +83,52 @@ def http_ready(url: str) -> object:
 async def run(args: Options) -> str:
     rng = random.Random(6)  # noqa: S311 - benchmark data
     customers, payments = payments_for(args.customers, args.payments, rng)
-    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
-        async with (
-            PostgresServer(Path(state), ephemeral=True) as postgres,
-            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
-        ):
-            await upgrade_payment_schema(postgres.dsn)
-            await upgrade_migration_schema(postgres.dsn)
-            session = aioboto3.Session(
-                aws_access_key_id="local",
-                aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
-                region_name="us-east-1",
-            )
-            async with session.client("dynamodb", endpoint_url=dynamodb.endpoint) as client:
-                await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
-            seconds = await load_postgres(postgres.dsn, payments)
-            print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
-            pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
-            try:
-                control = ControlPlane(pool, guards=())
-                await control.seed({"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench")
-            finally:
-                await pool.close()
-            payment_port, gateway_port = free_port(), free_port()
-            secret = secrets.token_urlsafe(48)
-            common = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
-            payment_env = {
-                **common,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port),
-                "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres.dsn,
-                "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-                "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
-                "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
-                "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
-                "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
-            }
-            # The gateway as `make up` runs it (INFO, one access log line a request), its log to /dev/null.
-            gateway_env = {
-                **common,
-                "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port),
-                "LOANBOOK_GATEWAY_JWT_SECRET": secret,
-                "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
-                "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
-                "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
-            }
-            async with process([sys.executable, "-m", "services.payment"], payment_env):
-                await wait_for(grpc_health(f"127.0.0.1:{payment_port}"), 60, "payment service")
-                profile = ["-m", "cProfile", "-o", args.profile_gateway] if args.profile_gateway else []
-                async with process([sys.executable, *profile, "-m", "gateway"], gateway_env):
-                    gateway_url = f"http://127.0.0.1:{gateway_port}"
-                    await wait_for(http_ready(f"{gateway_url}/healthz"), 60, "gateway")  # type: ignore[arg-type]
-                    report = await measure(args, customers, payment_port, gateway_url, secret)
+    async with local_stores() as (postgres, dynamodb):
+        await upgrade_payment_schema(postgres.dsn)
+        await upgrade_migration_schema(postgres.dsn)
+        session = local_dynamodb_session()
+        async with session.client("dynamodb", endpoint_url=dynamodb.endpoint) as client:
+            await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
+        seconds = await load_postgres(postgres.dsn, payments)
+        print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        try:
+            control = ControlPlane(pool, guards=())
+            await control.seed({"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench")
+        finally:
+            await pool.close()
+        payment_port, gateway_port = free_port(), free_port()
+        secret = secrets.token_urlsafe(48)
+        common = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+        payment_env = {
+            **common,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port),
+            "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres.dsn,
+            "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
+            "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+            "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
+            "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
+            "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+        }
+        # The gateway as `make up` runs it (INFO, one access log line a request), its log to /dev/null.
+        gateway_env = {
+            **common,
+            "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port),
+            "LOANBOOK_GATEWAY_JWT_SECRET": secret,
+            "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
+            "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
+            "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
+        }
+        async with process([sys.executable, "-m", "services.payment"], payment_env):
+            await wait_for(grpc_health(f"127.0.0.1:{payment_port}"), 60, "payment service")
+            profile = ["-m", "cProfile", "-o", args.profile_gateway] if args.profile_gateway else []
+            async with process([sys.executable, *profile, "-m", "gateway"], gateway_env):
+                gateway_url = f"http://127.0.0.1:{gateway_port}"
+                await wait_for(http_ready(f"{gateway_url}/healthz"), 60, "gateway")  # type: ignore[arg-type]
+                report = await measure(args, customers, payment_port, gateway_url, secret)
     header = (
         f"Data: {len(payments):,} payments over {len(customers):,} customers (about "
         f"{len(payments) // len(customers)} each), in PostgreSQL (stage postgres_only).\n"
@@ -220,9 +207,7 @@ def main(
     output: Annotated[str, typer.Option(help="results file name under bench/results")] = "gateway_overhead",
 ) -> None:
     args = Options(payments, customers, iterations, profile_gateway, output)
-    report = asyncio.run(run(args))
-    print(report)
-    print(f"written to {write_report(args.output, report)}")
+    run_and_report(args.output, run(args))
 
 
 if __name__ == "__main__":

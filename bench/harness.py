@@ -9,14 +9,17 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aioboto3
 import typer
 
+from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -69,6 +72,30 @@ async def postgres_for_bench() -> AsyncIterator[str]:
             yield server.dsn
 
 
+@asynccontextmanager
+async def local_stores(
+    *, reachable_by_other_users: bool = False
+) -> AsyncIterator[tuple[PostgresServer, DynamoDBLocal]]:
+    """A throw-away PostgreSQL (fsync off, like the tests) and DynamoDB Local, side by side in one temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
+        if reachable_by_other_users:
+            os.chmod(state, 0o711)  # noqa: S103 - an unprivileged PostgreSQL must reach its data folder
+        async with (
+            PostgresServer(Path(state), ephemeral=True) as postgres,
+            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
+        ):
+            yield postgres, dynamodb
+
+
+def local_dynamodb_session() -> aioboto3.Session:
+    """A session for DynamoDB Local, which takes any credentials."""
+    return aioboto3.Session(
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
+        region_name="us-east-1",
+    )
+
+
 def command_line() -> typer.Typer:
     """The Typer app a benchmark registers its one command on; run as `python -m bench.<name>`."""
     return typer.Typer(
@@ -88,6 +115,13 @@ def write_report(name: str, body: str) -> Path:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     path.write_text(f"# {name}\n\nMeasured {stamp} on {machine()}.\n\n{body}\n")
     return path
+
+
+def run_and_report(name: str, work: Coroutine[Any, Any, str]) -> None:
+    """Runs a benchmark to its report, prints it and writes it as bench/results/`name`.md (saying where)."""
+    report = asyncio.run(work)
+    print(report)
+    print(f"written to {write_report(name, report)}")
 
 
 async def wait_for(predicate: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:

@@ -13,25 +13,20 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
-import aioboto3
 import asyncpg
 import grpc
 import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import command_line, interleaved, wait_for, write_report
+from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
 from chassis.dynamodb_batches import BATCH_WRITE_LIMIT
 from chassis.stores import keep_session_state
-from devstack.dynamodb import DynamoDBLocal
-from devstack.postgres import PostgresServer
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.logging.v1 import logging_pb2 as pb
@@ -124,55 +119,47 @@ async def run(args: Options) -> str:
     history_start = now - timedelta(hours=args.hours)
     stored = list(entries(rng, services, history_start, timedelta(hours=args.hours), args.entries))
     layout = LogTableLayout(shards=8)
-    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
-        async with (
-            PostgresServer(Path(state), ephemeral=True) as postgres,
-            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
-        ):
-            dsn = postgres.dsn
-            await upgrade_logging_schema(dsn)
-            await upgrade_migration_schema(dsn)
-            session = aioboto3.Session(
-                aws_access_key_id="local",
-                aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
-                region_name="us-east-1",
-            )
-            config = AioConfig(max_pool_connections=128, retries={"max_attempts": 2})
-            async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
-                table = f"{TABLE_PREFIX}-logs"
-                await ensure_log_table(client, table)
-                # Released like the service releases its connections (chassis.stores): no reset query either side.
-                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=16, reset=keep_session_state)
-                await LogPartitions(pool, 30).maintain()
-                pg_seconds, ddb_seconds = await load_stores(dsn, client, table, layout, stored)
-                loaded = f"PostgreSQL {pg_seconds:.1f}s, DynamoDB Local {ddb_seconds:.1f}s"
-                print(f"loaded {len(stored):,} entries: {loaded}", flush=True)
-                control = ControlPlane(pool, guards=())
-                await control.seed({"logs": TableMode("logs", Stage.DUAL_WRITE, True)}, who="bench")
-                port = free_port()
-                env = {
-                    **os.environ,
-                    "AWS_ACCESS_KEY_ID": "local",
-                    "AWS_SECRET_ACCESS_KEY": "local",
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                    "LOANBOOK_LOGGING_GRPC_PORT": str(port),
-                    "LOANBOOK_LOGGING_POSTGRES_DSN": dsn,
-                    "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-                    "LOANBOOK_LOGGING_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
-                    "LOANBOOK_LOGGING_DYNAMODB_SHARDS": "8",
-                    "LOANBOOK_LOGGING_LOG_LEVEL": "WARNING",
-                    "LOANBOOK_LOGGING_POSTGRES_POOL_MAX_SIZE": "16",
-                    "LOANBOOK_LOGGING_MODE_POLL_SECONDS": "1",
-                    "OTEL_TRACES_EXPORTER": "none",
-                }
-                service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.logging", env=env)
-                try:
-                    await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "logging service")
-                    report = await measure(args, control, pool, client, table, layout, port, services, now, rng)
-                finally:
-                    service.send_signal(signal.SIGTERM)
-                    await service.wait()
-                    await pool.close()
+    async with local_stores() as (postgres, dynamodb):
+        dsn = postgres.dsn
+        await upgrade_logging_schema(dsn)
+        await upgrade_migration_schema(dsn)
+        session = local_dynamodb_session()
+        config = AioConfig(max_pool_connections=128, retries={"max_attempts": 2})
+        async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
+            table = f"{TABLE_PREFIX}-logs"
+            await ensure_log_table(client, table)
+            # Released like the service releases its connections (chassis.stores): no reset query either side.
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=16, reset=keep_session_state)
+            await LogPartitions(pool, 30).maintain()
+            pg_seconds, ddb_seconds = await load_stores(dsn, client, table, layout, stored)
+            loaded = f"PostgreSQL {pg_seconds:.1f}s, DynamoDB Local {ddb_seconds:.1f}s"
+            print(f"loaded {len(stored):,} entries: {loaded}", flush=True)
+            control = ControlPlane(pool, guards=())
+            await control.seed({"logs": TableMode("logs", Stage.DUAL_WRITE, True)}, who="bench")
+            port = free_port()
+            env = {
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "LOANBOOK_LOGGING_GRPC_PORT": str(port),
+                "LOANBOOK_LOGGING_POSTGRES_DSN": dsn,
+                "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": dynamodb.endpoint,
+                "LOANBOOK_LOGGING_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+                "LOANBOOK_LOGGING_DYNAMODB_SHARDS": "8",
+                "LOANBOOK_LOGGING_LOG_LEVEL": "WARNING",
+                "LOANBOOK_LOGGING_POSTGRES_POOL_MAX_SIZE": "16",
+                "LOANBOOK_LOGGING_MODE_POLL_SECONDS": "1",
+                "OTEL_TRACES_EXPORTER": "none",
+            }
+            service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.logging", env=env)
+            try:
+                await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "logging service")
+                report = await measure(args, control, pool, client, table, layout, port, services, now, rng)
+            finally:
+                service.send_signal(signal.SIGTERM)
+                await service.wait()
+                await pool.close()
     header = (
         f"Data: {len(stored):,} entries from {len(services)} services over the {args.hours} hours before the run "
         f"(about {len(stored) // len(services) // args.hours:,} per service and hour), 8 DynamoDB shards per "
@@ -337,9 +324,7 @@ def main(
     iterations: Annotated[int, typer.Option(help="QueryLogs calls timed per back end")] = 1000,
 ) -> None:
     args = Options(entries, services, hours, ingest_batches, concurrency, rounds, iterations)
-    report = asyncio.run(run(args))
-    print(report)
-    print(f"written to {write_report('log_ingestion', report)}")
+    run_and_report("log_ingestion", run(args))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -28,15 +26,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import aioboto3
 import asyncpg
 import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import command_line, write_report
+from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report
 from chassis.dynamodb_wire import scan_page
-from devstack.dynamodb import DynamoDBLocal
-from devstack.postgres import PostgresServer
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
@@ -77,11 +72,7 @@ class Options:
 
 def dynamodb_client(endpoint: str, concurrency: int) -> Any:
     """The same client settings for the raw writers and the engine, so neither gets more connections."""
-    session = aioboto3.Session(
-        aws_access_key_id="local",
-        aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
-        region_name="us-east-1",
-    )
+    session = local_dynamodb_session()
     config = AioConfig(max_pool_connections=max(10, concurrency * 2), retries={"max_attempts": 3, "mode": "standard"})
     return session.client("dynamodb", endpoint_url=endpoint, config=config)
 
@@ -262,13 +253,8 @@ async def run_child(kind: str, args: Options, dsn: str, endpoint: str) -> ChildR
 
 @asynccontextmanager
 async def stores() -> AsyncIterator[tuple[str, str]]:
-    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
-        os.chmod(state, 0o711)  # noqa: S103 - an unprivileged PostgreSQL must reach its data folder
-        async with (
-            PostgresServer(Path(state), ephemeral=True) as postgres,
-            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
-        ):
-            yield postgres.dsn, dynamodb.endpoint
+    async with local_stores(reachable_by_other_users=True) as (postgres, dynamodb):
+        yield postgres.dsn, dynamodb.endpoint
 
 
 async def run(args: Options) -> str:
@@ -420,12 +406,10 @@ def main(
         print(json.dumps(asyncio.run(child(args))))
         return
     args = replace(args, ceiling_items=args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10))
-    report = asyncio.run(run(args))
-    print(report)
     name = {500_000: "migration_backfill", 50_000: "migration_backfill_quick"}.get(
         args.payments, f"migration_backfill_{args.payments // 1000}k"
     )
-    print(f"written to {write_report(name, report)}")
+    run_and_report(name, run(args))
 
 
 if __name__ == "__main__":

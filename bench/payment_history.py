@@ -19,27 +19,31 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
-import aioboto3
 import asyncpg
 import grpc
 import typer
 from aiobotocore.config import AioConfig
 
 from bench.grpc_floor import customer_history_query
-from bench.harness import Latencies, command_line, interleaved, wait_for, write_report
+from bench.harness import (
+    Latencies,
+    command_line,
+    interleaved,
+    local_dynamodb_session,
+    local_stores,
+    run_and_report,
+    wait_for,
+)
 from chassis.dynamodb_wire import query_page
 from chassis.stores import keep_session_state
 from devstack.dynamodb import DynamoDBLocal
-from devstack.postgres import PostgresServer
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.payment.v1 import payment_pb2 as pb
@@ -124,69 +128,61 @@ async def throughput(call: object, calls: int, concurrency: int) -> float:
 async def run(args: Options) -> str:
     rng = random.Random(5)  # noqa: S311 - benchmark data
     customers, history = payments_for(args.customers, args.payments, rng)
-    with tempfile.TemporaryDirectory(prefix="loanbook-bench-") as state:
-        async with (
-            PostgresServer(Path(state), ephemeral=True) as postgres,
-            DynamoDBLocal(Path(state), ephemeral=True) as dynamodb,
-        ):
-            dsn = postgres.dsn
-            await upgrade_payment_schema(dsn)
-            await upgrade_migration_schema(dsn)
-            session = aioboto3.Session(
-                aws_access_key_id="local",
-                aws_secret_access_key="local",  # noqa: S106 - DynamoDB Local takes any credentials
-                region_name="us-east-1",
-            )
-            config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2})
-            async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
-                table = f"{TABLE_PREFIX}-payments"
-                await ensure_payment_table(client, table)
-                pg_seconds = await load_postgres(dsn, history)
-                print(f"loaded {len(history):,} payments into PostgreSQL in {pg_seconds:.1f}s", flush=True)
-                ddb_seconds = await load_dynamo(client, table, history)
-                print(f"loaded {len(history):,} payments into DynamoDB Local in {ddb_seconds:.1f}s", flush=True)
-                # Released like the service releases its connections (chassis.stores): no reset query either side.
-                pool = await asyncpg.create_pool(dsn, min_size=1, max_size=32, reset=keep_session_state)
-                control = ControlPlane(pool, guards=())
-                await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="bench")
-                port = free_port()
-                env = {
-                    **os.environ,
-                    "AWS_ACCESS_KEY_ID": "local",
-                    "AWS_SECRET_ACCESS_KEY": "local",
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                    "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
-                    "LOANBOOK_PAYMENT_POSTGRES_DSN": dsn,
-                    "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-                    "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
-                    "LOANBOOK_PAYMENT_CUSTOMER_ADDR": "127.0.0.1:9",  # listings never ask the customer service
-                    "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
-                    "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
-                    "LOANBOOK_PAYMENT_MODE_POLL_SECONDS": "1",
-                    "OTEL_TRACES_EXPORTER": "none",
-                }
-                service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.payment", env=env)
-                ports = Ports(port, free_port(), free_port())
-                floor_stores = {
-                    ports.postgres_floor: ["--postgres", dsn],
-                    ports.dynamodb_floor: ["--dynamodb", dynamodb.endpoint, "--table", table],
-                }
-                floors = [
-                    await asyncio.create_subprocess_exec(
-                        sys.executable, "-m", "bench.grpc_floor", "--port", str(floor_port), *store, env=env
-                    )
-                    for floor_port, store in floor_stores.items()
-                ]
-                try:
-                    await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "payment service")
-                    for floor_port in floor_stores:
-                        await wait_for(grpc_health(f"127.0.0.1:{floor_port}"), 60, "gRPC floor server")
-                    report = await measure(args, control, pool, client, table, ports, customers, dynamodb)
-                finally:
-                    for process in (service, *floors):
-                        process.send_signal(signal.SIGTERM)
-                        await process.wait()
-                    await pool.close()
+    async with local_stores() as (postgres, dynamodb):
+        dsn = postgres.dsn
+        await upgrade_payment_schema(dsn)
+        await upgrade_migration_schema(dsn)
+        session = local_dynamodb_session()
+        config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2})
+        async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
+            table = f"{TABLE_PREFIX}-payments"
+            await ensure_payment_table(client, table)
+            pg_seconds = await load_postgres(dsn, history)
+            print(f"loaded {len(history):,} payments into PostgreSQL in {pg_seconds:.1f}s", flush=True)
+            ddb_seconds = await load_dynamo(client, table, history)
+            print(f"loaded {len(history):,} payments into DynamoDB Local in {ddb_seconds:.1f}s", flush=True)
+            # Released like the service releases its connections (chassis.stores): no reset query either side.
+            pool = await asyncpg.create_pool(dsn, min_size=1, max_size=32, reset=keep_session_state)
+            control = ControlPlane(pool, guards=())
+            await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="bench")
+            port = free_port()
+            env = {
+                **os.environ,
+                "AWS_ACCESS_KEY_ID": "local",
+                "AWS_SECRET_ACCESS_KEY": "local",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
+                "LOANBOOK_PAYMENT_POSTGRES_DSN": dsn,
+                "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
+                "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+                "LOANBOOK_PAYMENT_CUSTOMER_ADDR": "127.0.0.1:9",  # listings never ask the customer service
+                "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
+                "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+                "LOANBOOK_PAYMENT_MODE_POLL_SECONDS": "1",
+                "OTEL_TRACES_EXPORTER": "none",
+            }
+            service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.payment", env=env)
+            ports = Ports(port, free_port(), free_port())
+            floor_stores = {
+                ports.postgres_floor: ["--postgres", dsn],
+                ports.dynamodb_floor: ["--dynamodb", dynamodb.endpoint, "--table", table],
+            }
+            floors = [
+                await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "bench.grpc_floor", "--port", str(floor_port), *store, env=env
+                )
+                for floor_port, store in floor_stores.items()
+            ]
+            try:
+                await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "payment service")
+                for floor_port in floor_stores:
+                    await wait_for(grpc_health(f"127.0.0.1:{floor_port}"), 60, "gRPC floor server")
+                report = await measure(args, control, pool, client, table, ports, customers, dynamodb)
+            finally:
+                for process in (service, *floors):
+                    process.send_signal(signal.SIGTERM)
+                    await process.wait()
+                await pool.close()
     header = (
         f"Data: {len(history):,} payments over {len(customers):,} customers (about "
         f"{len(history) // len(customers)} each). Loaded with COPY into PostgreSQL in {pg_seconds:.1f} s and "
@@ -377,9 +373,8 @@ def main(
     iterations: Annotated[int, typer.Option(help="calls timed on each path per stage")] = 2000,
     rounds: Annotated[int, typer.Option(help="alternating blocks of the shadow and the single-store stage")] = 4,
 ) -> None:
-    report = asyncio.run(run(Options(payments=payments, customers=customers, iterations=iterations, rounds=rounds)))
-    print(report)
-    print(f"written to {write_report('payment_history', report)}")
+    options = Options(payments=payments, customers=customers, iterations=iterations, rounds=rounds)
+    run_and_report("payment_history", run(options))
 
 
 if __name__ == "__main__":

@@ -50,10 +50,15 @@ if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
 T = TypeVar("T")
+Options = TypeVar("Options")  # a command's options
+Summary = TypeVar("Summary")  # what a command reports of one table
 out = Console(highlight=False, soft_wrap=True)  # lines stay whole for grep and logs
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 # --- shared options ------------------------------------------------------------------------------------------
+# Typer reads a command's options from its own signature, so each command lists the ones it takes and those lists
+# repeat line for line; what an option is (type, help, limits) is declared once here. A group callback would share
+# them, but would move them in front of the command name on the command line.
 
 PostgresDsn = Annotated[
     str | None,
@@ -74,6 +79,8 @@ TablePrefix = Annotated[
     ),
 ]
 Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (default: both)", show_default=False)]
+Table = Annotated[str, typer.Argument(help="payments or logs")]
+Reason = Annotated[str, typer.Option(help="why, for the audit")]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
 Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit (env LOANBOOK_OPERATOR)")]
 # Scans of a table that serves live traffic are paced: unpaced, a rollback's reverse sync and verify slowed DynamoDB
@@ -145,6 +152,12 @@ def _run(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         raise typer.Exit(2) from None
 
 
+def _run_or_exit_1(work: Callable[[], Coroutine[Any, Any, bool]]) -> None:
+    """Runs a command whose work says whether all went well; exit code 1 when it did not."""
+    if not _run(work):
+        raise typer.Exit(1)
+
+
 @asynccontextmanager
 async def _postgres(settings: ToolkitSettings, connections: int = 4) -> AsyncIterator[asyncpg.Pool]:
     await upgrade_to_head(settings.postgres_dsn.get_secret_value())
@@ -202,6 +215,23 @@ class RichProgress:
         current = self.bars.tasks[task]
         if current.total is not None and current.completed > current.total:
             self.bars.update(task, total=current.completed)
+
+
+async def _with_bars(
+    run: Callable[
+        [asyncpg.Pool, DynamoDBClient, list[TableSpec], Callable[[str], str], Options, RichProgress],
+        Coroutine[Any, Any, list[Summary]],
+    ],
+    pool: asyncpg.Pool,
+    client: DynamoDBClient,
+    specs: list[TableSpec],
+    settings: ToolkitSettings,
+    options: Options,
+) -> list[Summary]:
+    """Runs a backfill, verify or reverse sync over `specs` with a progress bar per table on stderr."""
+    progress = RichProgress()
+    with progress.bars:
+        return await run(pool, client, specs, settings.table_name, options, progress)
 
 
 # --- commands ------------------------------------------------------------------------------------------------
@@ -310,11 +340,7 @@ def backfill(
                     err.print(
                         f"{name}: waited {waited:.1f} s for every replica to follow the last switch", markup=False
                     )
-            progress = RichProgress()
-            with progress.bars:
-                summaries = await run_backfill(
-                    pool, client, _specs(settings, names), settings.table_name, options, progress
-                )
+            summaries = await _with_bars(run_backfill, pool, client, _specs(settings, names), settings, options)
         for s in summaries:
             resumed = " (resumed)" if s.resumed else ""
             out.print(
@@ -363,23 +389,16 @@ def verify(
                             f"{pending}. --repair would make DynamoDB match PostgreSQL and so delete what only "
                             "DynamoDB holds; verify without --repair"
                         )
-            progress = RichProgress()
-            with progress.bars:
-                summaries = await run_verify(
-                    pool, client, _specs(settings, names), settings.table_name, options, progress
-                )
+            summaries = await _with_bars(run_verify, pool, client, _specs(settings, names), settings, options)
         for s in summaries:
             scope = "full" if s.full else f"sampled {s.sample:.0%}"
-            verdict = "clean" if s.clean else f"{s.missing} missing, {s.extra} extra, {s.differing} differing"
             out.print(
-                f"{s.table}: {verdict} ({scope}: {s.rows_checked:,} rows as {s.items_checked:,} items checked, "
+                f"{s.table}: {_verdict(s)} ({scope}: {s.rows_checked:,} rows as {s.items_checked:,} items checked, "
                 f"{s.items_scanned:,} DynamoDB items scanned, {s.seconds:.1f} s, {s.rows_per_second:,.0f} rows/s; "
                 f"verification {s.verification_id}{_paced(s.pacing)})",
                 markup=False,
             )
-            for difference in s.differences[:show]:
-                fields = f": {', '.join(difference.fields)}" if difference.fields else ""
-                out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
+            _print_differences(s, show)
             if s.difference_count > show:
                 out.print(f"  ... and {s.difference_count - min(show, len(s.differences)):,} more", markup=False)
             _print_in_flight(s)
@@ -389,19 +408,18 @@ def verify(
                 )
         return all(s.clean for s in summaries)
 
-    if not _run(work):
-        raise typer.Exit(1)
+    _run_or_exit_1(work)
 
 
 @migrate.command()
 def switch(
-    table: Annotated[str, typer.Argument(help="payments or logs")],
+    table: Table,
     stage: Annotated[str | None, typer.Argument(help="the stage to move to", show_default=False)] = None,
     fallback: Annotated[
         str | None, typer.Option(help="on|off: serve reads from PostgreSQL when DynamoDB fails")
     ] = None,
     who: Who = None,
-    reason: Annotated[str, typer.Option(help="why, for the audit")] = "",
+    reason: Reason = "",
     drain_seconds: Annotated[
         float, typer.Option(min=0, help="to dynamo_only: how long to wait for the journal to drain before refusing")
     ] = 30.0,
@@ -442,6 +460,16 @@ Settle = Annotated[
     typer.Option(min=0, help="seconds every replica needs to follow a switch; the scan waits that long after it"),
 ]
 Segments = Annotated[int, typer.Option(min=1, max=256, help="parallel DynamoDB Scan segments per table")]
+
+
+def _verdict(s: VerifySummary) -> str:
+    return "clean" if s.clean else f"{s.missing} missing, {s.extra} extra, {s.differing} differing"
+
+
+def _print_differences(s: VerifySummary, show: int) -> None:
+    for difference in s.differences[:show]:
+        fields = f": {', '.join(difference.fields)}" if difference.fields else ""
+        out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
 
 
 def _print_in_flight(s: VerifySummary) -> None:
@@ -494,26 +522,21 @@ def reverse_sync(
 
     async def work() -> bool:
         async with _stores(settings, 4 + segments * len(names)) as (pool, client):
-            progress = RichProgress()
-            with progress.bars:
-                summaries = await run_reverse_sync(
-                    pool, client, _specs(settings, names), settings.table_name, options, progress
-                )
+            summaries = await _with_bars(run_reverse_sync, pool, client, _specs(settings, names), settings, options)
         for s in summaries:
             _print_sync(s)
             out.print(f"  Next: `loanbook migrate verify {s.table}` (a clean full verification)", markup=False)
         return all(s.clean for s in summaries)
 
-    if not _run(work):
-        raise typer.Exit(1)
+    _run_or_exit_1(work)
 
 
 @migrate.command()
 def rollback(
-    table: Annotated[str, typer.Argument(help="payments or logs")],
+    table: Table,
     to: Annotated[str | None, typer.Option(help="an earlier stage (default: the safe one)", show_default=False)] = None,
     who: Who = None,
-    reason: Annotated[str, typer.Option(help="why, for the audit")] = "rollback",
+    reason: Reason = "rollback",
     segments: Segments = 8,
     settle_seconds: Settle = 5.0,
     workers: Workers = 4,
@@ -576,20 +599,13 @@ def rollback(
                 _print_sync(way.sync)
             check = way.verification
             if check is not None:
-                verdict = (
-                    "clean"
-                    if check.clean
-                    else f"{check.missing} missing, {check.extra} extra, {check.differing} differing"
-                )
                 out.print(
-                    f"{way.table}: verification {check.verification_id}: {verdict} (full: "
+                    f"{way.table}: verification {check.verification_id}: {_verdict(check)} (full: "
                     f"{check.rows_checked:,} rows, {check.items_scanned:,} DynamoDB items scanned"
                     f"{_paced(check.pacing)})",
                     markup=False,
                 )
-                for difference in check.differences[:20]:
-                    fields = f": {', '.join(difference.fields)}" if difference.fields else ""
-                    out.print(f"  {difference.kind:<9} {' '.join(difference.key)}{fields}", markup=False)
+                _print_differences(check, 20)
                 _print_in_flight(check)
             if not way.complete:
                 out.print(
@@ -608,13 +624,12 @@ def rollback(
                 out.print(f"Guarantee: {rollback_guarantee(way.stage)}", markup=False)
         return all(way.complete for way in ways)
 
-    if not _run(work):
-        raise typer.Exit(1)
+    _run_or_exit_1(work)
 
 
 @migrate.command()
 def history(
-    table: Annotated[str, typer.Argument(help="payments or logs")],
+    table: Table,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     postgres_dsn: PostgresDsn = None,
 ) -> None:

@@ -16,6 +16,7 @@ import asyncpg
 
 from chassis.ids import new_id
 from chassis.money import Money
+from services.customer.adapters.postgres import APPLICATION_COLUMNS, CUSTOMER_COLUMNS
 from services.customer.schema import upgrade_to_head as upgrade_customer_schema
 from services.logging.adapters.postgres import ensure_partitions
 from services.logging.domain import LogEntry, LogLevel
@@ -350,38 +351,13 @@ async def create_customers(
             "customers",
             schema_name="customer",
             records=customer_rows,
-            columns=[
-                "id",
-                "branch_id",
-                "name",
-                "email",
-                "phone",
-                "date_of_birth",
-                "national_id",
-                "version",
-                "created_at",
-                "updated_at",
-            ],
+            columns=[*CUSTOMER_COLUMNS, "version", "created_at", "updated_at"],
         )
         await connection.copy_records_to_table(
             "loan_applications",
             schema_name="customer",
             records=loan_rows,
-            columns=[
-                "id",
-                "customer_id",
-                "branch_id",
-                "officer_id",
-                "principal_minor",
-                "currency",
-                "term_months",
-                "annual_rate_bps",
-                "purpose",
-                "status",
-                "version",
-                "created_at",
-                "updated_at",
-            ],
+            columns=[*APPLICATION_COLUMNS, "version", "created_at", "updated_at"],
         )
         await connection.copy_records_to_table(
             "loan_application_events",

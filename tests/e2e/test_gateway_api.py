@@ -7,7 +7,6 @@ import json
 import os
 import re
 import secrets
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ import pytest
 from chassis.identity import Role
 from gateway.tokens import mint_token
 from tests.support.rest import assert_error, bearer
-from tests.support.system import PROJECT_ROOT, RunningSystem
+from tests.support.system import RunningSystem, run_module
 
 BRIEF_CUSTOMER_ROUTES = {
     ("post", "/v1/branches"),
@@ -267,17 +266,8 @@ async def test_a_gateway_with_a_placeholder_secret_outside_development_refuses_t
         "LOANBOOK_GATEWAY_ENVIRONMENT": "production",
         "LOANBOOK_GATEWAY_JWT_SECRET": "change-me",
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "gateway",
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 30)
+    code, output, _ = await run_module("gateway", env, stderr_into_stdout=True)
 
-    assert process.returncode == 2
-    assert "LOANBOOK_GATEWAY_JWT_SECRET" in output.decode()
-    assert "change-me" not in output.decode()
+    assert code == 2
+    assert "LOANBOOK_GATEWAY_JWT_SECRET" in output
+    assert "change-me" not in output

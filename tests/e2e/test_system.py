@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import grpc
@@ -18,7 +16,7 @@ from devstack.supervisor import http_ok
 from services.customer.bootstrap import SERVICE_NAME as CUSTOMER_SERVICE
 from services.logging.bootstrap import SERVICE_NAME as LOGGING_SERVICE
 from services.payment.bootstrap import SERVICE_NAME as PAYMENT_SERVICE
-from tests.support.system import PROJECT_ROOT, RunningSystem, start_process
+from tests.support.system import RunningSystem, run_module, start_process
 
 SERVICE_NAMES = {"customer": CUSTOMER_SERVICE, "payment": PAYMENT_SERVICE, "logging": LOGGING_SERVICE}
 
@@ -108,32 +106,17 @@ async def test_sigterm_stops_every_process_cleanly(running_system: RunningSystem
 
 async def test_a_service_with_a_bad_setting_exits_naming_it() -> None:
     env = {**os.environ, "LOANBOOK_CUSTOMER_GRPC_PORT": "not-a-port", "LOANBOOK_CUSTOMER_POSTGRES_DSN": "x"}
-    process = await _run(env, "services.customer")
+    code, output, _ = await run_module("services.customer", env, stderr_into_stdout=True)
 
-    assert process[0] == 2
-    assert "LOANBOOK_CUSTOMER_GRPC_PORT: Input should be a valid integer" in process[1]
+    assert code == 2
+    assert "LOANBOOK_CUSTOMER_GRPC_PORT: Input should be a valid integer" in output
 
 
 async def test_a_service_whose_postgres_is_down_exits_with_a_clear_error() -> None:
     dsn = f"postgresql://loanbook:secret-password@127.0.0.1:{free_port()}/loanbook"
     env = {**os.environ, "LOANBOOK_CUSTOMER_GRPC_PORT": "0", "LOANBOOK_CUSTOMER_POSTGRES_DSN": dsn}
-    code, output = await _run(env, "services.customer")
+    code, output, _ = await run_module("services.customer", env, stderr_into_stdout=True)
 
     assert code == 3
     assert "PostgreSQL unreachable" in output
     assert "secret-password" not in output
-
-
-async def _run(env: dict[str, str], module: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode is not None
-    return process.returncode, output.decode()

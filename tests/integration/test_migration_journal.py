@@ -20,11 +20,8 @@ from migration.schema import upgrade_to_head
 @pytest.fixture
 async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await upgrade_to_head(postgres_dsn)
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=6)
-    try:
+    async with asyncpg.create_pool(postgres_dsn, min_size=1, max_size=6) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

@@ -29,11 +29,8 @@ END = datetime(2026, 3, 1, 12, tzinfo=UTC)
 @pytest.fixture
 async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await prepare_schemas(postgres_dsn)
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=4)
-    try:
+    async with asyncpg.create_pool(postgres_dsn, min_size=1, max_size=4) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 def a_plan(**changes: object) -> SeedPlan:

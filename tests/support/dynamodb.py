@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,16 @@ def local_session() -> aioboto3.Session:
 
 def refuse_scan(**_: Any) -> None:
     raise AssertionError("a log access pattern used Scan")
+
+
+@asynccontextmanager
+async def scan_refusing_client(
+    endpoint: str, refuse: Callable[..., None] = refuse_scan
+) -> AsyncIterator[DynamoDBClient]:
+    """A client of DynamoDB Local through which any Scan fails the test that issued it (`refuse` says why)."""
+    async with local_session().client("dynamodb", endpoint_url=endpoint) as client:
+        client.meta.events.register("before-call.dynamodb.Scan", refuse)
+        yield client
 
 
 def _thread_state(stat: Path) -> str:

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import asyncpg
 from aiobotocore.config import AioConfig
 
 from migration.control import ControlPlane
-from migration.hybrid import HybridTable
-from migration.relay import Relay
-from migration.runtime import hybrid_table
-from migration.stages import Stage, TableMode
-from migration.watcher import ModeWatcher
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
 from services.logging.adapters.postgres import PostgresLogRepository
 from services.logging.bootstrap import log_store
-from services.logging.domain import LogEntry, LogLevel
-from services.logging.store import INDEX_READ_KINDS, HybridLogStore
+from services.logging.domain import LogBatch, LogEntry, LogLevel
+from services.logging.store import BATCH_KEY_PREFIX, INDEX_READ_KINDS, HybridLogStore, routing_keys
 from tests.support.dynamodb import delete_table_if_present, local_session, refuse_scan
-from tests.support.stages import TEST_HYBRID_SETTINGS, follow_stage, stand_in_for_a_verified_reverse_sync
+from tests.support.hybrid_harness import HybridHarness, HybridReplica, dual_writing_control
+from tests.support.stages import TEST_HYBRID_SETTINGS
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -33,19 +29,15 @@ if TYPE_CHECKING:
 TABLE = "logs"
 
 
-@dataclass
-class LogReplica:
-    """One logging-service replica's view: its mode watcher, hybrid table, store and relay."""
-
-    watcher: ModeWatcher
-    hybrid: HybridTable
-    store: HybridLogStore
-    relay: Relay
+LogReplica = HybridReplica[HybridLogStore]
 
 
 @dataclass
-class LogHarness:
+class LogHarness(HybridHarness[HybridLogStore]):
     """Hybrid log stores over one PostgreSQL and one DynamoDB table, with the control plane that drives them."""
+
+    table: ClassVar[str] = TABLE
+    index_read_kinds: ClassVar[Sequence[str]] = INDEX_READ_KINDS
 
     postgres_dsn: str
     pool: asyncpg.Pool
@@ -64,32 +56,19 @@ class LogHarness:
         """A service replica's machinery, built as the service builds it. DynamoDB Local is consistent at once, so
         copies need no settling time unless a test is about it (`settle_seconds`); `settings` override
         HybridSettings."""
-        watcher = ModeWatcher(self.postgres_dsn, self.control, poll_interval=30)
-        await watcher.start()
         tuned = dataclasses.replace(TEST_HYBRID_SETTINGS, **settings)
-        hybrid = hybrid_table(
-            TABLE,
-            lambda: watcher.mode(TABLE),
-            self.pool,
-            tuned,
-            settle=timedelta(seconds=settle_seconds),
-            index_read_kinds=INDEX_READ_KINDS,
-            lease=timedelta(seconds=1),
-        )
+        watcher, hybrid = await self._hybrid(tuned, settle_seconds)
         # A batch is many requests: never shorter than 0.5 s, even where an outage test shortens single calls.
         batch_timeout = max(0.5, tuned.dynamo_timeout_seconds)
         store = log_store(hybrid, self.pool, self.dynamo_client, self.table_name, self.layout, batch_timeout)
-        replica = LogReplica(watcher, hybrid, store, Relay(hybrid.journal, store.replicate))
-        self.replicas.append(replica)
-        return replica
+        return self._joined(watcher, hybrid, store, store.replicate)
 
-    async def set_stage(self, stage: Stage, fallback: bool = True, *, postgres_complete: bool = True) -> None:
-        """Change the mode through the control plane and wait until every replica follows (≤ 1 s); see
-        follow_stage for `postgres_complete`."""
-        watchers = [r.watcher for r in self.replicas]
-        await follow_stage(
-            self.pool, self.control, watchers, TABLE, stage, fallback, postgres_complete=postgres_complete
-        )
+    async def in_postgres_only(self, replica: LogReplica, batch: LogBatch) -> None:
+        """Writes `batch` as an acknowledged write whose DynamoDB copy has not happened yet (inline copy failed,
+        relay behind): in PostgreSQL, with its journal entry pending."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await PostgresLogRepository(connection).write(batch)
+            await replica.hybrid.journal.append(connection, f"{BATCH_KEY_PREFIX}{batch.id}", 1, routing_keys(batch))
 
     async def in_postgres(self, service: str, start: datetime) -> list[LogEntry]:
         return await self.postgres.query(service, start, start + timedelta(days=1), LogLevel.DEBUG, None, 10_000)
@@ -104,20 +83,13 @@ async def build_log_harness(postgres_dsn: str, pool: asyncpg.Pool, endpoint: str
         client.meta.events.register("before-call.dynamodb.Scan", refuse_scan)
         table_name = f"logs-hybrid-{secrets.token_hex(4)}"
         await ensure_log_table(client, table_name, poll_seconds=0.05)
-        # Tests move through every stage; the dynamo_only guard has its own test in test_migration_control.
-        control = ControlPlane(pool, guards=())
-        await control.seed({TABLE: TableMode(TABLE, Stage.DUAL_WRITE, True)}, who="test")
-        await stand_in_for_a_verified_reverse_sync(pool, TABLE)  # whatever an earlier module left behind
+        control = await dual_writing_control(pool, TABLE)
         layout = LogTableLayout(shards=4)
         harness = LogHarness(postgres_dsn, pool, table_name, control, PostgresLogRepository(pool), client, layout)
         try:
             yield harness
         finally:
-            for replica in harness.replicas:
-                await replica.hybrid.wait_for_shadow_reads()
-                await replica.watcher.stop()
-            await pool.execute("DELETE FROM migration.journal WHERE table_name = $1", TABLE)
-            await pool.execute("DELETE FROM migration.journal_settling WHERE table_name = $1", TABLE)
+            await harness.stop()
             # A log table has TTL: left behind, it would hold a DynamoDB Local background thread for good (see
             # tests/integration/conftest.py) and, from the 7th such table on, GSIs added later never get built.
             await delete_table_if_present(client, table_name)

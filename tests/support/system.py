@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,24 @@ from devstack.supervisor import AppProcess, Readiness
 from tests.support.otlp_receiver import OtlpTraceReceiver
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def run_module(
+    module: str, env: Mapping[str, str], timeout: float = 30, *, stderr_into_stdout: bool = False
+) -> tuple[int, str, str]:
+    """Runs `python -m module` from the project root as an operator would; its exit code, stdout and stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        module,
+        cwd=PROJECT_ROOT,
+        env=dict(env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT if stderr_into_stdout else asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), (err or b"").decode()
 
 
 @dataclass

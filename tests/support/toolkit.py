@@ -12,14 +12,18 @@ import asyncpg
 
 from chassis.ids import new_id
 from migration.control import ControlPlane
+from migration.hybrid import HybridSettings, HybridTable
+from migration.journal import Journal
 from migration.schema import upgrade_to_head as upgrade_migration_schema
-from migration.stages import Stage
+from migration.stages import Stage, TableMode
 from migration.table_spec import TableSpec
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogBatch, LogEntry, LogLevel
 from services.logging.schema import upgrade_to_head as upgrade_logging_schema
-from services.payment.adapters.postgres import COLUMNS, row_values
+from services.payment.adapters.dynamodb import DynamoPaymentRepository
+from services.payment.adapters.postgres import COLUMNS, PostgresPaymentRepository, row_values
 from services.payment.schema import upgrade_to_head as upgrade_payment_schema
+from services.payment.store import HybridPaymentStore
 from tests.support.payments import a_payment
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.specs import table_specs
@@ -123,6 +127,16 @@ class Stores:
             if "LastEvaluatedKey" not in response:
                 return keys
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+
+def payment_store(
+    stores: Stores, mode: TableMode, dynamo: DynamoPaymentRepository, settings: HybridSettings | None = None
+) -> HybridPaymentStore:
+    """The payment service's hybrid store over these stores, held in `mode` (no watcher: the test sets the mode)."""
+    hybrid = HybridTable(
+        "payments", lambda: mode, stores.pool, Journal(stores.pool, "payments"), settings or HybridSettings()
+    )
+    return HybridPaymentStore(hybrid, PostgresPaymentRepository(stores.pool), PostgresPaymentRepository, dynamo)
 
 
 def toolkit_environment(dsn: str, endpoint: str, prefix: str) -> dict[str, str]:

@@ -9,6 +9,8 @@ from services.customer.domain import TRANSITIONS, ApplicationAction, Application
 
 S, A = ApplicationStatus, ApplicationAction
 
+# The brief's workflow written out again on purpose, as the tests' own oracle: compared with TRANSITIONS itself, a
+# wrong entry in the table would pass.
 BRIEF_TRANSITIONS = {
     (S.SUBMITTED, A.REVIEW): S.UNDER_REVIEW,
     (S.UNDER_REVIEW, A.APPROVE): S.APPROVED,

@@ -121,18 +121,24 @@ async def test_a_full_queue_drops_new_records_and_counts_them_without_blocking()
     assert [entry.message for entry in sink.entries] == [f"line {n}" for n in range(100)]  # the oldest are kept
 
 
-async def test_a_background_task_ships_full_batches_and_stragglers_after_the_flush_interval() -> None:
-    sink = RecordingSink()
-    shipper = LogShipper("loanbook-payment", sink, batch_size=10, flush_seconds=0.05)
+async def ship_in_background(shipper: LogShipper, sink: RecordingSink, lines: int, timeout: float) -> None:
+    """Runs the shipper's background task while `lines` records ("line 0", ...) are logged, until the sink holds
+    them all (or `timeout` seconds pass), then stops it."""
     await shipper.start()
     try:
-        for n in range(25):
+        for n in range(lines):
             shipper.handler.handle(a_record(f"line {n}"))
-        async with asyncio.timeout(2):
-            while len(sink.entries) < 25:
+        async with asyncio.timeout(timeout):
+            while len(sink.entries) < lines:
                 await asyncio.sleep(0.01)
     finally:
         await shipper.stop()
+
+
+async def test_a_background_task_ships_full_batches_and_stragglers_after_the_flush_interval() -> None:
+    sink = RecordingSink()
+    shipper = LogShipper("loanbook-payment", sink, batch_size=10, flush_seconds=0.05)
+    await ship_in_background(shipper, sink, lines=25, timeout=2)
 
     assert [len(batch) for batch in sink.batches][:2] == [10, 10]
     assert [entry.message for entry in sink.entries] == [f"line {n}" for n in range(25)]
@@ -141,15 +147,7 @@ async def test_a_background_task_ships_full_batches_and_stragglers_after_the_flu
 async def test_a_failed_send_keeps_its_batch_and_retries_it_in_order() -> None:
     sink = RecordingSink(failures=2)
     shipper = LogShipper("loanbook-payment", sink, batch_size=5, flush_seconds=0.02, retry_seconds=0.01)
-    await shipper.start()
-    try:
-        for n in range(12):
-            shipper.handler.handle(a_record(f"line {n}"))
-        async with asyncio.timeout(3):
-            while len(sink.entries) < 12:
-                await asyncio.sleep(0.01)
-    finally:
-        await shipper.stop()
+    await ship_in_background(shipper, sink, lines=12, timeout=3)
 
     assert shipper.counters.failed_sends == 2
     assert [entry.message for entry in sink.entries] == [f"line {n}" for n in range(12)]

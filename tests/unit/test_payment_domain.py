@@ -1,33 +1,20 @@
 """Payment entities: a payment rebuilt from stored values is the same frozen payment its constructor makes."""
 
 import dataclasses
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from chassis.money import Money
-from services.payment.domain import PAYMENT_FIELDS, Payment, PaymentMethod, PaymentStatus
+from services.payment.domain import PAYMENT_FIELDS, Payment, PaymentStatus
+from tests.support import payments
 
 PAID = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
 def a_payment() -> Payment:
-    return Payment(
-        id=uuid.uuid4(),
-        customer_id=uuid.uuid4(),
-        loan_id=uuid.uuid4(),
-        amount=Money("EUR", 12_345),
-        method=PaymentMethod.CARD,
-        status=PaymentStatus.SETTLED,
-        paid_at=PAID,
-        created_at=PAID,
-        updated_at=PAID,
-        version=3,
-        idempotency_key="key-1",
-        request_fingerprint="f" * 64,
-    )
+    """A stored-looking payment at version 3, so a reversal has a version to move on from."""
+    return payments.a_payment(paid_at=PAID, version=3)
 
 
 def stored_values(payment: Payment) -> Any:

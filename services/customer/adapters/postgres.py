@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from typing import Any
 
 import asyncpg
 
 from chassis.money import Money
+from chassis.sql import BoundPredicates
 from chassis.store_errors import postgres_errors_translated
 from services.customer.domain import (
     ApplicationAction,
@@ -29,6 +29,23 @@ UNIQUE_CONSTRAINTS = {
     "loan_officers_email_key": ("loan officer", "email"),
     "customers_email_key": ("customer", "email"),
 }
+
+
+# The columns a customer and an application are inserted with, in order; the rest have defaults. Loaders that
+# COPY rows in (the seeder, the customer-reads benchmark) use them too.
+CUSTOMER_COLUMNS = ("id", "branch_id", "name", "email", "phone", "date_of_birth", "national_id")
+APPLICATION_COLUMNS = (
+    "id",
+    "customer_id",
+    "branch_id",
+    "officer_id",
+    "principal_minor",
+    "currency",
+    "term_months",
+    "annual_rate_bps",
+    "purpose",
+    "status",
+)
 
 
 def _inserted(row: asyncpg.Record | None) -> asyncpg.Record:
@@ -85,20 +102,38 @@ class PostgresCustomerRepository:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
 
+    async def _insert(self, table: str, values: dict[str, object]) -> asyncpg.Record:
+        """Inserts one row into a customer table and returns it as stored (with the database's defaults)."""
+        placeholders = ", ".join(f"${number}" for number in range(1, len(values) + 1))
+        # Built only from the fixed table and column names of this module; every value is a bind parameter.
+        query = f"INSERT INTO customer.{table} ({', '.join(values)}) VALUES ({placeholders}) RETURNING *"  # noqa: S608
+        return _inserted(await self._pool.fetchrow(query, *values.values()))
+
+    async def _by_id(self, table: str, row_id: uuid.UUID) -> asyncpg.Record | None:
+        """One row of a customer table by its id, or None."""
+        return await self._pool.fetchrow(f"SELECT * FROM customer.{table} WHERE id = $1", row_id)  # noqa: S608
+
+    async def _page_in_branch(
+        self, table: str, branch_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
+    ) -> list[asyncpg.Record]:
+        """A page of a customer table in id order after `after`, of one branch when `branch_id` is given."""
+        return await self._pool.fetch(
+            f"""SELECT * FROM customer.{table}
+                WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
+                ORDER BY id LIMIT $3""",  # noqa: S608 - fixed table names
+            branch_id,
+            after,
+            limit,
+        )
+
     @translated
     async def add_branch(self, branch: Branch) -> Branch:
-        row = await self._pool.fetchrow(
-            "INSERT INTO customer.branches (id, code, name, address) VALUES ($1, $2, $3, $4) RETURNING *",
-            branch.id,
-            branch.code,
-            branch.name,
-            branch.address,
-        )
-        return _branch(_inserted(row))
+        values = {"id": branch.id, "code": branch.code, "name": branch.name, "address": branch.address}
+        return _branch(await self._insert("branches", values))
 
     @translated
     async def get_branch(self, branch_id: uuid.UUID) -> Branch | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.branches WHERE id = $1", branch_id)
+        row = await self._by_id("branches", branch_id)
         return _branch(row) if row else None
 
     @translated
@@ -110,39 +145,23 @@ class PostgresCustomerRepository:
 
     @translated
     async def add_officer(self, officer: LoanOfficer) -> LoanOfficer:
-        row = await self._pool.fetchrow(
-            "INSERT INTO customer.loan_officers (id, branch_id, name, email) VALUES ($1, $2, $3, $4) RETURNING *",
-            officer.id,
-            officer.branch_id,
-            officer.name,
-            officer.email,
-        )
-        return _officer(_inserted(row))
+        values = {"id": officer.id, "branch_id": officer.branch_id, "name": officer.name, "email": officer.email}
+        return _officer(await self._insert("loan_officers", values))
 
     @translated
     async def get_officer(self, officer_id: uuid.UUID) -> LoanOfficer | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.loan_officers WHERE id = $1", officer_id)
+        row = await self._by_id("loan_officers", officer_id)
         return _officer(row) if row else None
 
     @translated
     async def list_officers(
         self, branch_id: uuid.UUID | None, after: uuid.UUID | None, limit: int
     ) -> list[LoanOfficer]:
-        rows = await self._pool.fetch(
-            """SELECT * FROM customer.loan_officers
-               WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
-               ORDER BY id LIMIT $3""",
-            branch_id,
-            after,
-            limit,
-        )
-        return [_officer(row) for row in rows]
+        return [_officer(row) for row in await self._page_in_branch("loan_officers", branch_id, after, limit)]
 
     @translated
     async def add_customer(self, customer: Customer) -> Customer:
-        row = await self._pool.fetchrow(
-            """INSERT INTO customer.customers (id, branch_id, name, email, phone, date_of_birth, national_id)
-                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+        values = (
             customer.id,
             customer.branch_id,
             customer.name,
@@ -151,24 +170,16 @@ class PostgresCustomerRepository:
             customer.date_of_birth,
             customer.national_id,
         )
-        return _customer(_inserted(row))
+        return _customer(await self._insert("customers", dict(zip(CUSTOMER_COLUMNS, values, strict=True))))
 
     @translated
     async def get_customer(self, customer_id: uuid.UUID) -> Customer | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.customers WHERE id = $1", customer_id)
+        row = await self._by_id("customers", customer_id)
         return _customer(row) if row else None
 
     @translated
     async def list_customers(self, branch_id: uuid.UUID | None, after: uuid.UUID | None, limit: int) -> list[Customer]:
-        rows = await self._pool.fetch(
-            """SELECT * FROM customer.customers
-                WHERE ($1::uuid IS NULL OR branch_id = $1) AND ($2::uuid IS NULL OR id > $2)
-                ORDER BY id LIMIT $3""",
-            branch_id,
-            after,
-            limit,
-        )
-        return [_customer(row) for row in rows]
+        return [_customer(row) for row in await self._page_in_branch("customers", branch_id, after, limit)]
 
     @translated
     async def update_customer(
@@ -190,10 +201,7 @@ class PostgresCustomerRepository:
 
     @translated
     async def add_application(self, application: LoanApplication) -> LoanApplication:
-        row = await self._pool.fetchrow(
-            """INSERT INTO customer.loan_applications (id, customer_id, branch_id, officer_id, principal_minor,
-                    currency, term_months, annual_rate_bps, purpose, status)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *""",
+        values = (
             application.id,
             application.customer_id,
             application.branch_id,
@@ -205,11 +213,13 @@ class PostgresCustomerRepository:
             application.purpose,
             application.status.value,
         )
-        return _application(_inserted(row))
+        return _application(
+            await self._insert("loan_applications", dict(zip(APPLICATION_COLUMNS, values, strict=True)))
+        )
 
     @translated
     async def get_application(self, application_id: uuid.UUID) -> LoanApplication | None:
-        row = await self._pool.fetchrow("SELECT * FROM customer.loan_applications WHERE id = $1", application_id)
+        row = await self._by_id("loan_applications", application_id)
         return _application(row) if row else None
 
     @translated
@@ -217,8 +227,7 @@ class PostgresCustomerRepository:
         self, where: ApplicationFilter, before: uuid.UUID | None, limit: int
     ) -> list[LoanApplication]:
         # Only the filters given become predicates, so the planner sees a plain indexable condition.
-        conditions: list[str] = []
-        arguments: list[Any] = []
+        predicates = BoundPredicates()
         for column, value in (
             ("customer_id", where.customer_id),
             ("officer_id", where.officer_id),
@@ -226,17 +235,14 @@ class PostgresCustomerRepository:
             ("status", where.status.value if where.status else None),
         ):
             if value is not None:
-                arguments.append(value)
-                conditions.append(f"{column} = ${len(arguments)}")
+                predicates.add(f"{column} = {{}}", value)
         if before is not None:
-            arguments.append(before)
-            conditions.append(f"id < ${len(arguments)}")
-        arguments.append(limit)
-        where_clause = f"WHERE {' AND '.join(conditions)}" if conditions else ""
+            predicates.add("id < {}", before)
+        where_clause = f"WHERE {predicates.joined()}" if predicates.conditions else ""
         # Built only from the fixed column names above; every value is a bind parameter.
-        limit_clause = f"ORDER BY id DESC LIMIT ${len(arguments)}"
+        limit_clause = f"ORDER BY id DESC LIMIT {predicates.bind(limit)}"
         query = f"SELECT * FROM customer.loan_applications {where_clause} {limit_clause}"  # noqa: S608
-        rows = await self._pool.fetch(query, *arguments)
+        rows = await self._pool.fetch(query, *predicates.arguments)
         return [_application(row) for row in rows]
 
     @translated

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from chassis.sql import BoundPredicates
 from chassis.store_errors import postgres_errors_translated
 from services.logging.domain import LogBatch, LogCursor, LogEntry, LogLevel
 
@@ -70,17 +71,19 @@ def query_statement(
     service: str, time_from: datetime, time_to: datetime, min_level: LogLevel, before: LogCursor | None, limit: int
 ) -> tuple[str, *tuple[Any, ...]]:
     """The SELECT of one newest-first page and its arguments (public so tests can EXPLAIN it)."""
-    conditions = "service = $1 AND time >= $2 AND time < $3"
-    arguments: list[Any] = [service, time_from, time_to, limit]
+    where = BoundPredicates()
+    where.add("service = {} AND time >= {} AND time < {}", service, time_from, time_to)
+    limit_placeholder = where.bind(limit)
     if min_level > LogLevel.DEBUG:
-        arguments.append(int(min_level))
-        conditions += f" AND level >= ${len(arguments)}"
+        where.add("level >= {}", int(min_level))
     if before is not None:
-        arguments.extend([before.time, before.id])
-        conditions += f" AND (time, id) < (${len(arguments) - 1}, ${len(arguments)})"
+        where.add("(time, id) < ({}, {})", before.time, before.id)
     # Fixed column list and conditions; every value is a parameter.
-    sql = f"SELECT {COLUMNS} FROM logging.entries WHERE {conditions} ORDER BY time DESC, id DESC LIMIT $4"  # noqa: S608
-    return sql, *arguments
+    sql = (
+        f"SELECT {COLUMNS} FROM logging.entries WHERE {where.joined()} "  # noqa: S608
+        f"ORDER BY time DESC, id DESC LIMIT {limit_placeholder}"
+    )
+    return sql, *where.arguments
 
 
 class PostgresLogRepository:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import asyncpg
 
 from chassis.money import Money
+from chassis.sql import BoundPredicates
 from chassis.store_errors import postgres_errors_translated
 from services.payment.domain import METHOD_BY_VALUE, STATUS_BY_VALUE, Payment, PaymentCursor
 from services.payment.ports import IdempotencyKeyTaken
@@ -71,24 +72,21 @@ def listing_query(
 ) -> tuple[str, *tuple[Any, ...]]:
     """The SELECT of one newest-first page and its arguments (public so tests can EXPLAIN it)."""
     # Only the bounds given become predicates, so every page is one range scan of the owner's index.
-    conditions = [f"{column} = $1"]
-    arguments: list[Any] = [owner]
+    where = BoundPredicates()
+    where.add(f"{column} = {{}}", owner)
     if paid_from is not None:
-        arguments.append(paid_from)
-        conditions.append(f"paid_at >= ${len(arguments)}")
+        where.add("paid_at >= {}", paid_from)
     if paid_to is not None:
-        arguments.append(paid_to)
-        conditions.append(f"paid_at < ${len(arguments)}")
+        where.add("paid_at < {}", paid_to)
     if after is not None:
-        arguments.extend((after.paid_at, after.payment_id))
-        conditions.append(f"(paid_at, id) < (${len(arguments) - 1}, ${len(arguments)})")
-    arguments.append(limit)
+        where.add("(paid_at, id) < ({}, {})", after.paid_at, after.payment_id)
+    limit_placeholder = where.bind(limit)
     # Built only from the fixed column names above; every value is a bind parameter.
     query = (
-        f"SELECT * FROM payment.payments WHERE {' AND '.join(conditions)} "  # noqa: S608
-        f"ORDER BY paid_at DESC, id DESC LIMIT ${len(arguments)}"
+        f"SELECT * FROM payment.payments WHERE {where.joined()} "  # noqa: S608
+        f"ORDER BY paid_at DESC, id DESC LIMIT {limit_placeholder}"
     )
-    return (query, *arguments)
+    return (query, *where.arguments)
 
 
 class PostgresPaymentRepository:
@@ -136,24 +134,17 @@ class PostgresPaymentRepository:
         after: PaymentCursor | None,
         limit: int,
     ) -> list[Payment]:
-        return await self._list("customer_id", customer_id, paid_from, paid_to, after, limit)
+        return await self._page(limit, listing_query("customer_id", customer_id, paid_from, paid_to, after, limit))
 
     @translated
     async def list_for_loan(self, loan_id: uuid.UUID, after: PaymentCursor | None, limit: int) -> list[Payment]:
-        return await self._list("loan_id", loan_id, None, None, after, limit)
+        return await self._page(limit, listing_query("loan_id", loan_id, None, None, after, limit))
 
-    async def _list(
-        self,
-        column: Literal["customer_id", "loan_id"],
-        owner: uuid.UUID,
-        paid_from: datetime | None,
-        paid_to: datetime | None,
-        after: PaymentCursor | None,
-        limit: int,
-    ) -> list[Payment]:
+    async def _page(self, limit: int, query: tuple[str, *tuple[Any, ...]]) -> list[Payment]:
+        """Runs one page's query from `listing_query`; a limit below one asks for nothing."""
         if limit < 1:
             return []
-        rows = await self._pool.fetch(*listing_query(column, owner, paid_from, paid_to, after, limit))
+        rows = await self._pool.fetch(*query)
         return [payment_from_row(row) for row in rows]
 
     @translated

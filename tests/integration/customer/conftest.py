@@ -36,11 +36,8 @@ async def customer_stub(customer_address: str) -> AsyncIterator[customer_pb2_grp
 @pytest.fixture(scope="session")
 async def db(postgres_dsn: str, customer_stub: object) -> AsyncIterator[asyncpg.Pool]:
     """Direct access to the tables, to assert what the service did (or did not) write."""
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2)
-    try:
+    async with asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from migration.schema import upgrade_to_head as upgrade_migration_schema
 from services.logging.adapters.dynamodb import ensure_log_table
 from services.logging.adapters.postgres import LogPartitions
 from services.logging.schema import upgrade_to_head as upgrade_logging_schema
-from tests.support.dynamodb import OwnDynamo, local_session, refuse_scan
+from tests.support.dynamodb import OwnDynamo, scan_refusing_client
 from tests.support.log_harness import LogHarness, build_log_harness
 from tests.support.logs import RETENTION_DAYS
 
@@ -25,19 +25,15 @@ if TYPE_CHECKING:
 async def log_pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await upgrade_logging_schema(postgres_dsn)
     await upgrade_migration_schema(postgres_dsn)
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=2, max_size=8)
-    await LogPartitions(pool, RETENTION_DAYS).maintain()
-    try:
+    async with asyncpg.create_pool(postgres_dsn, min_size=2, max_size=8) as pool:
+        await LogPartitions(pool, RETENTION_DAYS).maintain()
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture(scope="module")
 async def dynamodb(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
     """One client for the module, as in a process; any Scan through it fails the test that issued it."""
-    async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
-        client.meta.events.register("before-call.dynamodb.Scan", refuse_scan)
+    async with scan_refusing_client(dynamodb_endpoint) as client:
         yield client
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import asyncpg
@@ -16,11 +14,11 @@ from services.logging.adapters.dynamodb import TTL_ATTRIBUTE, DynamoLogRepositor
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.domain import LogBatch, LogLevel
 from tests.support.logs import RETENTION_DAYS, a_service, an_entry
+from tests.support.system import run_module
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
 
-PROJECT_ROOT = Path(__file__).resolve().parents[3]
 NOW = datetime.now(UTC)
 
 
@@ -78,39 +76,21 @@ async def test_the_retention_command_drops_expired_partitions_and_says_which(
         "LOANBOOK_LOGGING_RETENTION_DAYS": str(RETENTION_DAYS),
     }
 
-    command = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.logging.retention",
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(command.communicate(), 60)
+    code, out, err = await run_module("services.logging.retention", env, 60)
 
-    assert command.returncode == 0, err.decode()
-    assert f"retention {RETENTION_DAYS} days: dropped" in out.decode()
-    assert str(expired_day) in out.decode()
+    assert code == 0, err
+    assert f"retention {RETENTION_DAYS} days: dropped" in out
+    assert str(expired_day) in out
     assert await count(log_pool, expired) == 0
 
 
 async def test_the_retention_command_refuses_a_bad_setting_naming_it(postgres_dsn: str) -> None:
     env = {**os.environ, "LOANBOOK_LOGGING_POSTGRES_DSN": postgres_dsn, "LOANBOOK_LOGGING_RETENTION_DAYS": "0"}
 
-    command = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "services.logging.retention",
-        env=env,
-        cwd=PROJECT_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await asyncio.wait_for(command.communicate(), 60)
+    code, _, err = await run_module("services.logging.retention", env, 60)
 
-    assert command.returncode == 2
-    assert "LOANBOOK_LOGGING_RETENTION_DAYS" in err.decode()
+    assert code == 2
+    assert "LOANBOOK_LOGGING_RETENTION_DAYS" in err
 
 
 async def test_dynamodb_expires_entries_by_ttl_set_from_their_time_and_the_retention(

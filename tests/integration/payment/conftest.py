@@ -21,11 +21,8 @@ if TYPE_CHECKING:
 async def pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await upgrade_payment_schema(postgres_dsn)
     await upgrade_migration_schema(postgres_dsn)
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=2, max_size=12)
-    try:
+    async with asyncpg.create_pool(postgres_dsn, min_size=2, max_size=12) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture

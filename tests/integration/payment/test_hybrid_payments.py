@@ -19,10 +19,10 @@ from chassis.page_tokens import PageTokens
 from migration.stages import POLICIES, Backend, Stage
 from services.payment.domain import Payment, PaymentStatus
 from services.payment.loans import LoanStanding
-from services.payment.store import idempotency_mismatch_key, journal_item
+from services.payment.store import idempotency_mismatch_key
 from services.payment.use_cases import PaymentUseCases, RecordPayment
 from tests.support.dynamodb import OwnDynamo
-from tests.support.payment_harness import Harness
+from tests.support.payment_harness import Harness, Replica
 from tests.support.payments import T0, a_payment
 
 
@@ -98,11 +98,7 @@ async def test_a_key_with_a_pending_journal_entry_is_read_from_postgres(harness:
     replica = await harness.replica()
     await harness.set_stage(Stage.DYNAMO_PRIMARY)
     payment = a_payment()
-    # An acknowledged write whose DynamoDB copy has not happened yet (inline copy failed, relay behind).
-    async with harness.pool.acquire() as connection, connection.transaction():
-        await harness.postgres.__class__(connection).create(payment)
-        item = journal_item(payment)
-        await replica.hybrid.journal.append(connection, item.key, item.version, item.routing_keys)
+    await harness.in_postgres_only(replica, payment)
 
     assert await harness.in_dynamo(payment) is None
     assert await replica.store.get(payment.id) == payment
@@ -150,10 +146,7 @@ async def test_shadow_comparison_does_not_report_keys_with_writes_in_flight(harn
     replica = await harness.replica()
     await harness.set_stage(Stage.SHADOW)
     payment = a_payment()
-    async with harness.pool.acquire() as connection, connection.transaction():
-        await harness.postgres.__class__(connection).create(payment)
-        item = journal_item(payment)
-        await replica.hybrid.journal.append(connection, item.key, item.version, item.routing_keys)
+    await harness.in_postgres_only(replica, payment)
 
     await replica.store.get(payment.id)
     await replica.hybrid.wait_for_shadow_reads()
@@ -213,15 +206,22 @@ async def test_without_fallback_or_in_dynamo_only_an_outage_is_unavailable(
     dynamo.thaw()
 
 
+async def journaled_during_an_outage(harness: Harness, dynamo: OwnDynamo, count: int) -> tuple[Replica, list[Payment]]:
+    """A dual-writing replica and `count` payments it created while DynamoDB was frozen: in PostgreSQL, with their
+    copies left to the journal (the breaker never opens, so each write tried its inline copy)."""
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
+    await harness.set_stage(Stage.DUAL_WRITE)
+    dynamo.freeze()
+    payments = [await replica.store.create(a_payment()) for _ in range(count)]
+    dynamo.thaw()
+    return replica, payments
+
+
 async def test_a_relay_that_dies_mid_drain_loses_nothing_and_never_writes_back_an_old_version(
     outage_harness: tuple[Harness, OwnDynamo],
 ) -> None:
     harness, dynamo = outage_harness
-    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
-    await harness.set_stage(Stage.DUAL_WRITE)
-    dynamo.freeze()
-    payments = [await replica.store.create(a_payment()) for _ in range(12)]
-    dynamo.thaw()
+    replica, payments = await journaled_during_an_outage(harness, dynamo, 12)
 
     # A relay claims a batch and dies before copying it: its lease is all that is left of it.
     claimed = await replica.hybrid.journal.claim_due(5)
@@ -381,11 +381,7 @@ async def test_a_relay_process_killed_mid_batch_is_finished_by_the_next_with_not
     outage_harness: tuple[Harness, OwnDynamo],
 ) -> None:
     harness, dynamo = outage_harness
-    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
-    await harness.set_stage(Stage.DUAL_WRITE)
-    dynamo.freeze()
-    payments = [await replica.store.create(a_payment()) for _ in range(10)]
-    dynamo.thaw()
+    replica, payments = await journaled_during_an_outage(harness, dynamo, 10)
     assert (await replica.hybrid.journal.backlog()).pending == 10
 
     relay = await asyncio.create_subprocess_exec(

@@ -24,7 +24,7 @@ from services.payment.adapters.postgres import PostgresPaymentRepository, listin
 from services.payment.domain import Payment, PaymentCursor, PaymentMethod, PaymentStatus, request_fingerprint
 from services.payment.ports import IdempotencyKeyTaken, PaymentRepository
 from services.payment.schema import upgrade_to_head
-from tests.support.dynamodb import local_session
+from tests.support.dynamodb import local_session, scan_refusing_client
 from tests.support.fakes.payment_repository import InMemoryPaymentRepository
 
 if TYPE_CHECKING:
@@ -44,18 +44,14 @@ def refuse_scan(**_: Any) -> None:
 @pytest.fixture(scope="module")
 async def payment_pool(postgres_dsn: str) -> AsyncIterator[asyncpg.Pool]:
     await upgrade_to_head(postgres_dsn)
-    pool = await asyncpg.create_pool(postgres_dsn, min_size=2, max_size=8)
-    try:
+    async with asyncpg.create_pool(postgres_dsn, min_size=2, max_size=8) as pool:
         yield pool
-    finally:
-        await pool.close()
 
 
 @pytest.fixture(scope="module")
 async def dynamodb(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
     """One client for the module, as in a process; any Scan through it fails the test that issued it."""
-    async with local_session().client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
-        client.meta.events.register("before-call.dynamodb.Scan", refuse_scan)
+    async with scan_refusing_client(dynamodb_endpoint, refuse_scan) as client:
         yield client
 
 

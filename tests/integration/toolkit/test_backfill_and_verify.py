@@ -11,17 +11,14 @@ import pytest
 
 from chassis.errors import FailedPrecondition
 from chassis.ids import new_id
-from migration.hybrid import HybridSettings, HybridTable
-from migration.journal import Journal
+from migration.hybrid import HybridSettings
 from migration.stages import Stage, TableMode
 from services.logging.adapters.dynamodb import LogTableLayout
 from services.logging.domain import LogEntry, LogLevel
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
-from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentStatus
-from services.payment.store import HybridPaymentStore
 from tests.support.payments import a_payment
-from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments, set_stage
+from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments, payment_store, set_stage
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.verify import VerifyOptions, run_verify
 
@@ -92,15 +89,8 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
     history = await insert_payments(stores.pool, PAYMENTS)
     await set_stage(stores.pool, "payments", Stage.DUAL_WRITE)
     dual_write = TableMode("payments", Stage.DUAL_WRITE, fallback=True)
-    hybrid = HybridTable(
-        "payments",
-        lambda: dual_write,
-        stores.pool,
-        Journal(stores.pool, "payments"),
-        HybridSettings(dynamo_timeout_seconds=2),
-    )
     dynamo = DynamoPaymentRepository(stores.dynamodb, stores.table_name("payments"))
-    store = HybridPaymentStore(hybrid, PostgresPaymentRepository(stores.pool), PostgresPaymentRepository, dynamo)
+    store = payment_store(stores, dual_write, dynamo, HybridSettings(dynamo_timeout_seconds=2))
     latest: dict[object, Payment] = {payment.id: payment for payment in history}
     backfill_done = asyncio.Event()
 

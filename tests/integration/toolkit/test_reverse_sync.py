@@ -11,8 +11,6 @@ import pytest
 
 from chassis.errors import FailedPrecondition
 from chassis.ids import new_id
-from migration.hybrid import HybridSettings, HybridTable
-from migration.journal import Journal
 from migration.stages import Stage, TableMode
 from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout
 from services.logging.adapters.postgres import PostgresLogRepository
@@ -20,9 +18,8 @@ from services.logging.domain import LogBatch, LogEntry, LogLevel
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import PaymentStatus
-from services.payment.store import HybridPaymentStore
 from tests.support.payments import a_payment
-from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, migrated_to_dynamo_only
+from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, migrated_to_dynamo_only, payment_store
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only, run_reverse_sync
 from toolkit.verify import VerifyOptions, run_verify
 
@@ -169,8 +166,7 @@ async def test_on_the_way_back_an_update_of_a_payment_only_dynamodb_holds_succee
     payment = await dynamo.create(a_payment(paid_at=NOW))
     await control.change("payments", stage=Stage.DYNAMO_PRIMARY, fallback=False, who="test")
     mode = await control.mode("payments")
-    hybrid = HybridTable("payments", lambda: mode, stores.pool, Journal(stores.pool, "payments"), HybridSettings())
-    store = HybridPaymentStore(hybrid, postgres, PostgresPaymentRepository, dynamo)
+    store = payment_store(stores, mode, dynamo)
     reversed_payment = dataclasses.replace(payment, status=PaymentStatus.REVERSED, version=2)
 
     assert await store.update(reversed_payment, expected_version=1)

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from migration.hybrid import HybridSettings, HybridTable
+from migration.hybrid import HybridSettings
 from migration.journal import Journal
 from migration.stages import Stage, TableMode
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentStatus
-from services.payment.store import HybridPaymentStore, routing_keys
+from services.payment.store import routing_keys
 from tests.support.payments import a_payment
-from tests.support.toolkit import Stores, insert_payments, set_stage
+from tests.support.toolkit import Stores, insert_payments, payment_store, set_stage
 from toolkit import verify
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.dynamo_io import batch_get
@@ -51,19 +51,8 @@ def reversed_(payment: Payment) -> Payment:
 async def test_repeated_verifies_under_writes_and_reversals_report_no_difference(stores: Stores) -> None:
     await backfilled(stores, 300)
     mode = TableMode("payments", Stage.DUAL_WRITE, fallback=True)
-    hybrid = HybridTable(
-        "payments",
-        lambda: mode,
-        stores.pool,
-        Journal(stores.pool, "payments"),
-        HybridSettings(dynamo_timeout_seconds=5),
-    )
-    store = HybridPaymentStore(
-        hybrid,
-        PostgresPaymentRepository(stores.pool),
-        PostgresPaymentRepository,
-        LoadedDynamo(stores.dynamodb, stores.table_name("payments")),
-    )
+    dynamo = LoadedDynamo(stores.dynamodb, stores.table_name("payments"))
+    store = payment_store(stores, mode, dynamo, HybridSettings(dynamo_timeout_seconds=5))
     stop = asyncio.Event()
 
     async def writer() -> int:
