@@ -30,12 +30,20 @@ class RecordingSink:
     def __init__(self, failures: int = 0) -> None:
         self.batches: list[list[pb.LogEntry]] = []
         self.failures = failures
+        self._received = asyncio.Condition()
 
     async def __call__(self, entries: Sequence[pb.LogEntry]) -> None:
         if self.failures:
             self.failures -= 1
             raise ConnectionError("logging service unavailable")
         self.batches.append(list(entries))
+        async with self._received:
+            self._received.notify_all()
+
+    async def holding(self, count: int) -> None:
+        """Returns once the sink holds at least `count` entries."""
+        async with self._received:
+            await self._received.wait_for(lambda: len(self.entries) >= count)
 
     @property
     def entries(self) -> list[pb.LogEntry]:
@@ -129,8 +137,7 @@ async def ship_in_background(shipper: LogShipper, sink: RecordingSink, lines: in
         for n in range(lines):
             shipper.handler.handle(a_record(f"line {n}"))
         async with asyncio.timeout(timeout):
-            while len(sink.entries) < lines:
-                await asyncio.sleep(0.01)
+            await sink.holding(lines)
     finally:
         await shipper.stop()
 
