@@ -6,8 +6,9 @@ import secrets
 from enum import StrEnum
 from pathlib import Path
 from typing import Self, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -98,6 +99,15 @@ class PostgresSettings(BaseSettings):
     postgres_dsn: SecretStr
     postgres_pool_min_size: int = Field(default=1, ge=0, le=100)
     postgres_pool_max_size: int = Field(default=10, ge=1, le=200)
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _a_postgresql_url(cls, dsn: SecretStr) -> SecretStr:
+        # Checked here so a mistyped DSN is a bad setting (named, exit 2), not a traceback deep in a driver; the
+        # message never echoes the value, which carries the password.
+        if urlsplit(dsn.get_secret_value()).scheme not in ("postgresql", "postgres"):
+            raise ValueError("must be a postgresql:// URL (postgresql://user:password@host:port/database)")
+        return dsn
 
 
 class DynamoSettings(BaseSettings):

@@ -50,6 +50,17 @@ def test_secrets_are_not_echoed_in_the_error(monkeypatch: pytest.MonkeyPatch) ->
     assert "hunter2" not in str(raised.value)
 
 
+@pytest.mark.parametrize("dsn", ["loanbook:hunter2@127.0.0.1/db", "mysql://u:hunter2@127.0.0.1/db", "hunter2"])
+def test_a_dsn_that_is_no_postgresql_url_is_named_without_echoing_it(monkeypatch: pytest.MonkeyPatch, dsn: str) -> None:
+    monkeypatch.setenv("LOANBOOK_CUSTOMER_POSTGRES_DSN", dsn)
+
+    with pytest.raises(ConfigurationError) as raised:
+        load_settings(CustomerSettings)
+
+    assert "LOANBOOK_CUSTOMER_POSTGRES_DSN: Value error, must be a postgresql:// URL" in str(raised.value)
+    assert "hunter2" not in str(raised.value)
+
+
 def test_gateway_requires_every_downstream_address(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("CUSTOMER", "PAYMENT", "LOGGING"):
         monkeypatch.delenv(f"LOANBOOK_GATEWAY_{name}_ADDR", raising=False)

@@ -394,3 +394,17 @@ def test_rows_written_during_a_backfill_are_counted_honestly(environment: dict[s
     assert "45 rows done (30 counted when the run started), 1 ranges" in backfilled.output
     assert " of 30 rows" not in backfilled.output
     assert "finished, 45 rows done (30 counted when the run started)" in status.output
+
+
+def test_a_mistyped_dsn_is_a_bad_setting_named_without_its_password(
+    environment: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOANBOOK_MIGRATION_POSTGRES_DSN", "loanbook:hunter2@127.0.0.1:5432/loanbook")
+
+    result = runner.invoke(app, ["migrate", "status"])
+
+    assert result.exit_code == 2
+    assert "LOANBOOK_MIGRATION_POSTGRES_DSN (or --postgres-dsn): Value error, must be a postgresql:// URL" in (
+        " ".join(result.output.split())
+    )
+    assert "hunter2" not in result.output
