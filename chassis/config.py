@@ -31,6 +31,9 @@ class ProcessSettings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
     # Log lines as JSON (one object per line) or as plain text for a human at a terminal.
     log_json: bool = True
+    # Where Prometheus scrapes this process's metrics (GET /metrics); unset, no endpoint is served. 0 picks a port.
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class TlsSettings(BaseSettings):

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
-from opentelemetry import trace
+from opentelemetry import metrics, trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from chassis.backoff import full_jitter
@@ -77,6 +77,16 @@ def clipped(text: str, max_bytes: int) -> str:
     return encoded[: max_bytes - len(ELLIPSIS.encode())].decode(errors="ignore") + ELLIPSIS
 
 
+_meter = metrics.get_meter("loanbook.log_shipping")
+_sent = _meter.create_counter("loanbook.log_shipping.sent", unit="{record}", description="Log records shipped")
+_dropped = _meter.create_counter(
+    "loanbook.log_shipping.dropped", unit="{record}", description="Log records dropped instead of shipped"
+)
+# Why a record was dropped: the queue was full when it was logged, or a failed batch no longer fit back in.
+_QUEUE_FULL = {"loanbook.outcome": "queue_full"}
+_RETRY_OVERFLOW = {"loanbook.outcome": "retry_overflow"}
+
+
 @dataclass
 class ShippingCounters:
     queued: int = 0
@@ -116,6 +126,7 @@ class LogShipper:
             return
         if len(self._queue) >= self._capacity:
             self.counters.dropped += 1
+            _dropped.add(1, _QUEUE_FULL)
             return
         self._queue.append(self._entry(record))
         self.counters.queued += 1
@@ -183,6 +194,7 @@ class LogShipper:
     async def _send(self, batch: list[pb.LogEntry]) -> None:
         await self._sink(batch)
         self.counters.shipped += len(batch)
+        _sent.add(len(batch))
 
     async def _run(self) -> None:
         _shipping.set(True)
@@ -219,6 +231,8 @@ class LogShipper:
         kept, lost = batch[:room], len(batch) - min(room, len(batch))
         self._queue.extendleft(reversed(kept))
         self.counters.dropped += lost
+        if lost:
+            _dropped.add(lost, _RETRY_OVERFLOW)
 
 
 class _ShippingHandler(logging.Handler):

@@ -16,7 +16,7 @@ from chassis.grpc_server import GrpcServer, ServiceBinding
 from chassis.log_shipping import grpc_sink, ship_logs
 from chassis.stores import StoreUnavailable
 from chassis.structured_logging import configure_logging
-from chassis.telemetry import configure_telemetry
+from chassis.telemetry import configure_telemetry, metrics_endpoint
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +60,16 @@ def run_service(
         print(f"loanbook-{name}: {error}", file=sys.stderr)
         sys.exit(EXIT_CONFIGURATION)
     configure_logging(f"loanbook-{name}", settings.log_level, json_lines=settings.log_json)
-    telemetry = configure_telemetry(f"loanbook-{name}", trace_store_clients=trace_store_clients)
+    try:
+        telemetry = configure_telemetry(
+            f"loanbook-{name}",
+            environment=settings.environment.value,
+            metrics_endpoint=metrics_endpoint(settings),
+            trace_store_clients=trace_store_clients,
+        )
+    except ConfigurationError as error:
+        print(f"loanbook-{name}: {error}", file=sys.stderr)
+        sys.exit(EXIT_CONFIGURATION)
     try:
         # uvloop: measured 0.16 ms off the p50 of a 50-payment history page (bench/payment_history.py).
         uvloop.run(serve(settings, bootstrap, f"loanbook-{name}"))

@@ -51,6 +51,18 @@ class Ports:
     payment_port: int = 50152
     logging_port: int = 50153
     gateway_port: int = 58080
+    # Where Prometheus scrapes each process (GET /metrics); 0 turns a process's endpoint off.
+    customer_metrics_port: int = 59151
+    payment_metrics_port: int = 59152
+    logging_metrics_port: int = 59153
+    gateway_metrics_port: int = 59080
+
+    def metrics_port(self, process: str) -> int:
+        port: int = getattr(self, f"{process}_metrics_port")
+        return port
+
+
+METRICS_ORDER = ("customer", "payment", "logging", "gateway")
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,14 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
     python = sys.executable
 
     def otel(name: str) -> dict[str, str]:
-        return {"OTEL_SERVICE_NAME": f"loanbook-{name}", "PYTHONUNBUFFERED": "1"}
+        env = {"OTEL_SERVICE_NAME": f"loanbook-{name}", "PYTHONUNBUFFERED": "1"}
+        if ports.metrics_port(name):
+            env[f"LOANBOOK_{name.upper()}_METRICS_PORT"] = str(ports.metrics_port(name))
+        return env
+
+    def metrics(name: str) -> str:
+        port = ports.metrics_port(name)
+        return f", metrics http://127.0.0.1:{port}/metrics" if port else ""
 
     def grpc_service(name: str, address: str, env: Mapping[str, str]) -> AppProcess:
         """`python -m services.<name>` serving gRPC at `address`, ready once its health service says SERVING."""
@@ -130,7 +149,7 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
             argv=[python, "-m", f"services.{name}"],
             env={**otel(name), **env},
             readiness=grpc_health(address),
-            endpoint=f"{address} (gRPC)",
+            endpoint=f"{address} (gRPC){metrics(name)}",
         )
 
     return [
@@ -181,7 +200,7 @@ def loanbook_apps(stack: StackEndpoints) -> list[AppProcess]:
                 "LOANBOOK_GATEWAY_JWT_SECRET": gateway_jwt_secret(stack.state_dir),
             },
             readiness=http_ok(f"{gateway}/healthz"),
-            endpoint=gateway,
+            endpoint=f"{gateway}{metrics('gateway')}",
         ),
     ]
 
@@ -320,6 +339,17 @@ class Wiring:
 
 
 DEFAULT_PORTS = Ports()
+DEFAULT_METRICS_PORTS = ",".join(str(DEFAULT_PORTS.metrics_port(name)) for name in METRICS_ORDER)
+
+
+def _ports(listed: str) -> list[int]:
+    """`--metrics-ports` as four port numbers, refused with the reason otherwise."""
+    values = [value.strip() for value in listed.split(",")]
+    if len(values) != len(METRICS_ORDER) or not all(v.isdigit() and int(v) <= 65535 for v in values):
+        raise typer.BadParameter(f"give four ports for {','.join(METRICS_ORDER)}, e.g. {DEFAULT_METRICS_PORTS}")
+    return [int(value) for value in values]
+
+
 DEFAULT_STATE_DIR = project_root() / ".devstack"
 
 app = typer.Typer(
@@ -345,6 +375,13 @@ CustomerPort = Annotated[int, typer.Option(envvar="DEVSTACK_CUSTOMER_PORT", help
 PaymentPort = Annotated[int, typer.Option(envvar="DEVSTACK_PAYMENT_PORT", help="the payment service's gRPC port")]
 LoggingPort = Annotated[int, typer.Option(envvar="DEVSTACK_LOGGING_PORT", help="the logging service's gRPC port")]
 GatewayPort = Annotated[int, typer.Option(envvar="DEVSTACK_GATEWAY_PORT", help="the gateway's HTTP port")]
+MetricsPorts = Annotated[
+    str,
+    typer.Option(
+        envvar="DEVSTACK_METRICS_PORTS",
+        help="Prometheus ports of customer,payment,logging,gateway (comma-separated; 0 turns one off)",
+    ),
+]
 Ephemeral = Annotated[
     bool, typer.Option("--ephemeral", help="throw-away speed settings: fsync off, DynamoDB in memory")
 ]
@@ -376,11 +413,14 @@ def up_command(
     payment_port: PaymentPort = DEFAULT_PORTS.payment_port,
     logging_port: LoggingPort = DEFAULT_PORTS.logging_port,
     gateway_port: GatewayPort = DEFAULT_PORTS.gateway_port,
+    metrics_ports: MetricsPorts = DEFAULT_METRICS_PORTS,
     ephemeral: Ephemeral = False,
 ) -> None:
     """Infrastructure plus the loanbook services, until Ctrl-C."""
     wiring = ctx.ensure_object(Wiring)
-    ports = Ports(pg_port, dynamodb_port, customer_port, payment_port, logging_port, gateway_port)
+    ports = Ports(
+        pg_port, dynamodb_port, customer_port, payment_port, logging_port, gateway_port, *_ports(metrics_ports)
+    )
     raise typer.Exit(wiring.start(StackOptions(state_dir.resolve(), ports, ephemeral), wiring.apps, wiring.extra_lines))
 
 

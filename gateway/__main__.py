@@ -9,7 +9,7 @@ import uvicorn
 
 from chassis.config import ConfigurationError, load_settings
 from chassis.structured_logging import configure_logging
-from chassis.telemetry import configure_telemetry
+from chassis.telemetry import configure_telemetry, metrics_endpoint
 from gateway.app import create_app
 from gateway.config import GatewaySettings
 
@@ -21,7 +21,16 @@ def main() -> None:
         print(f"loanbook-gateway: {error}", file=sys.stderr)
         sys.exit(2)
     configure_logging("loanbook-gateway", settings.log_level, json_lines=settings.log_json)
-    telemetry = configure_telemetry("loanbook-gateway", instrument_grpc_server=False)
+    try:
+        telemetry = configure_telemetry(
+            "loanbook-gateway",
+            environment=settings.environment.value,
+            metrics_endpoint=metrics_endpoint(settings),
+            instrument_grpc_server=False,
+        )
+    except ConfigurationError as error:
+        print(f"loanbook-gateway: {error}", file=sys.stderr)
+        sys.exit(2)
     app = create_app(settings)
     server = uvicorn.Server(
         uvicorn.Config(

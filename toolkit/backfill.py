@@ -19,6 +19,7 @@ from migration.table_spec import Executor, Key, TableSpec
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import Pacer, Pacing, batch_write
 from toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
+from toolkit.telemetry import MeteredProgress, traced_job
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -262,11 +263,13 @@ async def run_backfill(
     options = options or BackfillOptions()
     for spec in specs:
         await require_dual_writing(pool, spec.name)
-    sink = progress or NoProgress()
+    sink = MeteredProgress("backfill", progress or NoProgress(), outcome="copied")
+
+    async def backfill_traced(spec: TableSpec) -> BackfillSummary:
+        with traced_job("backfill", spec.name):
+            return await backfill_table(pool, dynamodb, spec, table_names(spec.name), options, sink)
+
     with bulk_allocation():
         async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(backfill_table(pool, dynamodb, spec, table_names(spec.name), options, sink))
-                for spec in specs
-            ]
+            tasks = [group.create_task(backfill_traced(spec)) for spec in specs]
     return [task.result() for task in tasks]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from toolkit.migrate_commands import migrate
 from toolkit.seed_command import seed_command
+from toolkit.telemetry import command_path, configure_cli_telemetry, traced_command
 
 app = typer.Typer(
     name="loanbook",
@@ -18,7 +21,13 @@ app.command("seed")(seed_command)
 
 
 def main() -> None:
-    app()
+    telemetry = configure_cli_telemetry()
+    command = typer.main.get_command(app)
+    try:
+        with traced_command(command_path(command, sys.argv[1:])):
+            command.main(prog_name="loanbook")
+    finally:
+        telemetry.shutdown()  # flushes the run's spans and last metrics before the process exits
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from toolkit.backfill import NoProgress, Progress, current_stage
 from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, item_count, scanned
 from toolkit.plan import rollback_target
 from toolkit.settle import wait_for_replicas
+from toolkit.telemetry import MeteredProgress, traced_job
 from toolkit.verify import VerifyOptions, VerifySummary, run_verify
 
 if TYPE_CHECKING:
@@ -198,14 +199,16 @@ async def run_reverse_sync(
     """Copies each table's DynamoDB items into PostgreSQL (tables side by side), never replacing a newer version,
     and records each run in migration.reverse_syncs. Refused unless PostgreSQL receives every write."""
     options = options or ReverseSyncOptions()
-    sink = progress or NoProgress()
+    sink = MeteredProgress("reverse_sync", progress or NoProgress(), outcome="copied")
     for spec in specs:  # refusals first, as themselves (not inside a TaskGroup's exception group)
         await _require_postgres_writes(pool, spec.name)
+
+    async def sync_traced(spec: TableSpec) -> ReverseSyncSummary:
+        with traced_job("reverse_sync", spec.name):
+            return await _sync_table(pool, dynamodb, spec, table_names(spec.name), options, sink)
+
     async with asyncio.TaskGroup() as group:
-        tasks = [
-            group.create_task(_sync_table(pool, dynamodb, spec, table_names(spec.name), options, sink))
-            for spec in specs
-        ]
+        tasks = [group.create_task(sync_traced(spec)) for spec in specs]
     return [task.result() for task in tasks]
 
 

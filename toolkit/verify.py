@@ -34,6 +34,7 @@ from toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_sta
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, batch_get, batch_write, scanned
 from toolkit.runs import split_ranges
+from toolkit.telemetry import MeteredProgress, count_differences, traced_job
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -166,6 +167,7 @@ class _TableVerifier:
 
     def _found(self, differences: Sequence[Difference]) -> None:
         for difference in differences:
+            count_differences("verify", self.spec.name, difference.kind)
             match difference.kind:
                 case "missing":
                     self.summary.missing += 1
@@ -531,11 +533,13 @@ async def run_verify(
     in migration.verifications. A verification that repaired anything is still recorded as not clean: run it again
     to record a clean one."""
     options = options or VerifyOptions()
-    sink = progress or NoProgress()
+    sink = MeteredProgress("verify", progress or NoProgress(), outcome="checked")
+
+    async def verify_traced(spec: TableSpec) -> VerifySummary:
+        with traced_job("verify", spec.name):
+            return await _TableVerifier(pool, dynamodb, spec, table_names(spec.name), options, sink).run()
+
     with bulk_allocation():
         async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(_TableVerifier(pool, dynamodb, spec, table_names(spec.name), options, sink).run())
-                for spec in specs
-            ]
+            tasks = [group.create_task(verify_traced(spec)) for spec in specs]
     return [task.result() for task in tasks]

@@ -26,6 +26,10 @@ async def running_system(
         payment_port=free_port(),
         logging_port=free_port(),
         gateway_port=free_port(),
+        customer_metrics_port=free_port(),
+        payment_metrics_port=free_port(),
+        logging_metrics_port=free_port(),
+        gateway_metrics_port=free_port(),
     )
     apps = loanbook_apps(StackEndpoints(postgres_dsn, dynamodb_endpoint, ports, log_dir))
     processes: dict[str, RunningProcess] = {}

@@ -7,7 +7,14 @@ from typing import Any
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import (
+    ExponentialHistogramDataPoint,
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+)
+
+DataPoint = NumberDataPoint | HistogramDataPoint | ExponentialHistogramDataPoint
 
 _reader: InMemoryMetricReader | None = None
 
@@ -21,11 +28,11 @@ def metric_reader() -> InMemoryMetricReader:
     return _reader
 
 
-def points(name: str, **attributes: Any) -> list[NumberDataPoint | HistogramDataPoint]:
+def points(name: str, **attributes: Any) -> list[DataPoint]:
     """Data points of the instrument `name` whose attributes include `attributes` (dots spelled as `__`)."""
     wanted = {key.replace("__", "."): value for key, value in attributes.items()}
     data = metric_reader().get_metrics_data()
-    found: list[NumberDataPoint | HistogramDataPoint] = []
+    found: list[DataPoint] = []
     for resource_metrics in data.resource_metrics if data else []:
         for scope_metrics in resource_metrics.scope_metrics:
             for metric in scope_metrics.metrics:
@@ -36,7 +43,7 @@ def points(name: str, **attributes: Any) -> list[NumberDataPoint | HistogramData
 
 def total(name: str, **attributes: Any) -> float:
     """Sum of a counter's points, or count of a histogram's recordings, matching `attributes`."""
-    return sum(p.count if isinstance(p, HistogramDataPoint) else p.value for p in points(name, **attributes))
+    return sum(p.value if isinstance(p, NumberDataPoint) else p.count for p in points(name, **attributes))
 
 
 def _includes(have: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:

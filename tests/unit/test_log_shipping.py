@@ -19,7 +19,9 @@ from loanbook.logging.v1 import logging_pb2 as pb
 from services.logging import domain
 from services.logging.api import candidate
 from services.logging.domain import check_batch
+from tests.support.metrics import metric_reader, total
 
+DROPPED = "loanbook.log_shipping.dropped"
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 SPAN_ID = 0x00F067AA0BA902B7
 
@@ -127,6 +129,26 @@ async def test_a_full_queue_drops_new_records_and_counts_them_without_blocking()
     assert (shipper.counters.queued, shipper.counters.dropped) == (100, 150)
     await shipper.flush()
     assert [entry.message for entry in sink.entries] == [f"line {n}" for n in range(100)]  # the oldest are kept
+
+
+async def test_shipped_and_dropped_records_are_counted_as_metrics_by_reason() -> None:
+    metric_reader()
+    sent, full = total("loanbook.log_shipping.sent"), total(DROPPED, loanbook__outcome="queue_full")
+    overflow = total(DROPPED, loanbook__outcome="retry_overflow")
+    sink = RecordingSink()
+    shipper = LogShipper("loanbook-payment", sink, capacity=100, batch_size=40)
+    for n in range(130):
+        shipper.handler.handle(a_record(f"line {n}"))
+    # A failed batch of 40 put back into a queue that refilled to the brim: the shipper's own retry path.
+    failed_batch = shipper._take()
+    for n in range(40):
+        shipper.handler.handle(a_record(f"late {n}"))
+    shipper._requeue(failed_batch)
+    await shipper.flush()
+
+    assert total(DROPPED, loanbook__outcome="queue_full") - full == 30
+    assert total(DROPPED, loanbook__outcome="retry_overflow") - overflow == 40
+    assert total("loanbook.log_shipping.sent") - sent == len(sink.entries) == 100
 
 
 async def ship_in_background(shipper: LogShipper, sink: RecordingSink, lines: int, timeout: float) -> None:
