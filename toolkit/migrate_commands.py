@@ -35,6 +35,7 @@ from migration.table_spec import TableSpec
 from toolkit.backfill import BackfillOptions, rows_done_text, run_backfill
 from toolkit.config import ToolkitSettings
 from toolkit.dynamo_io import PaceReport, Pacing
+from toolkit.latency import PrometheusUnavailable, latency_by_backend, latency_text
 from toolkit.plan import reverse_sync_guarantee, rollback_guarantee, rollback_target, table_status
 from toolkit.reverse_sync import (
     ReverseSyncOptions,
@@ -75,6 +76,14 @@ TablePrefix = Annotated[
     str | None,
     typer.Option(
         help="DynamoDB table name prefix, as the services' (env LOANBOOK_MIGRATION_DYNAMODB_TABLE_PREFIX)",
+        show_default=False,
+    ),
+]
+PrometheusUrl = Annotated[
+    str | None,
+    typer.Option(
+        envvar="LOANBOOK_MIGRATION_PROMETHEUS_URL",
+        help="Prometheus scraping the services, for latency by backend",
         show_default=False,
     ),
 ]
@@ -234,6 +243,15 @@ async def _with_bars(
         return await run(pool, client, specs, settings.table_name, options, progress)
 
 
+async def _latency_line(prometheus_url: str | None, table: str) -> str:
+    if prometheus_url is None:
+        return "set LOANBOOK_MIGRATION_PROMETHEUS_URL (or --prometheus-url) to see latency by backend"
+    try:
+        return latency_text(await latency_by_backend(prometheus_url, table))
+    except PrometheusUnavailable as error:
+        return str(error)
+
+
 # --- commands ------------------------------------------------------------------------------------------------
 
 
@@ -245,9 +263,10 @@ def plan(
     dynamodb_endpoint: DynamoEndpoint = None,
     region: Region = None,
     table_prefix: TablePrefix = None,
+    prometheus_url: PrometheusUrl = None,
 ) -> None:
-    """Each table's stage, fallback, journal backlog, rows in each store, last backfill and verification, and the
-    next safe step."""
+    """Each table's stage, fallback, journal backlog, rows in each store, last backfill and verification, latency
+    by backend (from Prometheus), and the next safe step."""
     settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
 
@@ -293,6 +312,7 @@ def plan(
                         f"finished {check.finished_at:%Y-%m-%d %H:%M:%S %Z}",
                     )
                 )
+                lines.append(("latency", await _latency_line(prometheus_url, spec.name)))
                 lines.append(("next step", status.next_step))
                 out.print(f"[bold]{spec.name}[/bold]")
                 for label, value in lines:
