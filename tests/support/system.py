@@ -19,13 +19,19 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 async def run_module(
-    module: str, env: Mapping[str, str], timeout: float = 30, *, stderr_into_stdout: bool = False
+    module: str,
+    env: Mapping[str, str],
+    timeout: float = 30,
+    *,
+    args: Sequence[str] = (),
+    stderr_into_stdout: bool = False,
 ) -> tuple[int, str, str]:
-    """Runs `python -m module` from the project root as an operator would; its exit code, stdout and stderr."""
+    """Runs `python -m module args...` from the project root as an operator would; its exit code, stdout, stderr."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         module,
+        *args,
         cwd=PROJECT_ROOT,
         env=dict(env),
         stdout=asyncio.subprocess.PIPE,
