@@ -193,12 +193,18 @@ def configure_telemetry(
 ) -> Telemetry:
     """Install the global tracer and meter providers and the instrumentations a loanbook process uses.
 
+    OTEL_SDK_DISABLED=true installs nothing (the specification's off switch).
     Raises ConfigurationError (naming the variable) when an OTEL_* setting cannot be honoured: callers exit 2.
     `trace_store_clients=False` leaves asyncpg and botocore uninstrumented, for services whose stores trace
     every call themselves (the hybrid stores of migration.hybrid).
     Call before creating gRPC servers, channels, asyncpg pools or aiobotocore clients: the
     instrumentations patch their factories.
     """
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        # The specification's off switch: no provider is installed, so every span and instrument is the API's
+        # no-op; no exporter, no metrics endpoint, no library patched.
+        logger.info("telemetry disabled (OTEL_SDK_DISABLED)")
+        return Telemetry(TracerProvider(), MeterProvider(), [], [])
     span_exporters = span_exporters_from_environment()
     metric_exporters = metric_exporters_from_environment()
     endpoint = prometheus_endpoint(metrics_endpoint, "prometheus" in metric_exporters)

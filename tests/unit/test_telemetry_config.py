@@ -121,3 +121,19 @@ def test_the_operators_resource_attributes_win(monkeypatch: pytest.MonkeyPatch) 
 
     assert attributes[SERVICE_NAME] == "payments-eu"
     assert attributes[DEPLOYMENT_ENVIRONMENT] == "staging"
+
+
+def test_the_sdk_off_switch_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import metrics, trace
+
+    from chassis.telemetry import configure_telemetry
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin")  # not even read
+    tracer_provider, meter_provider = trace.get_tracer_provider(), metrics.get_meter_provider()
+
+    telemetry = configure_telemetry("loanbook-payment", metrics_endpoint=MetricsEndpoint("127.0.0.1", 0))
+
+    assert (telemetry.trace_exporters, telemetry.metric_exporters, telemetry.metrics_address) == ([], [], None)
+    assert trace.get_tracer_provider() is tracer_provider
+    assert metrics.get_meter_provider() is meter_provider

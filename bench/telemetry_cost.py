@@ -1,0 +1,274 @@
+"""What telemetry costs: the same stack with traces and metrics on, and with the SDK off, side by side.
+
+Run: `.venv/bin/python -m bench.telemetry_cost [--payments 20000 --customers 400]`.
+Target: with traces (every request sampled, exported over OTLP) and metrics (a Prometheus endpoint, scraped) on,
+throughput at concurrency 32 at most 10 % below the same stack with OTEL_SDK_DISABLED=true. Each side is a payment
+service and a gateway of its own, over the same PostgreSQL; calls go through the gateway (the whole path traced).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+import aiohttp
+import asyncpg
+import grpc
+import typer
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+
+from bench.gateway_overhead import PAGE_SIZE, TABLE_PREFIX, UNREACHABLE, http_ready, process
+from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
+from bench.payment_history import load_postgres, payments_for, throughput
+from chassis.identity import Role
+from devstack.processes import free_port
+from devstack.supervisor import grpc_health
+from gateway.tokens import mint_token
+from migration.control import ControlPlane
+from migration.schema import upgrade_to_head as upgrade_migration_schema
+from migration.stages import Stage, TableMode
+from services.payment.adapters.dynamodb import ensure_payment_table
+from services.payment.schema import upgrade_to_head as upgrade_payment_schema
+
+SCRAPE_SECONDS = 5.0  # a busy Prometheus setting (15 s is its default): the endpoint's cost is counted generously
+
+
+@dataclass(frozen=True)
+class Options:
+    payments: int
+    customers: int
+    iterations: int
+    output: str
+
+
+@dataclass
+class Received:
+    """What the collector stand-in was sent (the counts prove the exports ran)."""
+
+    spans: int = 0
+    metric_exports: int = 0
+
+
+class TraceSink(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    async def Export(
+        self,
+        request: trace_service_pb2.ExportTraceServiceRequest,
+        context: grpc.aio.ServicerContext[
+            trace_service_pb2.ExportTraceServiceRequest, trace_service_pb2.ExportTraceServiceResponse
+        ],
+    ) -> trace_service_pb2.ExportTraceServiceResponse:
+        self.received.spans += sum(len(scope.spans) for r in request.resource_spans for scope in r.scope_spans)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+class MetricSink(metrics_service_pb2_grpc.MetricsServiceServicer):
+    def __init__(self, received: Received) -> None:
+        self.received = received
+
+    async def Export(
+        self,
+        request: metrics_service_pb2.ExportMetricsServiceRequest,
+        context: grpc.aio.ServicerContext[
+            metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse
+        ],
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        self.received.metric_exports += 1
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+
+@contextlib.asynccontextmanager
+async def otlp_sink() -> AsyncIterator[tuple[Received, str]]:
+    """An OTLP/gRPC endpoint that accepts traces and metrics and keeps only their counts, as a collector stand-in."""
+    received, server = Received(), grpc.aio.server()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(TraceSink(received), server)  # type: ignore[no-untyped-call]
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(MetricSink(received), server)  # type: ignore[no-untyped-call]
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        yield received, f"http://127.0.0.1:{port}"
+    finally:
+        await server.stop(grace=0)
+
+
+async def scrape_forever(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        while True:
+            async with http.get(url) as response:
+                await response.read()
+            await asyncio.sleep(SCRAPE_SECONDS)
+
+
+@contextlib.asynccontextmanager
+async def stack(
+    postgres_dsn: str, dynamodb_endpoint: str, secret: str, telemetry: dict[str, str]
+) -> AsyncIterator[str]:
+    """A payment service and a gateway in front of it, with `telemetry`'s variables; yields the gateway's URL."""
+    payment_port, gateway_port = free_port(), free_port()
+    common = {**os.environ, **telemetry}
+    payment_env = {
+        **common,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port),
+        "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres_dsn,
+        "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
+        "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+        "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
+        "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
+        "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+    }
+    gateway_env = {
+        **common,
+        "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port),
+        "LOANBOOK_GATEWAY_JWT_SECRET": secret,
+        "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
+        "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
+        "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
+    }
+    scrapers: list[asyncio.Task[None]] = []
+    metrics_ports = {}
+    if telemetry.get("OTEL_SDK_DISABLED") != "true":
+        metrics_ports = {"payment": free_port(), "gateway": free_port()}
+        payment_env["LOANBOOK_PAYMENT_METRICS_PORT"] = str(metrics_ports["payment"])
+        gateway_env["LOANBOOK_GATEWAY_METRICS_PORT"] = str(metrics_ports["gateway"])
+    async with process([sys.executable, "-m", "services.payment"], payment_env):
+        await wait_for(grpc_health(f"127.0.0.1:{payment_port}"), 60, "payment service")
+        async with process([sys.executable, "-m", "gateway"], gateway_env):
+            url = f"http://127.0.0.1:{gateway_port}"
+            await wait_for(http_ready(f"{url}/healthz"), 60, "gateway")  # type: ignore[arg-type]
+            scrapers = [
+                asyncio.create_task(scrape_forever(f"http://127.0.0.1:{port}/metrics"))
+                for port in metrics_ports.values()
+            ]
+            try:
+                yield url
+            finally:
+                for scraper in scrapers:
+                    scraper.cancel()
+                await asyncio.gather(*scrapers, return_exceptions=True)
+
+
+async def run(args: Options) -> str:
+    rng = random.Random(15)  # noqa: S311 - benchmark data
+    customers, payments = payments_for(args.customers, args.payments, rng)
+    async with local_stores() as (postgres, dynamodb), otlp_sink() as (sink, sink_url):
+        await upgrade_payment_schema(postgres.dsn)
+        await upgrade_migration_schema(postgres.dsn)
+        async with local_dynamodb_session().client("dynamodb", endpoint_url=dynamodb.endpoint) as client:
+            await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
+        seconds = await load_postgres(postgres.dsn, payments)
+        print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
+        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
+        try:
+            await ControlPlane(pool, guards=()).seed(
+                {"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench"
+            )
+        finally:
+            await pool.close()
+        secret = secrets.token_urlsafe(48)
+        on = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,
+            "OTEL_EXPORTER_OTLP_INSECURE": "true",
+            "OTEL_TRACES_SAMPLER": "parentbased_always_on",
+            "OTEL_METRICS_EXPORTER": "otlp",
+            "OTEL_METRIC_EXPORT_INTERVAL": "10000",
+        }
+        off = {"OTEL_SDK_DISABLED": "true"}
+        async with (
+            stack(postgres.dsn, dynamodb.endpoint, secret, on) as traced,
+            stack(postgres.dsn, dynamodb.endpoint, secret, off) as untraced,
+        ):
+            picks = [str(rng.choice(customers)) for _ in range(args.iterations * 8 + 500)]
+            # Customers reading their own history: an officer's listing would also ask the customer service.
+            tokens = {c: mint_token(secret, Role.CUSTOMER, f"bench-{c}", customer_id=c) for c in set(picks)}
+            rows = await measure(args, picks, tokens, {"telemetry on": traced, "telemetry off": untraced})
+    return (
+        f"Data: {len(payments):,} payments over {len(customers):,} customers, in PostgreSQL (stage postgres_only).\n"
+        f"Each side: a payment service and a gateway. On: every request traced (parentbased_always_on) and exported\n"
+        f"over OTLP/gRPC to a collector stand-in in the benchmark process, metrics pushed over OTLP every 10 s and\n"
+        f"served on a Prometheus endpoint scraped every {SCRAPE_SECONDS:.0f} s. Off: OTEL_SDK_DISABLED=true.\n"
+        f"Calls: `GET /v1/customers/{{id}}/payments?pageSize={PAGE_SIZE}` through the gateway, interleaved at\n"
+        f"concurrency 1; throughput at concurrency 32, the two sides alternating, twice each.\n"
+        f"The collector stand-in received {sink.spans:,} spans and {sink.metric_exports} metric exports.\n\n" + rows
+    )
+
+
+async def measure(args: Options, picks: list[str], tokens: dict[str, str], gateways: dict[str, str]) -> str:
+    sessions = {
+        name: aiohttp.ClientSession(
+            base_url=url,
+            connector=aiohttp.TCPConnector(limit=64, keepalive_timeout=4),
+            timeout=aiohttp.ClientTimeout(total=10),
+        )
+        for name, url in gateways.items()
+    }
+    try:
+
+        def caller(http: aiohttp.ClientSession) -> Callable[[int], Awaitable[object]]:
+            async def call(i: int) -> object:
+                customer = picks[i % len(picks)]
+                bearer = {"Authorization": f"Bearer {tokens[customer]}"}
+                async with http.get(f"/v1/customers/{customer}/payments?pageSize={PAGE_SIZE}", headers=bearer) as r:
+                    body = await r.read()
+                    if r.status != 200:
+                        raise RuntimeError(f"{r.status} from {r.url.host}:{r.url.port}: {body[:300]!r}")
+                    return body
+
+            return call
+
+        calls = {name: caller(http) for name, http in sessions.items()}
+        latencies = await interleaved(calls, args.iterations)
+        rates: dict[str, list[float]] = {name: [] for name in calls}
+        for _ in range(2):
+            for name, call in calls.items():
+                rates[name].append(await throughput(call, args.iterations * 2, 32))
+    finally:
+        for http in sessions.values():
+            await http.close()
+    on, off = (max(rates[name]) for name in ("telemetry on", "telemetry off"))
+    lower = 1 - on / off
+    p50_on, p50_off = latencies["telemetry on"].p50, latencies["telemetry off"].p50
+    return "\n".join(
+        [
+            "| side | calls | p50 ms | p95 ms | p99 ms |",
+            "| --- | --- | --- | --- | --- |",
+            *(latency.row() for latency in latencies.values()),
+            "",
+            "| side | throughput at c=32, runs (calls/s) | best |",
+            "| --- | --- | --- |",
+            *(f"| {n} | {', '.join(f'{r:,.0f}' for r in runs)} | {max(runs):,.0f} |" for n, runs in rates.items()),
+            "",
+            f"p50 with telemetry on minus off = **{p50_on - p50_off:.3f} ms**; throughput with telemetry on is "
+            f"**{lower:.1%} lower** ({'meets' if lower <= 0.10 else 'MISSES'} the 10 % target).",
+            "",
+        ]
+    )
+
+
+app = command_line()
+
+
+@app.command(help=__doc__.splitlines()[0])
+def main(
+    payments: Annotated[int, typer.Option(help="payments loaded into PostgreSQL")] = 20_000,
+    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 400,
+    iterations: Annotated[int, typer.Option(help="calls timed on each side at concurrency 1")] = 2000,
+    output: Annotated[str, typer.Option(help="results file name under bench/results")] = "telemetry_cost",
+) -> None:
+    run_and_report(output, run(Options(payments, customers, iterations, output)))
+
+
+if __name__ == "__main__":
+    app()
