@@ -57,8 +57,12 @@ class Prometheus:
                 raise AssertionError(f"no series for {expression} within {timeout} s")
             await asyncio.sleep(poll)
 
-    async def targets_up(self) -> dict[str, float]:
-        return {series["metric"]["job"]: float(series["value"][1]) for series in await self.query("up")}
+    async def rules(self) -> list[dict[str, Any]]:
+        """Every loaded rule (recording and alerting) with its health and, for alerts, its state."""
+        async with httpx.AsyncClient(base_url=self.url, timeout=5) as client:
+            response = await client.get("/api/v1/rules")
+        response.raise_for_status()
+        return [rule for group in response.json()["data"]["groups"] for rule in group["rules"]]
 
 
 @contextlib.asynccontextmanager
