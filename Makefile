@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: help install up test test-unit lint typecheck proto proto-check bench clean-state
+.PHONY: help install up test test-unit lint typecheck proto proto-check rules-check bench clean-state
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,12 @@ proto-check: proto ## fail when committed generated code differs from what the p
 		echo "generated code drifted from protos/: run 'make proto' and commit gen/python" >&2; exit 1; \
 	fi
 	@echo "generated code matches protos/"
+
+rules-check: install ## promtool: check the Prometheus config and rules, run the rule unit tests (deploy/prometheus)
+	@command -v promtool >/dev/null 2>&1 || { echo "rules-check: 'promtool' not found — install the Debian package 'prometheus'" >&2; exit 1; }
+	@promtool check rules deploy/prometheus/rules/*.yml
+	@promtool check config deploy/prometheus/prometheus.yml
+	@promtool test rules deploy/prometheus/tests/*.yml
 
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads

