@@ -77,6 +77,10 @@ class GrpcServiceSettings(ProcessSettings, TlsSettings, LogShippingSettings):
     grpc_port: int = Field(default=0, ge=0, le=65535)
     # In-flight RPCs get this long to finish after SIGTERM before they are cancelled.
     shutdown_grace_seconds: float = Field(default=10.0, ge=0, le=300)
+    # Readiness: the service's stores are probed this often, each probe failing after the timeout; gRPC health
+    # reports NOT_SERVING while any probe fails.
+    health_check_interval_seconds: float = Field(default=2.0, gt=0, le=300)
+    health_check_timeout_seconds: float = Field(default=1.0, gt=0, le=60)
     # Signs page tokens; every replica of a service needs the same one. Optional only in development and
     # tests, where a random per-process secret is used (tokens then do not survive a restart).
     page_token_secret: SecretStr | None = None

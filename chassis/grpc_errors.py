@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -152,7 +153,11 @@ def _wrap_unary(behaviour: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return wrapped
 
 
-def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., AsyncIterator[Any]]:
+def _wrap_stream(behaviour: Callable[..., Any]) -> Callable[..., Any]:
+    if not inspect.isasyncgenfunction(behaviour):
+        # A handler that sends with `context.write()` and returns (grpc_health's Watch): wrapped as what it is.
+        return _wrap_unary(behaviour)
+
     async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
         try:
             async for response in behaviour(request, context):

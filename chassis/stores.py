@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
 
@@ -12,6 +12,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from chassis.config import DynamoSettings, PostgresSettings
+from chassis.grpc_server import ReadinessCheck
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -101,3 +102,22 @@ POSTGRES_CONNECTIVITY_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.InterfaceError,
 )
+
+
+def postgres_readiness(pool: asyncpg.Pool) -> ReadinessCheck:
+    """Ready while the pool hands out a connection that answers `SELECT 1`."""
+
+    async def select_one() -> None:
+        await pool.fetchval("SELECT 1")
+
+    return ReadinessCheck("postgresql", select_one)
+
+
+def dynamodb_readiness(client: DynamoDBClient, table_name: str, required: Callable[[], bool]) -> ReadinessCheck:
+    """Ready while DynamoDB describes `table_name`, or while `required()` says requests do not need DynamoDB."""
+
+    async def describe_table() -> None:
+        if required():
+            await client.describe_table(TableName=table_name)
+
+    return ReadinessCheck("dynamodb", describe_table)

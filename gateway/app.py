@@ -25,13 +25,22 @@ from gateway.dependencies import CustomerService, LoggingService, MigrationServi
 from gateway.errors import error_response, install_error_handlers
 from gateway.logging_routes import router as logging_router
 from gateway.logging_routes import write_router as log_writing_router
-from gateway.middleware import AccessLogMiddleware, BodySizeLimitMiddleware, TraceIdMiddleware
+from gateway.middleware import (
+    AccessLogMiddleware,
+    BodySizeLimitMiddleware,
+    QueryStringRestored,
+    TraceIdMiddleware,
+    hide_query_string_from_instrumentation,
+)
 from gateway.migration_routes import router as migration_router
 from gateway.payment_routes import router as payment_router
 from loanbook.customer.v1 import customer_pb2_grpc
 from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2_grpc
+
+# Anchored on the whole URL (scheme://host/path, no query string) so no other route can match them.
+PROBE_URLS = ",".join(f"^[a-z]+://[^/]+/{path}$" for path in ("livez", "healthz", "readyz", "metrics"))
 
 
 @dataclass
@@ -106,14 +115,17 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(TraceIdMiddleware)
     app.add_middleware(AccessLogMiddleware)
+    # Outermost of the gateway's own: gives the routes back the query string hidden from the instrumentation below.
+    app.add_middleware(QueryStringRestored)
     app.include_router(customer_router)
     app.include_router(payment_router)
     app.include_router(log_writing_router)
     app.include_router(logging_router)
     app.include_router(migration_router)
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness: the gateway process answers")
-    async def healthz() -> dict[str, str]:
+    @app.get("/livez", tags=["operations"], summary="Liveness: the gateway process answers")
+    @app.get("/healthz", tags=["operations"], summary="Liveness (the same as /livez)")
+    async def livez() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
@@ -151,7 +163,10 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     # Wraps the whole stack (outside the middlewares above), so the request's span is current in all of them.
     # Without the per-message `send`/`receive` child spans: two extra spans a request cost the gateway real time
     # (bench/gateway_overhead.py) and say nothing the server span does not.
-    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
+    # Probes are not requests worth a trace (one every few seconds from each prober). The query string never reaches
+    # the instrumentation: page tokens, trace ids and filters stay out of span attributes and metrics.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls=PROBE_URLS, exclude_spans=["receive", "send"])
+    hide_query_string_from_instrumentation(app)
     return app
 
 

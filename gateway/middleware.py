@@ -1,4 +1,5 @@
-"""ASGI middleware: the trace id on every response, one access log line per request, a request body size limit."""
+"""ASGI middleware: the trace id on every response, one access log line per request, a request body size limit, and
+the query string kept from the OpenTelemetry instrumentation."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Any
 
+from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -115,3 +117,41 @@ class BodySizeLimitMiddleware(HttpMiddleware):
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+# Where the query string waits while the instrumentation's middleware looks at the request.
+HIDDEN_QUERY_STRING = "loanbook.query_string"
+
+
+class QueryStringHidden(HttpMiddleware):
+    """Outside the OpenTelemetry middleware: the request goes on without its query string, kept aside in the scope.
+
+    The instrumentation puts the query into the server span's URL attributes (http.url, http.target, url.query)
+    whole, and has no option to leave it out; page tokens and trace ids must not reach spans.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        hidden = {**scope, "query_string": b"", HIDDEN_QUERY_STRING: scope.get("query_string", b"")}
+        await self.app(hidden, receive, send)
+
+
+class QueryStringRestored(HttpMiddleware):
+    """Inside the OpenTelemetry middleware (the outermost of the gateway's own): the routes see the query again.
+
+    The scope is changed in place, as the router changes it: the instrumentation reads the matched route from it.
+    """
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if HIDDEN_QUERY_STRING in scope:
+            scope["query_string"] = scope.pop(HIDDEN_QUERY_STRING)
+        await self.app(scope, receive, send)
+
+
+def hide_query_string_from_instrumentation(app: FastAPI) -> None:
+    """Puts QueryStringHidden around the stack FastAPIInstrumentor.instrument_app builds (call it after that)."""
+    build_instrumented_stack = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return QueryStringHidden(build_instrumented_stack())
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]  # as instrument_app does

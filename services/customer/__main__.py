@@ -5,4 +5,6 @@ from services.customer.bootstrap import bootstrap
 from services.customer.config import CustomerSettings
 
 if __name__ == "__main__":
-    run_service("customer", CustomerSettings, bootstrap)
+    # The repository traces each call itself (services/customer/adapters/postgres.py): the asyncpg instrumentation
+    # records the driver's error text on its spans, and PostgreSQL's DETAIL in it quotes stored values.
+    run_service("customer", CustomerSettings, bootstrap, trace_store_clients=False)

@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack
 
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
-from chassis.stores import postgres_pool
+from chassis.stores import postgres_pool, postgres_readiness
 from loanbook.customer.v1 import customer_pb2, customer_pb2_grpc
 from services.customer.adapters.postgres import PostgresCustomerRepository
 from services.customer.api import CustomerServicer
@@ -33,6 +33,8 @@ async def bootstrap(settings: CustomerSettings, stack: AsyncExitStack) -> Sequen
     servicer = CustomerServicer(use_cases)
     return [
         ServiceBinding(
-            SERVICE_NAME, lambda server: customer_pb2_grpc.add_CustomerServiceServicer_to_server(servicer, server)
+            SERVICE_NAME,
+            lambda server: customer_pb2_grpc.add_CustomerServiceServicer_to_server(servicer, server),
+            readiness=[postgres_readiness(pool)],
         )
     ]

@@ -13,7 +13,7 @@ import asyncpg
 
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
-from chassis.stores import dynamodb_client, postgres_pool
+from chassis.stores import dynamodb_client, dynamodb_readiness, postgres_pool, postgres_readiness
 from loanbook.logging.v1 import logging_pb2, logging_pb2_grpc
 from migration import schema as migration_schema
 from migration.hybrid import HybridTable
@@ -25,6 +25,7 @@ from services.logging.api import LoggingServicer
 from services.logging.config import LoggingSettings
 from services.logging.store import INDEX_READ_KINDS, HybridLogStore
 from services.logging.use_cases import LogUseCases
+from services.readiness import dynamodb_required
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -63,7 +64,11 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
     use_cases = LogUseCases(store, PageTokens(settings.page_token_secret_or_random(), "logging"), settings.retention)
     servicer = LoggingServicer(use_cases)
     add_servicer = logging_pb2_grpc.add_LoggingServiceServicer_to_server
-    return [ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server))]
+    readiness = [
+        postgres_readiness(pool),
+        dynamodb_readiness(dynamodb, table_name, lambda: dynamodb_required(hybrid.mode)),
+    ]
+    return [ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server), readiness)]
 
 
 def log_store(

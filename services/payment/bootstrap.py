@@ -11,7 +11,7 @@ import asyncpg
 from chassis.grpc_client import create_channel
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
-from chassis.stores import dynamodb_client, postgres_pool
+from chassis.stores import dynamodb_client, dynamodb_readiness, postgres_pool, postgres_readiness
 from loanbook.migration.v1 import migration_pb2, migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2, payment_pb2_grpc
 from migration import schema as migration_schema
@@ -27,6 +27,7 @@ from services.payment.config import PaymentSettings
 from services.payment.loans import GrpcLoanDirectory
 from services.payment.store import INDEX_READ_KINDS, HybridPaymentStore
 from services.payment.use_cases import PaymentUseCases
+from services.readiness import dynamodb_required
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -67,9 +68,12 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
     await control.ensure_defaults(who="payment start-up")
     migration_servicer = MigrationServicer(control, lambda table: Journal(pool, table))
     add_migration = migration_pb2_grpc.add_MigrationServiceServicer_to_server
+    postgres = postgres_readiness(pool)
+    dynamo = dynamodb_readiness(dynamodb, table_name, lambda: dynamodb_required(hybrid.mode))
     return [
-        ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server)),
-        ServiceBinding(MIGRATION_SERVICE_NAME, lambda server: add_migration(migration_servicer, server)),
+        ServiceBinding(SERVICE_NAME, lambda server: add_servicer(servicer, server), [postgres, dynamo]),
+        # The control plane lives in PostgreSQL alone.
+        ServiceBinding(MIGRATION_SERVICE_NAME, lambda server: add_migration(migration_servicer, server), [postgres]),
     ]
 
 

@@ -150,7 +150,7 @@ async def test_recording_a_payment_is_one_trace_through_both_services(
     assert all(s.attributes["loanbook.migration.stage"] for s in stores)
 
     # One span per store call in the payment service (the hybrid store's), none per SQL statement or AWS request;
-    # the customer service, whose store does not trace itself, keeps asyncpg's.
+    # the customer service's repository traces each of its calls too (services/customer/adapters/postgres.py).
     def client_spans(service: str) -> list[str]:
         return [
             s.name

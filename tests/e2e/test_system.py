@@ -11,11 +11,14 @@ import httpx
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
+from chassis.identity import Role
 from devstack.processes import free_port
 from devstack.supervisor import http_ok
 from services.customer.bootstrap import SERVICE_NAME as CUSTOMER_SERVICE
 from services.logging.bootstrap import SERVICE_NAME as LOGGING_SERVICE
 from services.payment.bootstrap import SERVICE_NAME as PAYMENT_SERVICE
+from tests.support.demo import CASEY, CASEY_FUNDED_LOAN
+from tests.support.rest import bearer
 from tests.support.system import RunningSystem, run_module, start_process
 
 SERVICE_NAMES = {"customer": CUSTOMER_SERVICE, "payment": PAYMENT_SERVICE, "logging": LOGGING_SERVICE}
@@ -43,14 +46,36 @@ async def test_gateway_is_live_and_ready_when_every_downstream_serves(running_sy
     }
 
 
-async def test_one_gateway_request_is_one_trace_across_all_processes(running_system: RunningSystem) -> None:
+async def test_one_gateway_request_is_one_trace_across_the_processes_it_reaches(
+    running_system: RunningSystem,
+) -> None:
     trace_id, caller_span_id = secrets.token_hex(16), secrets.token_hex(8)
-    async with httpx.AsyncClient(base_url=running_system.gateway_url) as client:
-        response = await client.get("/readyz", headers={"traceparent": f"00-{trace_id}-{caller_span_id}-01"})
-    assert response.status_code == 200
+    headers = {
+        **bearer(running_system, Role.OFFICER),
+        "traceparent": f"00-{trace_id}-{caller_span_id}-01",
+        "Idempotency-Key": f"trace-{secrets.token_hex(8)}",
+    }
+    payment = {
+        "customerId": CASEY,
+        "loanId": CASEY_FUNDED_LOAN,
+        "amount": {"currencyCode": "USD", "units": "10"},
+        "method": "PAYMENT_METHOD_CARD",
+    }
+    async with httpx.AsyncClient(base_url=running_system.gateway_url, timeout=10) as client:
+        response = await client.post("/v1/payments", json=payment, headers=headers)
+    assert response.status_code == 201, response.text
 
-    services = {"loanbook-gateway", "loanbook-customer", "loanbook-payment", "loanbook-logging"}
-    spans = await running_system.receiver.wait_for(trace_id, services, timeout=15)
+    # Each process's server span ends after every other span it makes, so once those three are in, all are.
+    outermost = {
+        ("loanbook-gateway", "POST /v1/payments"),
+        ("loanbook-payment", "/loanbook.payment.v1.PaymentService/RecordPayment"),
+        ("loanbook-customer", "/loanbook.customer.v1.CustomerService/CheckLoanStanding"),
+    }
+    await running_system.receiver.wait_until(
+        lambda received: outermost <= {(s.service_name, s.name) for s in received if s.trace_id == trace_id},
+        timeout=15,
+    )
+    spans = [span for span in running_system.receiver.spans if span.trace_id == trace_id]
 
     by_id = {span.span_id: span for span in spans}
     gateway_root = [s for s in spans if s.service_name == "loanbook-gateway" and s.parent_span_id == caller_span_id]
@@ -60,13 +85,15 @@ async def test_one_gateway_request_is_one_trace_across_all_processes(running_sys
     for span in spans:
         if span is not gateway_root[0]:
             assert span.parent_span_id in by_id, f"{span.service_name}/{span.name} lost its parent"
-    for service in ("customer", "payment", "logging"):
-        server_spans = [
-            s for s in spans if s.service_name == f"loanbook-{service}" and s.name == "/grpc.health.v1.Health/Check"
-        ]
+    # gateway -> payment -> customer, each server span under its caller's client span.
+    for service, method, caller in (
+        ("payment", "/loanbook.payment.v1.PaymentService/RecordPayment", "loanbook-gateway"),
+        ("customer", "/loanbook.customer.v1.CustomerService/CheckLoanStanding", "loanbook-payment"),
+    ):
+        server_spans = [s for s in spans if s.service_name == f"loanbook-{service}" and s.name == method]
         assert len(server_spans) == 1, (service, spans)
         parent = by_id[server_spans[0].parent_span_id]
-        assert parent.service_name == "loanbook-gateway"
+        assert parent.service_name == caller
         assert parent.kind == trace_pb2.Span.SPAN_KIND_CLIENT
 
 

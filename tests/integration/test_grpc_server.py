@@ -1,8 +1,10 @@
-"""The shared gRPC server: health, reflection, TLS/mTLS and graceful shutdown, on a real port."""
+"""The shared gRPC server: health, readiness, reflection, RPC metrics, TLS/mTLS and graceful shutdown, on a real
+port."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,24 +13,34 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from opentelemetry.sdk.metrics.export import HistogramDataPoint
 
 from chassis.config import GrpcServiceSettings, TlsSettings
+from chassis.errors import NotFound
 from chassis.grpc_client import create_channel
-from chassis.grpc_server import GrpcServer, ServiceBinding
+from chassis.grpc_server import LIVENESS, NOT_SERVING, SERVING, GrpcServer, ReadinessCheck, ServiceBinding
+from tests.support.grpc import health_becomes
+from tests.support.metrics import metric_reader, points, total
 
 SLOW_SERVICE = "loanbook.test.v1.SlowService"
 
 
-def _slow_service(started: asyncio.Event) -> ServiceBinding:
-    """A service whose one method sleeps, to hold an RPC in flight while the server stops."""
+def _slow_service(started: asyncio.Event, readiness: list[ReadinessCheck] | None = None) -> ServiceBinding:
+    """A service whose one method sleeps, to hold an RPC in flight while the server stops, and one that fails."""
 
     async def sleep(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         started.set()
         await asyncio.sleep(float(request.decode()))
         return b"done"
 
-    handler = grpc.method_handlers_generic_handler(SLOW_SERVICE, {"Sleep": grpc.unary_unary_rpc_method_handler(sleep)})
-    return ServiceBinding(SLOW_SERVICE, lambda server: server.add_generic_rpc_handlers((handler,)))
+    async def find(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        raise NotFound("thing", request.decode())
+
+    handler = grpc.method_handlers_generic_handler(
+        SLOW_SERVICE,
+        {"Sleep": grpc.unary_unary_rpc_method_handler(sleep), "Find": grpc.unary_unary_rpc_method_handler(find)},
+    )
+    return ServiceBinding(SLOW_SERVICE, lambda server: server.add_generic_rpc_handlers((handler,)), readiness or [])
 
 
 def _sleep_call(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
@@ -59,6 +71,132 @@ async def test_reports_serving_for_the_server_and_each_service(
         for name in ("", SLOW_SERVICE):
             response = await health.Check(health_pb2.HealthCheckRequest(service=name), timeout=2)
             assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+class FlakyStore:
+    """A readiness check a test turns off and on (`up`), or makes hang; it counts the probes it answered."""
+
+    def __init__(self) -> None:
+        self.up = True
+        self.hangs = False
+        self.probes = 0
+        self._probed = asyncio.Condition()
+
+    async def probe(self) -> None:
+        async with self._probed:
+            self.probes += 1
+            self._probed.notify_all()
+        if self.hangs:
+            await asyncio.Event().wait()
+        if not self.up:
+            raise ConnectionRefusedError("store down")
+
+    async def probed_again(self, times: int) -> None:
+        """Returns once `times` more probes have started."""
+        wanted = self.probes + times
+        async with asyncio.timeout(10), self._probed:
+            await self._probed.wait_for(lambda: self.probes >= wanted)
+
+
+OTHER_SERVICE = "loanbook.test.v1.OtherService"
+
+
+@pytest.fixture
+async def watched_server() -> AsyncIterator[tuple[GrpcServer, FlakyStore]]:
+    store = FlakyStore()
+    settings = GrpcServiceSettings(grpc_port=0, health_check_interval_seconds=0.05, health_check_timeout_seconds=0.2)
+    # A second service that needs nothing: its own health name stays SERVING whatever the store does.
+    other = ServiceBinding(OTHER_SERVICE, lambda server: None)
+    server = GrpcServer(settings, [_slow_service(asyncio.Event(), [ReadinessCheck("store", store.probe)]), other])
+    await server.start()
+    try:
+        yield server, store
+    finally:
+        await server.stop(grace=0)
+
+
+async def _status(address: str, service: str) -> int:
+    async with grpc.aio.insecure_channel(address) as channel:
+        response = await health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=2
+        )
+        status: int = response.status
+        return status
+
+
+async def test_health_reports_not_serving_while_a_readiness_check_fails_and_serving_once_it_passes(
+    watched_server: tuple[GrpcServer, FlakyStore], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, store = watched_server
+    caplog.set_level(logging.INFO, logger="chassis.grpc_server")
+    await health_becomes(server.address, "", SERVING)
+
+    store.up = False
+    await health_becomes(server.address, "", NOT_SERVING)
+    assert await _status(server.address, SLOW_SERVICE) == NOT_SERVING
+    assert await _status(server.address, OTHER_SERVICE) == SERVING
+    assert await _status(server.address, LIVENESS) == SERVING  # the process is up: liveness is not readiness
+    await store.probed_again(3)
+
+    store.up = True
+    await health_becomes(server.address, "", SERVING)
+    assert await _status(server.address, SLOW_SERVICE) == SERVING
+    await store.probed_again(3)
+
+    messages = [(record.getMessage(), getattr(record, "check", None)) for record in caplog.records]
+    # Each transition once, not once per probe.
+    assert messages.count(("readiness check failed", "store")) == 1
+    assert messages.count(("readiness check passes again", "store")) == 1
+    failed = next(record for record in caplog.records if record.getMessage() == "readiness check failed")
+    assert getattr(failed, "error_type", None) == "ConnectionRefusedError"
+
+
+async def test_a_readiness_check_that_does_not_answer_in_time_fails(
+    watched_server: tuple[GrpcServer, FlakyStore],
+) -> None:
+    server, store = watched_server
+    store.hangs = True
+
+    await health_becomes(server.address, SLOW_SERVICE, NOT_SERVING)
+
+    store.hangs = False
+    await health_becomes(server.address, SLOW_SERVICE, SERVING)
+
+
+async def test_rpc_server_duration_is_recorded_per_method_and_status_but_not_for_health(
+    running_server: tuple[GrpcServer, asyncio.Event],
+) -> None:
+    metric_reader()
+    server, _ = running_server
+    attributes = {"rpc__system": "grpc", "rpc__service": SLOW_SERVICE}
+    ok_before = _count(rpc__method="Sleep", rpc__grpc__status_code=0, **attributes)
+    not_found_before = _count(
+        rpc__method="Find", rpc__grpc__status_code=grpc.StatusCode.NOT_FOUND.value[0], **attributes
+    )
+    health_before = _count(rpc__service="grpc.health.v1.Health")
+
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        assert await _sleep(channel, "0.05", timeout=5) == b"done"
+        with pytest.raises(grpc.aio.AioRpcError):
+            await _find_call(channel)(b"x", timeout=5)
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+
+    assert _count(rpc__method="Sleep", rpc__grpc__status_code=0, **attributes) == ok_before + 1
+    assert (
+        _count(rpc__method="Find", rpc__grpc__status_code=grpc.StatusCode.NOT_FOUND.value[0], **attributes)
+        == not_found_before + 1
+    )
+    assert _count(rpc__service="grpc.health.v1.Health") == health_before == 0
+    slept = points("rpc.server.duration", rpc__method="Sleep", **attributes)
+    assert max(p.max for p in slept if isinstance(p, HistogramDataPoint)) >= 50  # milliseconds: the call slept 0.05 s
+
+
+def _count(**attributes: object) -> float:
+    return total("rpc.server.duration", **attributes)
+
+
+def _find_call(channel: grpc.aio.Channel) -> grpc.aio.UnaryUnaryMultiCallable[bytes, bytes]:
+    return channel.unary_unary(f"/{SLOW_SERVICE}/Find")
 
 
 async def test_reflection_lists_the_registered_services(running_server: tuple[GrpcServer, asyncio.Event]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf import text_format
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -19,6 +21,12 @@ class ReceivedSpan:
     span_id: str
     parent_span_id: str
     attributes: dict[str, str]
+    status_code: int = 0
+    status_message: str = ""
+    # (name, attributes as text) of each event, e.g. ("exception", {"exception.message": ...}).
+    events: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    # The whole span as protobuf text: every attribute of any type, event, link and status, to search for a value.
+    text: str = ""
 
 
 class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
@@ -55,6 +63,11 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
     async def stop(self) -> None:
         await self._server.stop(grace=0)
 
+    async def wait_until(self, condition: Callable[[list[ReceivedSpan]], bool], timeout: float) -> None:
+        """Returns once `condition(every span received so far)` holds; fails after `timeout` seconds."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: condition(self.spans))
+
     async def wait_for(self, trace_id: str, service_names: set[str], timeout: float) -> list[ReceivedSpan]:
         """Spans of one trace, once spans from every named service have arrived (or the timeout passes)."""
 
@@ -75,4 +88,11 @@ def _received(service_name: str, span: trace_pb2.Span) -> ReceivedSpan:
         span_id=span.span_id.hex(),
         parent_span_id=span.parent_span_id.hex(),
         attributes={kv.key: kv.value.string_value for kv in span.attributes},
+        status_code=span.status.code,
+        status_message=span.status.message,
+        events=[
+            (event.name, {kv.key: text_format.MessageToString(kv.value, as_one_line=True) for kv in event.attributes})
+            for event in span.events
+        ],
+        text=text_format.MessageToString(span, as_utf8=True),
     )

@@ -179,5 +179,6 @@ class PostgresPaymentRepository:
         except asyncpg.UniqueViolationError as error:
             if error.constraint_name != IDEMPOTENCY_KEY_CONSTRAINT:
                 raise
-            raise IdempotencyKeyTaken(await self._existing(payment.idempotency_key)) from error
+            # Not chained: the driver's DETAIL quotes the key, and a cause ends up in span events and tracebacks.
+            raise IdempotencyKeyTaken(await self._existing(payment.idempotency_key)) from None
         return row is not None
