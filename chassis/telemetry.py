@@ -70,11 +70,15 @@ class MetricsEndpoint:
 
     host: str
     port: int
+    setting: str = "OTEL_EXPORTER_PROMETHEUS_PORT"  # named when the port cannot be served
 
 
 def metrics_endpoint(settings: ProcessSettings) -> MetricsEndpoint | None:
     """The endpoint a process's `…_METRICS_PORT` / `…_METRICS_HOST` settings ask for, if any."""
-    return None if settings.metrics_port is None else MetricsEndpoint(settings.metrics_host, settings.metrics_port)
+    if settings.metrics_port is None:
+        return None
+    variable = f"{settings.model_config.get('env_prefix', '')}METRICS_PORT"
+    return MetricsEndpoint(settings.metrics_host, settings.metrics_port, variable)
 
 
 def _names(variable: str, allowed: tuple[str, ...], default: str, env: Mapping[str, str]) -> list[str]:
@@ -264,11 +268,13 @@ def _prometheus_reader(endpoint: MetricsEndpoint) -> tuple[MetricReader, str, Ca
     from opentelemetry.exporter.prometheus import PrometheusMetricReader
     from prometheus_client import start_http_server
 
-    reader = PrometheusMetricReader()
     try:
         server, thread = start_http_server(endpoint.port, addr=endpoint.host)
     except OSError as error:
-        raise ConfigurationError(f"metrics port {endpoint.host}:{endpoint.port} cannot be served: {error}") from None
+        raise ConfigurationError(
+            f"{endpoint.setting}: {endpoint.host}:{endpoint.port} cannot be served ({error.strerror or error})"
+        ) from None
+    reader = PrometheusMetricReader()  # registers with prometheus_client's registry, which the server serves
     address = f"{endpoint.host}:{server.server_port}"
 
     def stop() -> None:

@@ -106,6 +106,7 @@ async def test_gateway_readiness_names_a_downstream_that_does_not_serve(
         **app.env,
         "LOANBOOK_GATEWAY_HTTP_PORT": str(port),
         "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{free_port()}",  # nothing listens there
+        "LOANBOOK_GATEWAY_METRICS_PORT": "0",  # the running gateway holds its own
         "OTEL_TRACES_EXPORTER": "none",
     }
     gateway = await start_process("gateway-degraded", app.argv, env, tmp_path)

@@ -137,3 +137,20 @@ def test_the_sdk_off_switch_installs_nothing(monkeypatch: pytest.MonkeyPatch) ->
     assert (telemetry.trace_exporters, telemetry.metric_exporters, telemetry.metrics_address) == ([], [], None)
     assert trace.get_tracer_provider() is tracer_provider
     assert metrics.get_meter_provider() is meter_provider
+
+
+def test_a_metrics_port_taken_by_another_process_is_refused_naming_the_setting() -> None:
+    import socket
+
+    from chassis.telemetry import _prometheus_reader
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        endpoint = MetricsEndpoint("127.0.0.1", port, "LOANBOOK_PAYMENT_METRICS_PORT")
+
+        with pytest.raises(
+            ConfigurationError, match=f"LOANBOOK_PAYMENT_METRICS_PORT: 127.0.0.1:{port} cannot be served"
+        ):
+            _prometheus_reader(endpoint)
