@@ -36,6 +36,15 @@ async def test_every_process_serves_prometheus_metrics_naming_itself_its_version
             assert 'service_version="' in target_info
 
 
+async def test_metrics_are_pushed_over_otlp_too(running_system: RunningSystem) -> None:
+    casey = bearer(running_system, Role.CUSTOMER, CASEY)
+    async with httpx.AsyncClient(base_url=running_system.gateway_url) as client:
+        assert (await client.get(f"/v1/customers/{CASEY}/payments", headers=casey)).status_code == 200
+
+    await running_system.receiver.metrics.wait_for("loanbook-payment", "rpc.server.duration", timeout=15)
+    await running_system.receiver.metrics.wait_for("loanbook-gateway", "http.server.request.duration", timeout=15)
+
+
 async def test_the_gateway_measures_its_requests_by_route_without_query_strings(running_system: RunningSystem) -> None:
     async with httpx.AsyncClient(base_url=running_system.gateway_url) as client:
         await client.get("/v1/customers/not-an-id", params={"pageToken": "secret-token"})

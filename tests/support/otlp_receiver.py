@@ -1,4 +1,4 @@
-"""A real OTLP/gRPC trace receiver built from opentelemetry-proto's service definition, for tests."""
+"""A real OTLP/gRPC receiver of traces and metrics built from opentelemetry-proto's service definitions, for tests."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import grpc
 from google.protobuf import text_format
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
@@ -34,6 +35,8 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
+        # Metric names each service pushed over OTLP: {"loanbook-payment": {"rpc.server.duration", ...}}.
+        self.metrics = _MetricsReceiver()
         self._server = grpc.aio.server()
         self._arrived = asyncio.Condition()
         self.address = ""
@@ -56,6 +59,7 @@ class OtlpTraceReceiver(trace_service_pb2_grpc.TraceServiceServicer):
 
     async def start(self) -> None:
         trace_service_pb2_grpc.add_TraceServiceServicer_to_server(self, self._server)  # type: ignore[no-untyped-call]
+        metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(self.metrics, self._server)  # type: ignore[no-untyped-call]
         port = self._server.add_insecure_port("127.0.0.1:0")
         await self._server.start()
         self.address = f"http://127.0.0.1:{port}"
@@ -96,3 +100,31 @@ def _received(service_name: str, span: trace_pb2.Span) -> ReceivedSpan:
         ],
         text=text_format.MessageToString(span, as_utf8=True),
     )
+
+
+class _MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """Keeps the names of the metrics each service exports, so a test can await one."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, set[str]] = {}
+        self._arrived = asyncio.Condition()
+
+    async def Export(
+        self,
+        request: metrics_service_pb2.ExportMetricsServiceRequest,
+        context: grpc.aio.ServicerContext[
+            metrics_service_pb2.ExportMetricsServiceRequest, metrics_service_pb2.ExportMetricsServiceResponse
+        ],
+    ) -> metrics_service_pb2.ExportMetricsServiceResponse:
+        for resource_metrics in request.resource_metrics:
+            resource = {kv.key: kv.value.string_value for kv in resource_metrics.resource.attributes}
+            names = self.names.setdefault(resource.get("service.name", ""), set())
+            for scope_metrics in resource_metrics.scope_metrics:
+                names.update(metric.name for metric in scope_metrics.metrics)
+        async with self._arrived:
+            self._arrived.notify_all()
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    async def wait_for(self, service_name: str, metric: str, timeout: float) -> None:
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: metric in self.names.get(service_name, set()))

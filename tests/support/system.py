@@ -111,6 +111,7 @@ def telemetry_env(receiver: OtlpTraceReceiver) -> dict[str, str]:
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.address,
         "OTEL_EXPORTER_OTLP_INSECURE": "true",
         "OTEL_BSP_SCHEDULE_DELAY": "100",
+        "OTEL_METRIC_EXPORT_INTERVAL": "2000",
     }
 
 
