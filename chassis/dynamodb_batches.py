@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from chassis.backoff import full_jitter
+from chassis.dynamodb_capacity import RETURN_CONSUMED_CAPACITY, record_consumed
 from chassis.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -34,11 +35,14 @@ async def write_all(
     still unprocessed after `attempts` calls (`what` names them in the message)."""
 
     async def by_client(pending: Sequence[WriteRequestTypeDef]) -> Any:
-        return await client.batch_write_item(RequestItems={table: list(pending)})
+        return await client.batch_write_item(
+            RequestItems={table: list(pending)}, ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY
+        )
 
     pending: Sequence[WriteRequestTypeDef] = requests
     for attempt in range(attempts):
         response = await (send or by_client)(pending)
+        record_consumed("BatchWriteItem", response)  # a `send` of its own may or may not have asked for it
         pending = cast("list[WriteRequestTypeDef]", response.get("UnprocessedItems", {}).get(table, []))
         if not pending:
             return

@@ -15,16 +15,23 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import Span, Status, StatusCode
 
 from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from migration.journal import current_traceparent
+from migration.observability import ATTR_COLLECTION, ATTR_FROM_STAGE, error_type, mark_failed
 from migration.stages import ORDER, TABLES, Backend, Stage, TableMode, stage_from_seed_flags
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("loanbook.migration")
 
 # A connection as a pool hands it out; guards run inside the change's transaction on it.
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
 CHANNEL = "loanbook_migration_modes"
+ATTR_TO_STAGE = "loanbook.migration.to_stage"
+ATTR_TO_FALLBACK = "loanbook.migration.to_fallback"
 DEFAULT_MODE = {"stage": Stage.POSTGRES_ONLY, "fallback": True}
 
 # Checks a change before it is made: (connection, current, wanted) -> None, or raise FailedPrecondition.
@@ -405,10 +412,42 @@ class ControlPlane:
         """Set a table's stage and/or fallback: guarded, audited and announced in one transaction.
 
         A move to dynamo_only first waits up to `drain_seconds` for the journal to drain (see
-        wait_for_drained_journal), outside the transaction so the mode's row is not locked meanwhile."""
+        wait_for_drained_journal), outside the transaction so the mode's row is not locked meanwhile. Traced as a
+        `migration.switch` span (from/to stage, an event when the mode changed; who asked is not recorded there)."""
         check_table(table)
         if not who:
             raise InvalidArgument([FieldViolation("who", "a change must name who makes it")])
+        asked: dict[str, str] = {ATTR_COLLECTION: table}
+        if stage is not None:
+            asked[ATTR_TO_STAGE] = stage.value
+        if fallback is not None:
+            asked[ATTR_TO_FALLBACK] = "true" if fallback else "false"
+        with tracer.start_as_current_span(
+            "migration.switch", attributes=asked, record_exception=False, set_status_on_exception=False
+        ) as span:
+            try:
+                return await self._guarded_change(span, table, stage, fallback, who, reason, drain_seconds, waiting)
+            except FailedPrecondition as refused:
+                # The guards' messages name tables, stages, counts and times only: the operator's answer.
+                span.set_attribute("error.type", "FailedPrecondition")
+                span.set_status(Status(StatusCode.ERROR, str(refused)[:500]))
+                span.add_event("migration switch refused")
+                raise
+            except Exception as error:
+                mark_failed(span, error, error_type(error))
+                raise
+
+    async def _guarded_change(
+        self,
+        span: Span,
+        table: str,
+        stage: Stage | None,
+        fallback: bool | None,
+        who: str,
+        reason: str,
+        drain_seconds: float,
+        waiting: Callable[[str], None] | None,
+    ) -> TableMode:
         drain = None
         if stage is Stage.DYNAMO_ONLY and drain_seconds > 0 and require_drained_journal in self._guards:
             current = await self.mode(table)
@@ -420,13 +459,16 @@ class ControlPlane:
                         if guard is not require_drained_journal:
                             await guard(connection, current, wanted)
                 drain = await wait_for_drained_journal(self._pool, table, drain_seconds, waiting)
+                span.set_attribute("loanbook.migration.drain_wait_seconds", drain.seconds)
         token = _drain.set(drain)
         try:
-            return await self._change(table, stage, fallback, who, reason)
+            return await self._change(span, table, stage, fallback, who, reason)
         finally:
             _drain.reset(token)
 
-    async def _change(self, table: str, stage: Stage | None, fallback: bool | None, who: str, reason: str) -> TableMode:
+    async def _change(
+        self, span: Span, table: str, stage: Stage | None, fallback: bool | None, who: str, reason: str
+    ) -> TableMode:
         async with self._pool.acquire() as connection, connection.transaction():
             row = await connection.fetchrow(
                 "SELECT * FROM migration.table_modes WHERE table_name = $1 FOR UPDATE", table
@@ -439,7 +481,16 @@ class ControlPlane:
                 stage if stage is not None else current.stage,
                 fallback if fallback is not None else current.fallback,
             )
+            change = {
+                ATTR_COLLECTION: table,
+                ATTR_FROM_STAGE: current.stage.value,
+                ATTR_TO_STAGE: wanted.stage.value,
+                "loanbook.migration.from_fallback": "true" if current.fallback else "false",
+                ATTR_TO_FALLBACK: "true" if wanted.fallback else "false",
+            }
+            span.set_attributes(change)
             if (wanted.stage, wanted.fallback) == (current.stage, current.fallback):
+                span.add_event("migration mode unchanged", change)
                 return current
             for guard in self._guards:
                 await guard(connection, current, wanted)
@@ -464,9 +515,11 @@ class ControlPlane:
                 who,
                 reason,
             )
-            # Delivered at commit, to every replica listening.
-            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps({"table": table}))
+            # Delivered at commit, to every replica listening; the traceparent links their mode_change spans here.
+            notice = {"table": table, "traceparent": current_traceparent()}
+            await connection.execute("SELECT pg_notify($1, $2)", CHANNEL, json.dumps(notice))
         assert updated is not None
+        span.add_event("migration mode changed", {**change, "loanbook.migration.revision": updated["revision"]})
         logger.info(
             "migration mode changed",
             extra={"table": table, "from": current.stage.value, "to": wanted.stage.value, "by": who},

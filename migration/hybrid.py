@@ -6,18 +6,39 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import asyncpg
 from circuitbreaker import CircuitBreaker
 from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from chassis.dynamodb_capacity import collected_per_span
 from chassis.errors import DomainError, Unavailable
 from chassis.telemetry import ATTR_MIGRATION_STAGE, ATTR_STORE_BACKEND, ATTR_STORE_FALLBACK, ATTR_STORE_MERGED
-from migration.journal import Journal
+from migration.journal import Journal, Pending
+from migration.observability import (
+    ATTR_COLLECTION,
+    ATTR_ERROR_TYPE,
+    ATTR_OPERATION,
+    ATTR_ROUTE_REASON,
+    ATTR_SHADOW_RESULT,
+    ATTR_STORE_OUTCOME,
+    Route,
+    error_type,
+    inline_copy_failures,
+    mark_failed,
+    operation_duration,
+    shadow_comparisons,
+    store_attributes,
+    store_errors,
+    store_fallbacks,
+    watch_breaker,
+)
 from migration.stages import Backend, TableMode
 
 logger = logging.getLogger(__name__)
@@ -27,6 +48,13 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+# Kept beside `loanbook.route.reason` on the PostgreSQL span of a read DynamoDB could not serve: the runbook's queries.
+ATTR_BREAKER_OPEN: Final = "loanbook.store.breaker_open"
+BREAKER_OPEN: Final = "breaker_open"
+# Outcomes of a store call whose answer was not used (`loanbook.store.outcome`).
+DISCARDED: Final = "discarded"
+CANCELLED: Final = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -61,7 +89,68 @@ class ShadowCounters:
 
 
 class DynamoUnavailable(Unavailable):
-    """DynamoDB failed, timed out, or its circuit breaker is open."""
+    """DynamoDB failed, timed out, or its circuit breaker is open (`error_type`: timeout, unavailable, breaker_open)."""
+
+    def __init__(self, message: str, error_type: str) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+
+
+def _is_answer(error: BaseException) -> bool:
+    """A domain error other than Unavailable is the store's answer (a refused write, a conflict), not a failure."""
+    return isinstance(error, DomainError) and not isinstance(error, Unavailable)
+
+
+def _end_unused(span: Span, outcome: str, description: str, end_time: int | None = None) -> None:
+    """Ends the span of a call whose answer nobody used: never to be read as a served success."""
+    span.set_attribute(ATTR_STORE_OUTCOME, outcome)
+    span.set_status(Status(StatusCode.ERROR, description))
+    span.end(end_time=end_time)
+
+
+class _Speculative:
+    """A DynamoDB read started before its reader knows whether it will use the answer: the journal check runs beside
+    it (read-your-writes). Its span stays open until the reader says, so a read that was not used never counts as
+    served, in the trace or in the latency histogram."""
+
+    __slots__ = ("_attributes", "_elapsed", "_ended_ns", "_span", "reason", "verdict")
+
+    def __init__(self) -> None:
+        self.reason = Route.STAGE
+        # Why the answer will not be used (outcome, description), once the reader knows.
+        self.verdict: tuple[str, str] | None = None
+        self._span: Span | None = None
+        self._attributes: dict[str, str] = {}
+        self._elapsed = 0.0
+        self._ended_ns = 0
+
+    def answered(self, span: Span, attributes: dict[str, str], elapsed: float) -> None:
+        """DynamoDB answered: the span waits for the reader's verdict (or takes the one already given)."""
+        self._span, self._attributes, self._elapsed, self._ended_ns = span, attributes, elapsed, time.time_ns()
+        if self.verdict is not None:
+            self._end_unused()
+
+    def used(self) -> None:
+        """The reader serves (or merges) the answer."""
+        span, self._span = self._span, None
+        if span is None:
+            return
+        if self._attributes[ATTR_ROUTE_REASON] != self.reason.value:
+            self._attributes[ATTR_ROUTE_REASON] = self.reason.value
+            span.set_attribute(ATTR_ROUTE_REASON, self.reason.value)
+        operation_duration.record(self._elapsed, self._attributes)
+        span.end(end_time=self._ended_ns)
+
+    def unused(self, outcome: str, description: str) -> None:
+        """The reader will not use the answer; call before cancelling the read's task."""
+        self.verdict = (outcome, description)
+        if self._span is not None:
+            self._end_unused()
+
+    def _end_unused(self) -> None:
+        span, self._span = self._span, None
+        assert span is not None and self.verdict is not None
+        _end_unused(span, *self.verdict, end_time=self._ended_ns)
 
 
 class HybridTable:
@@ -76,6 +165,10 @@ class HybridTable:
     On the way back from dynamo_only PostgreSQL lacks the writes made there until the reverse sync is verified
     (`TableMode.postgres_complete` is false): a read whose key has a pending write then reads both stores and merges
     them (by id, the newer version winning), since neither alone is whole, and nothing falls back to PostgreSQL.
+
+    Every store call is a CLIENT span `{table}.{operation} {backend}` with `loanbook.route.reason` saying why that
+    store was called, and a `db.client.operation.duration` recording; a DynamoDB call the breaker refused has no span
+    (it was not made), only a `loanbook.store.errors` count (see migration.observability).
     """
 
     def __init__(
@@ -100,6 +193,7 @@ class HybridTable:
             expected_exception=_is_dynamo_failure,
             name=f"dynamodb-{name}",
         )
+        watch_breaker(name, self.breaker)
         self.shadow = ShadowCounters()
         self._background: set[asyncio.Task[None]] = set()
 
@@ -107,47 +201,122 @@ class HybridTable:
     def mode(self) -> TableMode:
         return self._mode()
 
-    # --- calls to each store, traced -----------------------------------------------------------------------
+    # --- calls to each store, traced and measured ----------------------------------------------------------
 
-    async def _postgres(
-        self, operation: str, call: Callable[[], Awaitable[T]], *, fallback: bool = False, merged: bool = False
+    def _span(self, backend: Backend, operation: str, reason: Route) -> tuple[Span, dict[str, str]]:
+        """A started CLIENT span of one store call, and the attributes its duration is recorded with."""
+        attributes = store_attributes(self.name, operation, backend, self.mode.stage.value, reason)
+        span_attributes: dict[str, str | bool] = dict(attributes)
+        if reason is Route.FALLBACK or reason is Route.BREAKER_OPEN:
+            span_attributes[ATTR_STORE_FALLBACK] = True
+            if reason is Route.BREAKER_OPEN:
+                span_attributes[ATTR_BREAKER_OPEN] = True
+        elif reason is Route.MERGED and backend is Backend.POSTGRES:
+            span_attributes[ATTR_STORE_MERGED] = True
+        span = tracer.start_span(
+            f"{self.name}.{operation} {backend.value}", kind=SpanKind.CLIENT, attributes=span_attributes
+        )
+        return span, attributes
+
+    def _failed(self, span: Span, attributes: dict[str, str], elapsed: float, error: BaseException) -> str:
+        """Records a failed store call on its span and in the metrics; returns its `error.type`."""
+        kind = error_type(error)
+        mark_failed(span, error, kind)
+        attributes[ATTR_ERROR_TYPE] = kind
+        operation_duration.record(elapsed, attributes)
+        store_errors.add(
+            1,
+            {
+                ATTR_COLLECTION: self.name,
+                ATTR_OPERATION: attributes[ATTR_OPERATION],
+                ATTR_STORE_BACKEND: attributes[ATTR_STORE_BACKEND],
+                ATTR_ERROR_TYPE: kind,
+            },
+        )
+        return kind
+
+    async def _postgres(self, operation: str, call: Callable[[], Awaitable[T]], reason: Route = Route.STAGE) -> T:
+        span, attributes = self._span(Backend.POSTGRES, operation, reason)
+        started = time.perf_counter()
+        try:
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                result = await call()
+        except asyncio.CancelledError:
+            _end_unused(span, CANCELLED, "cancelled before PostgreSQL answered")
+            raise
+        except Exception as error:
+            if _is_answer(error):
+                operation_duration.record(time.perf_counter() - started, attributes)
+            else:
+                self._failed(span, attributes, time.perf_counter() - started, error)
+            span.end()
+            raise
+        operation_duration.record(time.perf_counter() - started, attributes)
+        span.end()
+        return result
+
+    def _breaker_refused(self, operation: str) -> None:
+        store_errors.add(
+            1,
+            {
+                ATTR_COLLECTION: self.name,
+                ATTR_OPERATION: operation,
+                ATTR_STORE_BACKEND: Backend.DYNAMODB.value,
+                ATTR_ERROR_TYPE: BREAKER_OPEN,
+            },
+        )
+
+    async def _dynamo(
+        self,
+        operation: str,
+        call: Callable[[], Awaitable[T]],
+        timeout: float | None = None,
+        reason: Route = Route.STAGE,
+        speculative: _Speculative | None = None,
     ) -> T:
-        with tracer.start_as_current_span(f"{self.name}.{operation} postgres") as span:
-            span.set_attribute(ATTR_STORE_BACKEND, Backend.POSTGRES.value)
-            span.set_attribute(ATTR_MIGRATION_STAGE, self.mode.stage.value)
-            if fallback:
-                span.set_attribute(ATTR_STORE_FALLBACK, True)
-            if merged:
-                span.set_attribute(ATTR_STORE_MERGED, True)
-            return await call()
-
-    async def _dynamo(self, operation: str, call: Callable[[], Awaitable[T]], timeout: float | None = None) -> T:
         """DynamoDB behind a per-call timeout and the circuit breaker; failures become DynamoUnavailable.
 
-        `timeout` overrides the settings' per-call timeout for calls that are many requests (a batch write).
+        `timeout` overrides the settings' per-call timeout for calls that are many requests (a batch write). A
+        `speculative` read's span is ended by its reader (see _Speculative).
         """
-        with tracer.start_as_current_span(f"{self.name}.{operation} dynamodb") as span:
-            span.set_attribute(ATTR_STORE_BACKEND, Backend.DYNAMODB.value)
-            span.set_attribute(ATTR_MIGRATION_STAGE, self.mode.stage.value)
-            if self.breaker.opened:
-                span.set_attribute("loanbook.store.breaker_open", True)
-                raise DynamoUnavailable(f"{self.name}: DynamoDB circuit breaker is open")
-            limit = timeout or self._timeout(operation)
+        if self.breaker.opened:
+            # No call, so no span: the breaker's refusal is counted, and the read's PostgreSQL span says why.
+            self._breaker_refused(operation)
+            raise DynamoUnavailable(f"{self.name}: DynamoDB circuit breaker is open", BREAKER_OPEN)
+        limit = timeout or self._timeout(operation)
 
-            async def bounded() -> T:
-                # asyncio.timeout rather than wait_for: no extra task per DynamoDB call on the read path.
+        async def bounded() -> T:
+            # asyncio.timeout rather than wait_for: no extra task per DynamoDB call on the read path.
+            with collected_per_span():
                 async with asyncio.timeout(limit):
                     return await call()
 
-            try:
+        span, attributes = self._span(Backend.DYNAMODB, operation, speculative.reason if speculative else reason)
+        started = time.perf_counter()
+        try:
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
                 result: T = await self.breaker.call_async(bounded)
-                return result
-            except DomainError as error:
-                if isinstance(error, Unavailable):
-                    raise DynamoUnavailable(f"{self.name}: DynamoDB unavailable") from error
+        except asyncio.CancelledError:
+            verdict = speculative.verdict if speculative is not None else None
+            _end_unused(span, *(verdict or (CANCELLED, "cancelled before DynamoDB answered")))
+            raise
+        except Exception as error:
+            elapsed = time.perf_counter() - started
+            if _is_answer(error):
+                operation_duration.record(elapsed, attributes)
+                span.end()
                 raise
-            except (TimeoutError, OSError) as error:
-                raise DynamoUnavailable(f"{self.name}: DynamoDB timed out or unreachable") from error
+            kind = self._failed(span, attributes, elapsed, error)
+            span.end()
+            if isinstance(error, Unavailable | TimeoutError | OSError):
+                raise DynamoUnavailable(f"{self.name}: DynamoDB {kind}", kind) from error
+            raise
+        if speculative is not None:
+            speculative.answered(span, attributes, time.perf_counter() - started)
+        else:
+            operation_duration.record(time.perf_counter() - started, attributes)
+            span.end()
+        return result
 
     def _timeout(self, operation: str) -> float:
         """Short where a failure falls back (a read to PostgreSQL) or is retried by the relay (an inline copy)."""
@@ -180,17 +349,22 @@ class HybridTable:
                 item = journal_item(result) if policy.writes_dynamo else None
                 entry = None
                 if item is not None:
+                    # Inside the PostgreSQL span: the entry carries its trace context for the relay's link.
                     entry = await self.journal.append(connection, item.key, item.version, item.routing_keys)
                 return result, entry
 
         result, entry = await self._postgres(operation, in_transaction)
         if entry is not None:
+            copy = f"{operation}.copy"
             try:
-                await self._dynamo(f"{operation}.copy", lambda: copy_to_dynamo(result), dynamo_timeout)
+                await self._dynamo(copy, lambda: copy_to_dynamo(result), dynamo_timeout)
             except DynamoUnavailable as error:
+                inline_copy_failures.add(
+                    1, {ATTR_COLLECTION: self.name, ATTR_OPERATION: copy, ATTR_ERROR_TYPE: error.error_type}
+                )
                 logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": str(error)})
             else:
-                await self.journal.complete([entry])
+                await self._postgres(f"{operation}.complete", lambda: self.journal.complete([entry]))
         return result
 
     # --- reads ---------------------------------------------------------------------------------------------
@@ -219,35 +393,60 @@ class HybridTable:
                 )
             return result
 
+        falls_back = mode.fallback and policy.fallback_possible and mode.postgres_complete
+        if falls_back and self.breaker.opened:
+            # PostgreSQL holds every write and answers at once: neither a DynamoDB call nor a journal check.
+            self._breaker_refused(operation)
+            self._fell_back(operation, BREAKER_OPEN)
+            return await self._postgres(operation, postgres, Route.BREAKER_OPEN)
         try:
             if policy.writes_postgres:
                 # Read-your-writes: DynamoDB may not hold a write we acknowledged yet. The journal check and the
                 # DynamoDB read run side by side, so the check costs no extra round trip on the common path.
-                served = asyncio.create_task(self._dynamo(operation, dynamo, dynamo_timeout))
+                speculative = _Speculative()
+                served = asyncio.create_task(self._dynamo(operation, dynamo, dynamo_timeout, speculative=speculative))
                 try:
-                    has_pending = await self._has_pending(routing_keys)
+                    pending = await self._has_pending(routing_keys)
                 except BaseException:  # the request itself was cancelled: take the DynamoDB read with it
+                    speculative.unused(CANCELLED, "the read was cancelled")
                     served.cancel()
                     raise
-                if has_pending and not mode.postgres_complete:
-                    return await self._merged(operation, served, postgres, merge)
-                if has_pending:
+                if pending is not None and not mode.postgres_complete:
+                    speculative.reason = Route.MERGED
+                    return await self._merged(operation, served, postgres, merge, speculative)
+                if pending is not None:
+                    route = Route(pending.value)
+                    speculative.unused(DISCARDED, f"discarded: {route.value} routed the read to PostgreSQL")
                     served.cancel()
                     with contextlib.suppress(asyncio.CancelledError, Exception):
                         await served
-                    return await self._postgres(operation, postgres)
+                    return await self._postgres(operation, postgres, route)
                 result = await served
+                speculative.used()
             else:
                 result = await self._dynamo(operation, dynamo, dynamo_timeout)
-        except DynamoUnavailable:
-            if not (mode.fallback and policy.fallback_possible and mode.postgres_complete):
+        except DynamoUnavailable as error:
+            if not falls_back:
                 raise
-            return await self._postgres(operation, postgres, fallback=True)
+            self._fell_back(operation, error.error_type)
+            route = Route.BREAKER_OPEN if error.error_type == BREAKER_OPEN else Route.FALLBACK
+            return await self._postgres(operation, postgres, route)
         if policy.compares and compare is not None:
             self._shadow(
                 lambda: self._compare(operation, postgres, result, compare, routing_keys, item_key, Backend.POSTGRES)
             )
         return result
+
+    def _fell_back(self, operation: str, why: str) -> None:
+        store_fallbacks.add(
+            1,
+            {
+                ATTR_COLLECTION: self.name,
+                ATTR_OPERATION: operation,
+                ATTR_MIGRATION_STAGE: self.mode.stage.value,
+                ATTR_ERROR_TYPE: why,
+            },
+        )
 
     async def read_for_write(
         self,
@@ -266,7 +465,8 @@ class HybridTable:
             return await self._dynamo(operation, dynamo)
         if mode.postgres_complete:
             return await self._postgres(operation, postgres)
-        return await self._merged(operation, asyncio.create_task(self._dynamo(operation, dynamo)), postgres, merge)
+        from_dynamo = asyncio.create_task(self._dynamo(operation, dynamo, reason=Route.MERGED))
+        return await self._merged(operation, from_dynamo, postgres, merge)
 
     async def _merged(
         self,
@@ -274,24 +474,30 @@ class HybridTable:
         from_dynamo: asyncio.Task[R],
         postgres: Callable[[], Awaitable[R]],
         merge: Callable[[R, R], R],
+        speculative: _Speculative | None = None,
     ) -> R:
         """Both stores' answers combined: DynamoDB's (already under way) and PostgreSQL's, read side by side."""
         try:
-            from_postgres = await self._postgres(operation, postgres, merged=True)
+            from_postgres = await self._postgres(operation, postgres, Route.MERGED)
         except BaseException:
+            if speculative is not None:
+                speculative.unused(CANCELLED, "PostgreSQL's half of the merged read failed")
             from_dynamo.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await from_dynamo
             raise
-        return merge(await from_dynamo, from_postgres)
+        from_dynamo_answer = await from_dynamo
+        if speculative is not None:
+            speculative.used()
+        return merge(from_dynamo_answer, from_postgres)
 
-    async def _has_pending(self, routing_keys: Sequence[str]) -> bool:
+    async def _has_pending(self, routing_keys: Sequence[str]) -> Pending | None:
         try:
             return await self.journal.has_pending(routing_keys)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             # Without PostgreSQL nothing new can be acknowledged either; serve what DynamoDB has.
             logger.warning("journal unreachable; serving from DynamoDB", extra={"table": self.name})
-            return False
+            return None
 
     # --- shadow comparison ---------------------------------------------------------------------------------
 
@@ -313,32 +519,72 @@ class HybridTable:
         item_key: str,
         other_backend: Backend,
     ) -> None:
-        with tracer.start_as_current_span(f"{self.name}.{operation} shadow-compare") as span:
-            span.set_attribute(ATTR_STORE_BACKEND, other_backend.value)
-            span.set_attribute(ATTR_MIGRATION_STAGE, self.mode.stage.value)
-            try:
-                secondary = await asyncio.wait_for(other(), self._settings.shadow_budget_seconds)
-                differing = compare(served, secondary)
-                # An in-flight write explains a difference; check after reading, so a write landing between
-                # the two reads is caught too.
-                if differing and await self.journal.has_pending(routing_keys):
-                    self.shadow.skipped_pending += 1
-                    span.set_attribute("loanbook.shadow.result", "skipped_pending")
-                    return
-            except Exception as error:  # the comparison must never hurt the request it shadows
-                self.shadow.failed += 1
-                span.set_attribute("loanbook.shadow.result", "failed")
-                logger.info("shadow read failed", extra={"table": self.name, "error": type(error).__name__})
-                return
-            self.shadow.compared += 1
-            if not differing:
-                span.set_attribute("loanbook.shadow.result", "match")
-                return
-            self.shadow.mismatched += 1
-            span.set_attribute("loanbook.shadow.result", "mismatch")
-            span.set_attribute("loanbook.shadow.fields", differing)
+        """The shadow read: a CLIENT span of the store it reads (reason "shadow") that ends with the comparison's
+        `loanbook.shadow.result`; the duration recorded is the read's alone."""
+        span, attributes = self._span(other_backend, operation, Route.SHADOW)
+        result, differing = "failed", list[str]()
+        try:
+            with trace.use_span(span, record_exception=False, set_status_on_exception=False):
+                result, differing = await self._shadow_read(span, attributes, other, served, compare, routing_keys)
+        except asyncio.CancelledError:
+            span.set_attribute(ATTR_STORE_OUTCOME, CANCELLED)
+            raise
+        finally:
+            span.set_attribute(ATTR_SHADOW_RESULT, result)
+            if differing:
+                span.set_attribute("loanbook.shadow.fields", differing)
+            span.end()
+            shadow_comparisons.add(
+                1,
+                {
+                    ATTR_COLLECTION: self.name,
+                    ATTR_OPERATION: operation,
+                    ATTR_MIGRATION_STAGE: attributes[ATTR_MIGRATION_STAGE],
+                    ATTR_SHADOW_RESULT: result,
+                },
+            )
+        if result == "mismatch":
             self.shadow.mismatches.append((item_key, differing))
             await self._record_mismatch(item_key, differing)
+
+    async def _shadow_read(
+        self,
+        span: Span,
+        attributes: dict[str, str],
+        other: Callable[[], Awaitable[R]],
+        served: R,
+        compare: Callable[[R, R], list[str]],
+        routing_keys: Sequence[str],
+    ) -> tuple[str, list[str]]:
+        """Reads the other store and compares: the result and the fields that differ. Raises nothing but
+        cancellation: the comparison must never hurt the request it shadows."""
+        started = time.perf_counter()
+        try:
+            with collected_per_span():
+                async with asyncio.timeout(self._settings.shadow_budget_seconds):
+                    secondary = await other()
+        except Exception as error:
+            self.shadow.failed += 1
+            self._failed(span, attributes, time.perf_counter() - started, error)
+            logger.info("shadow read failed", extra={"table": self.name, "error": type(error).__name__})
+            return "failed", []
+        operation_duration.record(time.perf_counter() - started, attributes)
+        try:
+            differing = compare(served, secondary)
+            # An in-flight write explains a difference; check after reading, so a write landing between the two
+            # reads is caught too.
+            if differing and await self.journal.has_pending(routing_keys):
+                self.shadow.skipped_pending += 1
+                return "skipped_pending", []
+        except Exception as error:
+            self.shadow.failed += 1
+            logger.info("shadow comparison failed", extra={"table": self.name, "error": type(error).__name__})
+            return "failed", []
+        self.shadow.compared += 1
+        if not differing:
+            return "match", []
+        self.shadow.mismatched += 1
+        return "mismatch", differing
 
     async def _record_mismatch(self, item_key: str, fields: list[str]) -> None:
         try:

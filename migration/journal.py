@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
 
 import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace import SpanContext
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from chassis.backoff import full_jitter
+from migration.observability import sampled_backlog
 
 Executor = asyncpg.Connection | asyncpg.Pool | asyncpg.pool.PoolConnectionProxy
 
@@ -19,6 +25,16 @@ class JournalEntry:
     item_key: str
     item_version: int
     attempts: int
+    created_at: datetime | None = None
+    # The W3C traceparent of the write that journaled it (None: written untraced, or before it was recorded).
+    trace_context: str | None = None
+
+
+class Pending(StrEnum):
+    """Why DynamoDB may not show a write to a key yet (the values are `loanbook.route.reason`s)."""
+
+    WRITE = "pending_write"  # journaled, not copied yet
+    SETTLING = "settling"  # copied a moment ago: an index may not show it yet
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,24 @@ class Backlog:
 DEFAULT_SETTLE = timedelta(seconds=3)
 # How long a relay holds the entries it claimed; one that dies loses them to another relay after this.
 DEFAULT_LEASE = timedelta(seconds=30)
+
+
+_TRACE_CONTEXT: Final = TraceContextTextMapPropagator()
+
+
+def current_traceparent() -> str | None:
+    """The current span's W3C traceparent, for a relay to link its copy to the write (None outside a span)."""
+    carrier: dict[str, str] = {}
+    _TRACE_CONTEXT.inject(carrier)
+    return carrier.get("traceparent")
+
+
+def linked_context(traceparent: str | None) -> SpanContext | None:
+    """The span a stored traceparent names, to link to; None if there is none (or it does not parse)."""
+    if not traceparent:
+        return None
+    context = trace.get_current_span(_TRACE_CONTEXT.extract({"traceparent": traceparent})).get_span_context()
+    return context if context.is_valid else None
 
 
 def retry_delay(attempts: int, base: float = 0.2, cap: float = 60.0) -> timedelta:
@@ -63,13 +97,15 @@ class Journal:
         self._settling_kinds = None if settling_kinds is None else list(settling_kinds)
 
     async def append(self, connection: Executor, item_key: str, item_version: int, routing_keys: Sequence[str]) -> int:
+        """Journals a write; the entry carries the current trace context, so the relay's copy links to the write."""
         entry_id: int = await connection.fetchval(
-            """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys)
-               VALUES ($1, $2, $3, $4) RETURNING id""",
+            """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys, trace_context)
+               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
             self.table,
             item_key,
             item_version,
             list(routing_keys),
+            current_traceparent(),
         )
         return entry_id
 
@@ -93,17 +129,22 @@ class Journal:
             self._settling_kinds,
         )
 
-    async def has_pending(self, routing_keys: Sequence[str]) -> bool:
-        """Whether a write touching any of these keys may still be missing from what DynamoDB reads return: not
-        copied yet, or copied so recently that an index may not show it yet (see `settle`)."""
-        pending: bool = await self._pool.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM migration.journal WHERE table_name = $1 AND routing_keys && $2::text[])
-                   OR EXISTS (SELECT 1 FROM migration.journal_settling
-                              WHERE table_name = $1 AND routing_keys && $2::text[] AND settles_at > now())""",
+    async def has_pending(self, routing_keys: Sequence[str]) -> Pending | None:
+        """Whether a write touching any of these keys may still be missing from what DynamoDB reads return, and
+        why: not copied yet (Pending.WRITE), or copied so recently that an index may not show it yet
+        (Pending.SETTLING, see `settle`); None when DynamoDB shows every write to them. One round trip either way."""
+        pending: str | None = await self._pool.fetchval(
+            """SELECT CASE
+                   WHEN EXISTS (SELECT 1 FROM migration.journal
+                                WHERE table_name = $1 AND routing_keys && $2::text[]) THEN 'pending_write'
+                   WHEN EXISTS (SELECT 1 FROM migration.journal_settling
+                                WHERE table_name = $1 AND routing_keys && $2::text[] AND settles_at > now())
+                       THEN 'settling'
+               END""",
             self.table,
             list(routing_keys),
         )
-        return pending
+        return None if pending is None else Pending(pending)
 
     async def forget_settled(self) -> int:
         """Drop the copies that have settled; returns how many. The relay calls it now and then."""
@@ -125,13 +166,19 @@ class Journal:
                UPDATE migration.journal AS journal
                SET next_attempt_at = now() + $3::interval, attempts = journal.attempts + 1
                FROM due WHERE journal.id = due.id
-               RETURNING journal.id, journal.item_key, journal.item_version, journal.attempts""",
+               RETURNING journal.id, journal.item_key, journal.item_version, journal.attempts, journal.created_at,
+                         journal.trace_context""",
             self.table,
             limit,
             self._lease,
         )
         return sorted(
-            (JournalEntry(r["id"], r["item_key"], r["item_version"], r["attempts"]) for r in rows),
+            (
+                JournalEntry(
+                    r["id"], r["item_key"], r["item_version"], r["attempts"], r["created_at"], r["trace_context"]
+                )
+                for r in rows
+            ),
             key=lambda entry: entry.id,
         )
 
@@ -152,4 +199,6 @@ class Journal:
             self.table,
         )
         assert row is not None
-        return Backlog(row["pending"], float(row["oldest"]), row["retrying"])
+        backlog = Backlog(row["pending"], float(row["oldest"]), row["retrying"])
+        sampled_backlog(self.table, backlog.pending, backlog.oldest_age_seconds)  # every look feeds the gauges
+        return backlog

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
@@ -17,6 +18,12 @@ from migration.relay import Relay, Replicate
 from migration.settings import MigratingTableSettings
 from migration.stages import TableMode
 from migration.watcher import ModeWatcher
+
+logger = logging.getLogger(__name__)
+
+# How often a replica looks at its table's journal for loanbook.journal.backlog / oldest_age: one small aggregate
+# query per table, about as often as Prometheus scrapes.
+BACKLOG_SAMPLE_SECONDS = 15.0
 
 
 async def open_hybrid_table(
@@ -51,6 +58,7 @@ async def open_hybrid_table(
         index_read_kinds=index_read_kinds,
     )
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
+    _in_background(sample_backlog(hybrid.journal, BACKLOG_SAMPLE_SECONDS), f"{table}-backlog-sampler", stack)
     return hybrid, control
 
 
@@ -72,11 +80,29 @@ def hybrid_table(
 
 def start_relay(hybrid: HybridTable, replicate: Replicate, stack: AsyncExitStack) -> None:
     """Copies the table's journaled writes to DynamoDB in the background until `stack` closes."""
-    relay = asyncio.create_task(Relay(hybrid.journal, replicate).run(), name=f"{hybrid.name}-relay")
+    relay = Relay(hybrid.journal, replicate, mode=lambda: hybrid.mode)
+    _in_background(relay.run(), f"{hybrid.name}-relay", stack)
 
-    async def stop_relay() -> None:
-        relay.cancel()
+
+async def sample_backlog(journal: Journal, every_seconds: float) -> None:
+    """Looks at the journal now and then, so the backlog gauges have a recent value (Journal.backlog feeds them)
+    whether or not this replica runs a relay. Every replica reports it; dashboards take the max."""
+    while True:
+        try:
+            await journal.backlog()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # The gauges keep the last sample a while, then report nothing (migration.observability).
+            logger.warning("could not sample the journal backlog: %s", type(error).__name__)
+        await asyncio.sleep(every_seconds)
+
+
+def _in_background(work: Coroutine[object, object, None], name: str, stack: AsyncExitStack) -> None:
+    """Runs `work` as a task until `stack` closes."""
+    task = asyncio.create_task(work, name=name)
+
+    async def stop() -> None:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await relay
+            await task
 
-    stack.push_async_callback(stop_relay)
+    stack.push_async_callback(stop)

@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import asyncpg
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Link, SpanContext
 
+from chassis.telemetry import ATTR_MIGRATION_STAGE
 from migration.control import CHANNEL, ControlPlane
+from migration.journal import linked_context
+from migration.observability import ATTR_COLLECTION, ATTR_FALLBACK, ATTR_FROM_STAGE, unwatch_modes, watch_modes
 from migration.stages import Stage, TableMode
 
 logger = logging.getLogger(__name__)
+tracer = trace.get_tracer("loanbook.migration")
 
 Listener = Callable[[TableMode], None]
 
@@ -34,6 +42,11 @@ class ModeWatcher:
         self._connection: asyncpg.Connection | None = None
         self._poller: asyncio.Task[None] | None = None
         self._refresh_lock = asyncio.Lock()
+        watch_modes(self)  # loanbook.migration.stage_index reports what this replica runs
+
+    def current_modes(self) -> Mapping[str, TableMode]:
+        """Every configured table's mode as this replica runs it now."""
+        return dict(self._modes)
 
     def mode(self, table: str) -> TableMode:
         # A table nobody configured yet is not migrating: PostgreSQL only.
@@ -49,6 +62,7 @@ class ModeWatcher:
         self._poller = asyncio.create_task(self._poll(), name="migration-mode-poller")
 
     async def stop(self) -> None:
+        unwatch_modes(self)
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -56,7 +70,8 @@ class ModeWatcher:
         if self._connection is not None and not self._connection.is_closed():
             await self._connection.close()
 
-    async def refresh(self) -> None:
+    async def refresh(self, cause: SpanContext | None = None) -> None:
+        """Re-reads every mode; `cause`: the span of the change whose notification asked for it, to link to."""
         async with self._refresh_lock:
             modes = await self._control.live_modes()
             for table, mode in modes.items():
@@ -66,15 +81,7 @@ class ModeWatcher:
                     mode.revision,
                     mode.postgres_complete,
                 ):
-                    logger.info(
-                        "migration mode in force",
-                        extra={
-                            "table": table,
-                            "stage": mode.stage.value,
-                            "fallback": mode.fallback,
-                            "postgres_complete": mode.postgres_complete,
-                        },
-                    )
+                    _announce(previous, mode, cause)
                     for listener in self._listeners:
                         listener(mode)
 
@@ -91,11 +98,11 @@ class ModeWatcher:
         payload: object,
         /,
     ) -> None:
-        asyncio.get_running_loop().create_task(self._refresh_logging_errors())
+        asyncio.get_running_loop().create_task(self._refresh_logging_errors(_change_context(payload)))
 
-    async def _refresh_logging_errors(self) -> None:
+    async def _refresh_logging_errors(self, cause: SpanContext | None) -> None:
         try:
-            await self.refresh()
+            await self.refresh(cause)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             logger.warning("could not re-read migration modes: %s", error)
 
@@ -109,3 +116,43 @@ class ModeWatcher:
                 await self.refresh()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
                 logger.warning("migration mode poll failed: %s", error)
+
+
+def _change_context(payload: object) -> SpanContext | None:
+    """The span of the change a notification announces (ControlPlane.change sends its traceparent along)."""
+    try:
+        document = json.loads(payload) if isinstance(payload, str) else None
+    except ValueError:
+        return None
+    traceparent = document.get("traceparent") if isinstance(document, dict) else None
+    return linked_context(traceparent if isinstance(traceparent, str) else None)
+
+
+def _announce(previous: TableMode | None, mode: TableMode, cause: SpanContext | None) -> None:
+    """Logs the mode this replica now runs, and marks it in the traces: the watcher has no request span to add the
+    event to, so a short span of its own carries it, a root linked to the change that caused it (when known)."""
+    logger.info(
+        "migration mode in force",
+        extra={
+            "table": mode.table,
+            "stage": mode.stage.value,
+            "fallback": mode.fallback,
+            "postgres_complete": mode.postgres_complete,
+        },
+    )
+    change: dict[str, str | bool | int] = {
+        ATTR_COLLECTION: mode.table,
+        ATTR_MIGRATION_STAGE: mode.stage.value,
+        ATTR_FALLBACK: "true" if mode.fallback else "false",
+        "loanbook.migration.postgres_complete": mode.postgres_complete,
+        "loanbook.migration.revision": mode.revision,
+    }
+    if previous is not None:
+        change[ATTR_FROM_STAGE] = previous.stage.value
+    with tracer.start_as_current_span(
+        "migration.mode_change",
+        context=otel_context.Context(),
+        attributes=change,
+        links=[Link(cause)] if cause is not None else None,
+    ) as span:
+        span.add_event("migration mode in force", change)

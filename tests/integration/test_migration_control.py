@@ -9,6 +9,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 
 from chassis.errors import FailedPrecondition, InvalidArgument
 from migration.control import ControlPlane, load_settings_file, modes_from_settings
@@ -228,6 +230,56 @@ async def test_every_replica_follows_a_change_within_a_second(postgres_dsn: str,
     finally:
         for replica in replicas:
             await replica.stop()
+
+
+async def test_a_switch_is_a_span_and_each_replica_marks_the_change_it_follows_in_a_linked_span(
+    postgres_dsn: str, pool: asyncpg.Pool, spans: InMemorySpanExporter
+) -> None:
+    control = ControlPlane(pool)
+    await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="settings")
+    replica = ModeWatcher(postgres_dsn, ControlPlane(pool), poll_interval=60)
+    followed = asyncio.Event()
+    replica.subscribe(_set_when(followed, Stage.SHADOW))
+    await replica.start()
+    spans.clear()
+    try:
+        await control.change("payments", stage=Stage.SHADOW, fallback=False, who="ops@bank")
+        async with asyncio.timeout(1.0):
+            await followed.wait()
+    finally:
+        await replica.stop()
+
+    [switch] = [s for s in spans.get_finished_spans() if s.name == "migration.switch"]
+    [followed_change] = [s for s in spans.get_finished_spans() if s.name == "migration.mode_change"]
+    assert dict(switch.attributes or {}) == {
+        "db.collection.name": "payments",
+        "loanbook.migration.from_stage": "dual_write",
+        "loanbook.migration.to_stage": "shadow",
+        "loanbook.migration.from_fallback": "true",
+        "loanbook.migration.to_fallback": "false",
+    }
+    assert [event.name for event in switch.events] == ["migration mode changed"]
+    assert "ops@bank" not in str(switch.attributes) + str([event.attributes for event in switch.events])
+    assert followed_change.parent is None  # the replica's own root span...
+    assert [link.context.span_id for link in followed_change.links] == [switch.context.span_id]  # ...linked
+    assert (followed_change.attributes or {})["loanbook.migration.stage"] == "shadow"
+    assert (followed_change.attributes or {})["loanbook.migration.from_stage"] == "dual_write"
+    assert [event.name for event in followed_change.events] == ["migration mode in force"]
+
+
+async def test_a_refused_switch_is_an_error_span_saying_why(pool: asyncpg.Pool, spans: InMemorySpanExporter) -> None:
+    control = ControlPlane(pool)
+    await control.seed({"payments": TableMode("payments", Stage.DUAL_WRITE, True)}, who="settings")
+    spans.clear()
+
+    with pytest.raises(FailedPrecondition):
+        await control.change("payments", stage=Stage.DYNAMO_ONLY, who="ops")
+
+    [switch] = [s for s in spans.get_finished_spans() if s.name == "migration.switch"]
+    assert switch.status.status_code is StatusCode.ERROR
+    assert "clean full verification" in (switch.status.description or "")
+    assert (switch.attributes or {})["error.type"] == "FailedPrecondition"
+    assert [event.name for event in switch.events] == ["migration switch refused"]
 
 
 async def test_a_replica_whose_listen_connection_dies_catches_up(postgres_dsn: str, pool: asyncpg.Pool) -> None:

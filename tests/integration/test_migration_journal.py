@@ -11,8 +11,13 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
+from alembic import command
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from migration.journal import Journal
+from chassis import schema_migrations
+from migration import schema as migration_schema
+from migration.journal import Journal, Pending, linked_context
 from migration.relay import Relay
 from migration.schema import upgrade_to_head
 
@@ -46,9 +51,9 @@ async def test_an_entry_commits_or_rolls_back_with_its_transaction(pool: asyncpg
         await failed_write()
     await append(pool, journal, "kept")
 
-    assert not await journal.has_pending(["item:lost"])
-    assert await journal.has_pending(["item:kept"])
-    assert await journal.has_pending(["owner:o-1", "something-else"])
+    assert await journal.has_pending(["item:lost"]) is None
+    assert await journal.has_pending(["item:kept"]) is Pending.WRITE
+    assert await journal.has_pending(["owner:o-1", "something-else"]) is Pending.WRITE
     assert not await journal.has_pending(["owner:o-2"])
     assert (await journal.backlog()).pending == 1
 
@@ -89,9 +94,9 @@ async def test_a_copied_entry_keeps_its_index_read_keys_pending_until_the_copy_s
 
     assert (await journal.backlog()).pending == 0  # nothing left to copy: a settling copy is not a backlog
     # "owner" keys are read through an index and settle; "item" keys are read consistently and do not.
-    assert settling == (True, False)
+    assert settling == (Pending.SETTLING, None)
     assert forgotten_early == 0
-    assert not settled
+    assert settled is None
     assert forgotten == 2
     assert (
         await pool.fetchval("SELECT count(*) FROM migration.journal_settling WHERE table_name = $1", journal.table) == 0
@@ -199,3 +204,56 @@ async def test_a_claim_leases_at_most_its_limit_even_with_other_claims_running(
 
     assert max(len(claim) for claim in claims) == 3
     assert len(leased) == len(set(leased)) == 60
+
+
+async def test_an_entry_remembers_the_trace_of_its_write_and_a_claim_hands_it_back(
+    pool: asyncpg.Pool, journal: Journal, spans: InMemorySpanExporter
+) -> None:
+    with trace.get_tracer("test").start_as_current_span("a write") as write:
+        await append(pool, journal, "traced")
+    await append(pool, journal, "untraced")
+
+    claimed = {entry.item_key: entry for entry in await journal.claim_due(10)}
+
+    context = write.get_span_context()
+    assert (claimed["traced"].trace_context or "").startswith(f"00-{context.trace_id:032x}-{context.span_id:016x}-")
+    linked = linked_context(claimed["traced"].trace_context)
+    assert linked is not None
+    assert (linked.trace_id, linked.span_id) == (context.trace_id, context.span_id)
+    assert claimed["untraced"].trace_context is None
+    assert linked_context(None) is None
+    assert all(entry.created_at is not None for entry in claimed.values())
+
+
+async def test_the_trace_context_migration_applies_again_and_rolls_back_cleanly(
+    postgres_dsn: str, pool: asyncpg.Pool, journal: Journal
+) -> None:
+    async def column() -> asyncpg.Record | None:
+        return await pool.fetchrow(
+            """SELECT data_type, is_nullable FROM information_schema.columns
+               WHERE table_schema = 'migration' AND table_name = 'journal' AND column_name = 'trace_context'"""
+        )
+
+    config = schema_migrations.alembic_config(migration_schema.HERE, migration_schema.SCHEMA, postgres_dsn)
+    await upgrade_to_head(postgres_dsn)  # at head already: nothing to do
+    at_head = await column()
+    await append(pool, journal, "kept")
+    try:
+        await asyncio.to_thread(command.downgrade, config, "0004")
+        without = await column()
+        still_there = await pool.fetchval("SELECT count(*) FROM migration.journal WHERE table_name = $1", journal.table)
+    finally:
+        await upgrade_to_head(postgres_dsn)
+    # The pool's connections cached the table's old shape: a fresh one sees the column again.
+    async with asyncpg.create_pool(postgres_dsn, min_size=1, max_size=1) as fresh:
+        again = await fresh.fetchrow(
+            """SELECT data_type, is_nullable FROM information_schema.columns
+               WHERE table_schema = 'migration' AND table_name = 'journal' AND column_name = 'trace_context'"""
+        )
+
+    assert at_head is not None
+    assert (at_head["data_type"], at_head["is_nullable"]) == ("text", "YES")
+    assert without is None
+    assert still_there == 1  # entries written before the upgrade (or after a rollback) carry no trace, and stay
+    assert again is not None
+    assert (again["data_type"], again["is_nullable"]) == ("text", "YES")

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from chassis.dynamodb_batches import BATCH_WRITE_LIMIT, write_all
+from chassis.dynamodb_capacity import RETURN_CONSUMED_CAPACITY, describe_call, record_consumed
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table
 from chassis.dynamodb_wire import query_page
 from chassis.ids import uuid_from_text
@@ -138,6 +139,7 @@ class DynamoLogRepository:
 
     @translated
     async def write(self, batch: LogBatch) -> int:
+        describe_call(self._table)
         # One request may not name the same key twice; an entry repeated inside a batch is stored once.
         items = {(item["pk"]["S"], item["sk"]["S"]): item for item in map(self.layout.item, batch.entries)}
         requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in items.values()]
@@ -171,6 +173,7 @@ class DynamoLogRepository:
             upper = min(upper, sort_key(before.time, before.id))
             newest = min(newest, before.time)
         lower = sortable_utc(time_from)
+        describe_call(self._table)
         found: list[LogEntry] = []
         bucket = bucket_start(newest)
         while len(found) < limit and bucket >= bucket_start(time_from):
@@ -213,6 +216,7 @@ class DynamoLogRepository:
             # Consistent: an entry copied a moment ago must show, or the hybrid store would have to keep a busy
             # service's reads on PostgreSQL (read-your-writes); it costs twice the read capacity of an eventual read.
             "ConsistentRead": True,
+            "ReturnConsumedCapacity": RETURN_CONSUMED_CAPACITY,
         }
         if min_level > LogLevel.DEBUG:
             request["FilterExpression"] = "#level >= :min_level"
@@ -224,12 +228,14 @@ class DynamoLogRepository:
         if shard.last_key is not None:
             request["ExclusiveStartKey"] = shard.last_key
         response = await query_page(self._client, request)  # items as sent: see chassis.dynamodb_wire
+        record_consumed("Query", response)
         shard.buffer.extend(item for item in response.get("Items", []) if item["sk"]["S"] != upper)
         shard.last_key = response.get("LastEvaluatedKey")
         shard.exhausted = shard.last_key is None
 
     @translated
     async def trace(self, trace_id: str, limit: int) -> list[LogEntry]:
+        describe_call(self._table, BY_TRACE)
         found: list[LogEntry] = []
         start: dict[str, Any] | None = None
         while len(found) < limit:
@@ -239,10 +245,12 @@ class DynamoLogRepository:
                 "KeyConditionExpression": "trace_id = :trace",
                 "ExpressionAttributeValues": {":trace": {"S": trace_id}},
                 "Limit": min(limit - len(found), self._query_page_size or limit),
+                "ReturnConsumedCapacity": RETURN_CONSUMED_CAPACITY,
             }
             if start is not None:
                 request["ExclusiveStartKey"] = start
             response = await query_page(self._client, request)
+            record_consumed("Query", response)
             found.extend(log_entry(item) for item in response.get("Items", []))
             start = response.get("LastEvaluatedKey")
             if start is None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Final
 from botocore.exceptions import ClientError
 
 from chassis.backoff import full_jitter
+from chassis.dynamodb_capacity import RETURN_CONSUMED_CAPACITY, describe_call, record_consumed
 from chassis.dynamodb_tables import Index, TableDesign, ensure_table, error_code
 from chassis.dynamodb_wire import query_page
 from chassis.errors import AlreadyExists, Unavailable
@@ -164,15 +165,27 @@ class DynamoPaymentRepository:
 
     @translated
     async def get(self, payment_id: uuid.UUID, *, for_write: bool = False) -> Payment | None:
+        describe_call(self._table)
         response = await self._client.get_item(
-            TableName=self._table, Key={"pk": {"S": str(payment_id)}}, ConsistentRead=True
+            TableName=self._table,
+            Key={"pk": {"S": str(payment_id)}},
+            ConsistentRead=True,
+            ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY,
         )
+        record_consumed("GetItem", response)
         item = response.get("Item")
         return payment_from_item(item) if item else None
 
     @translated
     async def get_by_idempotency_key(self, key: str, *, for_write: bool = False) -> Payment | None:
-        response = await self._client.get_item(TableName=self._table, Key=_marker_key(key), ConsistentRead=True)
+        describe_call(self._table)
+        response = await self._client.get_item(
+            TableName=self._table,
+            Key=_marker_key(key),
+            ConsistentRead=True,
+            ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY,
+        )
+        record_consumed("GetItem", response)
         marker = response.get("Item")
         if not marker:
             return None
@@ -213,6 +226,7 @@ class DynamoPaymentRepository:
     ) -> list[Payment]:
         if limit < 1:
             return []
+        describe_call(self._table, index)
         low = sortable_utc(paid_from) if paid_from is not None else None  # inclusive: "T" sorts before "T#id"
         uppers = [sortable_utc(paid_to)] if paid_to is not None else []  # exclusive: no sort key equals "T"
         if after is not None:
@@ -243,6 +257,7 @@ class DynamoPaymentRepository:
             },
             "ExpressionAttributeValues": values,
             "ScanIndexForward": False,
+            "ReturnConsumedCapacity": RETURN_CONSUMED_CAPACITY,
         }
         payments: list[Payment] = []
         # Limit counts evaluated items and a page also ends at 1 MB: keep querying until full or exhausted.
@@ -251,6 +266,7 @@ class DynamoPaymentRepository:
             request["Limit"] = min(wanted, self._query_page_size) if self._query_page_size else wanted
             # Items as sent: botocore's parsing of 50 items cost more than the rest of the service's work on a page.
             response = await query_page(self._client, request)
+            record_consumed("Query", response)
             payments.extend(payment_from_item(item) for item in response["Items"] if item[SORT_KEY]["S"] != high)
             next_key = response.get("LastEvaluatedKey")
             if not next_key:
@@ -260,8 +276,9 @@ class DynamoPaymentRepository:
 
     @translated
     async def update(self, payment: Payment, expected_version: int) -> bool:
+        describe_call(self._table)
         try:
-            await self._client.put_item(
+            response = await self._client.put_item(
                 TableName=self._table,
                 Item=payment_item(payment),
                 # The idempotency key is fixed at create: its marker keeps pointing at this payment.
@@ -271,11 +288,13 @@ class DynamoPaymentRepository:
                     ":expected": {"N": str(expected_version)},
                     ":key": {"S": payment.idempotency_key},
                 },
+                ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY,
             )
         except ClientError as error:
             if error_code(error) == "ConditionalCheckFailedException":
                 return False
             raise
+        record_consumed("PutItem", response)
         return True
 
     @translated
@@ -313,9 +332,12 @@ class DynamoPaymentRepository:
 
     async def _transact(self, items: list[TransactWriteItemTypeDef]) -> list[str]:
         """Runs the transaction; its per-item cancellation codes, all "None" when it committed."""
+        describe_call(self._table)
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                await self._client.transact_write_items(TransactItems=items)
+                response = await self._client.transact_write_items(
+                    TransactItems=items, ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY
+                )
             except ClientError as error:
                 codes = _cancellation_codes(error)
                 if not codes:
@@ -328,6 +350,7 @@ class DynamoPaymentRepository:
                 if attempt + 1 < TRANSACTION_ATTEMPTS:
                     await asyncio.sleep(full_jitter(attempt, base=0.02, cap=1.0))
             else:
+                record_consumed("TransactWriteItems", response)
                 return ["None"] * len(items)
         raise Unavailable("the payments table in DynamoDB is busy; retry later")
 

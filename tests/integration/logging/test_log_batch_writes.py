@@ -26,11 +26,11 @@ class PartlyProcessing:
         self._keep = keep
         self.calls = 0
 
-    async def batch_write_item(self, RequestItems: dict[str, list[Any]]) -> dict[str, Any]:
+    async def batch_write_item(self, RequestItems: dict[str, list[Any]], **options: Any) -> dict[str, Any]:
         self.calls += 1
         ((table, requests),) = RequestItems.items()
         if self._keep:
-            await self._client.batch_write_item(RequestItems={table: requests[: self._keep]})
+            await self._client.batch_write_item(RequestItems={table: requests[: self._keep]}, **options)
         rest = requests[self._keep :]
         return {"UnprocessedItems": {table: rest} if rest else {}}
 

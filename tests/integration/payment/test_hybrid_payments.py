@@ -299,7 +299,7 @@ async def test_a_page_token_from_postgres_continues_on_dynamodb_after_a_stage_ch
     assert [p.id for p in [*first.items, *rest]] == [p.id for p in reversed(created)]
 
 
-async def test_store_calls_are_spans_tagged_with_backend_stage_and_fallback(
+async def test_store_calls_are_spans_tagged_with_backend_stage_and_route(
     outage_harness: tuple[Harness, OwnDynamo], spans: InMemorySpanExporter
 ) -> None:
     harness, dynamo = outage_harness
@@ -321,7 +321,7 @@ async def test_store_calls_are_spans_tagged_with_backend_stage_and_fallback(
     await replica.hybrid.wait_for_shadow_reads()
     healthy = spans.get_finished_spans()
     served = [s for s in healthy if s.name == "payments.get dynamodb"]
-    shadow = [s for s in healthy if s.name == "payments.get shadow-compare"]
+    shadow = [s for s in healthy if s.name == "payments.get postgres"]
     spans.clear()
     dynamo.freeze()
     await replica.store.get(payment.id)
@@ -329,21 +329,45 @@ async def test_store_calls_are_spans_tagged_with_backend_stage_and_fallback(
     during_outage = spans.get_finished_spans()
     fallback = [s for s in during_outage if s.name == "payments.get postgres"]
 
-    assert served[0].attributes == {"loanbook.store.backend": "dynamodb", "loanbook.migration.stage": "dynamo_live"}
-    assert served[0].status.is_ok, [(s.name, s.status.status_code, s.attributes) for s in healthy]
+    assert served[0].attributes is not None
+    assert {key: served[0].attributes[key] for key in STORE_KEYS} == {
+        "db.system": "dynamodb",
+        "db.collection.name": "payments",
+        "db.operation.name": "get",
+        "loanbook.store.backend": "dynamodb",
+        "loanbook.migration.stage": "dynamo_live",
+        "loanbook.route.reason": "stage",
+    }
+    assert served[0].status.is_unset, [(s.name, s.status.status_code, s.attributes) for s in healthy]
     assert len(shadow) == 1, [(s.name, s.attributes) for s in healthy]
     assert shadow[0].attributes is not None
     assert shadow[0].attributes["loanbook.store.backend"] == "postgres"
+    assert shadow[0].attributes["loanbook.route.reason"] == "shadow"
     assert shadow[0].attributes["loanbook.shadow.result"] == "match"
     assert fallback, [(s.name, s.attributes) for s in during_outage]
-    assert fallback[0].attributes == {
+    assert fallback[0].attributes is not None
+    assert {key: fallback[0].attributes[key] for key in STORE_KEYS} == {
+        "db.system": "postgresql",
+        "db.collection.name": "payments",
+        "db.operation.name": "get",
         "loanbook.store.backend": "postgres",
         "loanbook.migration.stage": "dynamo_live",
-        "loanbook.store.fallback": True,
+        "loanbook.route.reason": "fallback",
     }
-    # No customer data in any attribute: only ids of the store and stage vocabulary.
-    for span in spans.get_finished_spans():
-        assert str(payment.customer_id) not in str(span.attributes)
+    assert fallback[0].attributes["loanbook.store.fallback"] is True
+    # No customer data in any attribute or event: only ids of the store and stage vocabulary.
+    for span in [*healthy, *during_outage]:
+        assert str(payment.customer_id) not in str(span.attributes) + str([e.attributes for e in span.events])
+
+
+STORE_KEYS = (
+    "db.system",
+    "db.collection.name",
+    "db.operation.name",
+    "loanbook.store.backend",
+    "loanbook.migration.stage",
+    "loanbook.route.reason",
+)
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
@@ -443,10 +467,10 @@ async def test_on_the_way_back_from_dynamo_only_a_key_with_a_pending_write_is_re
     assert history == [on_the_way_back, *reversed([reversed_payment, *in_dynamo_only[1:]])]
     assert first_two == history[:2]
     assert by_key == in_dynamo_only[1]
-    merged = [s for s in spans.get_finished_spans() if s.name == "payments.list_for_customer postgres"]
-    assert merged
-    assert merged[0].attributes is not None
-    assert merged[0].attributes["loanbook.store.merged"] is True
+    merged = [s for s in spans.get_finished_spans() if s.name.startswith("payments.list_for_customer ")]
+    assert {(s.attributes or {}).get("loanbook.store.backend") for s in merged} == {"postgres", "dynamodb"}
+    assert {(s.attributes or {}).get("loanbook.route.reason") for s in merged} == {"merged"}
+    assert all((s.attributes or {}).get("loanbook.store.merged") for s in merged if s.name.endswith(" postgres"))
 
 
 async def test_on_the_way_back_from_dynamo_only_nothing_falls_back_to_the_incomplete_postgres(
