@@ -10,7 +10,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
 from circuitbreaker import CircuitBreaker
@@ -86,6 +86,18 @@ class ShadowCounters:
     failed: int = 0
     # The latest mismatches (key, fields) for a quick look; the full record is migration.shadow_mismatches.
     mismatches: deque[tuple[str, list[str]]] = field(default_factory=lambda: deque(maxlen=100))
+
+
+class DynamoBreaker(CircuitBreaker):  # type: ignore[misc]  # circuitbreaker ships no type hints
+    """The library's breaker, except that a call given up on (cancelled) counts neither way: the library would count
+    it as a success and reset the failures, so reads discarded for a pending write kept an ailing DynamoDB's breaker
+    from ever opening."""
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc_value: BaseException | None, traceback: Any) -> bool:
+        if exc_type is not None and issubclass(exc_type, asyncio.CancelledError):
+            return False
+        result: bool = super().__exit__(exc_type, exc_value, traceback)
+        return result
 
 
 class DynamoUnavailable(Unavailable):
@@ -187,7 +199,7 @@ class HybridTable:
         self.journal = journal
         self._settings = settings
         self._sample = sample
-        self.breaker = CircuitBreaker(
+        self.breaker = DynamoBreaker(
             failure_threshold=settings.breaker_failure_threshold,
             recovery_timeout=settings.breaker_recovery_seconds,
             expected_exception=_is_dynamo_failure,

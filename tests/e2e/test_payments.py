@@ -14,6 +14,7 @@ import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.type import money_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
 
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
@@ -149,13 +150,18 @@ async def test_recording_a_payment_is_one_trace_through_both_services(
     assert stores, names
     assert all(s.attributes["loanbook.migration.stage"] for s in stores)
 
-    # One span per store call in the payment service (the hybrid store's), none per SQL statement or AWS request;
-    # the customer service's repository traces each of its calls too (services/customer/adapters/postgres.py).
+    # Every store call is one CLIENT span naming its store and why it was called; none per SQL statement or AWS
+    # request beneath it (the hybrid store's spans are the payment service's only store spans).
+    assert all(s.kind == trace_pb2.Span.SPAN_KIND_CLIENT for s in stores), names
+    assert {s.attributes["db.system"] for s in stores} >= {"postgresql"}
+    assert all(s.attributes["loanbook.route.reason"] for s in stores)
+
     def client_spans(service: str) -> list[str]:
         return [
             s.name
             for s in spans
             if s.service_name == service
+            and "loanbook.store.backend" not in s.attributes
             and ("db.system" in s.attributes or s.attributes.get("rpc.system") == "aws-api")
         ]
 
