@@ -178,6 +178,7 @@ async def test_with_the_customer_service_down_a_payment_is_refused_as_unavailabl
         **app.env,
         "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
         "LOANBOOK_PAYMENT_CUSTOMER_ADDR": f"127.0.0.1:{free_port()}",
+        "LOANBOOK_PAYMENT_METRICS_PORT": "0",  # the running payment service holds its own
         "OTEL_TRACES_EXPORTER": "none",
     }
     payment = await start_process("payment-orphan", [sys.executable, "-m", "services.payment"], env, tmp_path)
