@@ -24,6 +24,7 @@ from chassis.errors import (
     Unavailable,
     VersionConflict,
 )
+from chassis.rpc_metrics import measured
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ def _passes_through(error: BaseException) -> bool:
 
 
 class ErrorMappingServer(grpc.aio.Server):
-    """A grpc.aio server whose registered methods turn domain errors into their status codes.
+    """A grpc.aio server whose registered methods turn domain errors into their status codes, measured into
+    rpc.server.duration (chassis.rpc_metrics).
 
     Anything unexpected becomes a generic INTERNAL. Each method is wrapped once, when it is registered, rather
     than by a server interceptor on every call (which cost 0.02 ms a call); everything else is the server's own.
@@ -90,7 +92,10 @@ class ErrorMappingServer(grpc.aio.Server):
     def add_registered_method_handlers(
         self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
     ) -> None:
-        wrapped = {name: with_error_mapping(handler) for name, handler in method_handlers.items()}
+        wrapped = {
+            name: measured(f"/{service_name}/{name}", with_error_mapping(handler))
+            for name, handler in method_handlers.items()
+        }
         self._server.add_registered_method_handlers(service_name, wrapped)
 
     def add_generic_rpc_handlers(self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]) -> None:
@@ -120,7 +125,7 @@ class _ErrorMappingGenericHandler(grpc.GenericRpcHandler):
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = self._inner.service(handler_call_details)
-        return None if handler is None else with_error_mapping(handler)
+        return None if handler is None else measured(handler_call_details.method, with_error_mapping(handler))
 
 
 def with_error_mapping(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:

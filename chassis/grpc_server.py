@@ -16,7 +16,6 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from chassis.config import GrpcServiceSettings, TlsSettings
 from chassis.grpc_errors import ErrorMappingServer
-from chassis.rpc_metrics import RpcMetricsInterceptor
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +72,7 @@ class GrpcServer:
         self._settings = settings
         self._services = services
         # Domain errors become status codes in every method registered, of every service.
-        self._server = ErrorMappingServer(grpc.aio.server(interceptors=[RpcMetricsInterceptor(), *interceptors]))
+        self._server = ErrorMappingServer(grpc.aio.server(interceptors=interceptors))
         self._health = health.aio.HealthServicer()
         self._checks = {check.name: check for service in services for check in service.readiness}
         # The checks each health name depends on: "" on all of them.

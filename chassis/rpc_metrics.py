@@ -1,4 +1,4 @@
-"""rpc.server.duration for every gRPC call a service serves, from a grpc.aio server interceptor."""
+"""rpc.server.duration for every gRPC call a service serves, wrapped around each method when it is registered."""
 
 from __future__ import annotations
 
@@ -94,29 +94,14 @@ def _measured(handler: grpc.RpcMethodHandler[Any, Any], recorder: _Recorder) -> 
     return handler
 
 
-class RpcMetricsInterceptor(grpc.aio.ServerInterceptor):
-    """Times every call from the moment its handler runs to its last message, with its final status code.
+def measured(full_method: str, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` timed into rpc.server.duration, from the moment it runs to its last message, with its final status
+    code; health and reflection methods come back as they are.
 
-    Attributes: rpc.system="grpc", rpc.service, rpc.method, rpc.grpc.status_code (an int). Health and reflection
-    calls are not measured. A method's measured handler is built once and reused for its later calls.
+    Applied once per method when it is registered (chassis.grpc_errors.ErrorMappingServer), not by a server
+    interceptor: an interceptor runs on every call, and the telemetry benchmark measured interceptors' cost.
     """
-
-    def __init__(self) -> None:
-        self._measured: dict[str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
-        full_method: str = handler_call_details.method  # "/package.Service/Method"
-        service, _, method = full_method.lstrip("/").rpartition("/")
-        if handler is None or service in EXCLUDED_SERVICES or not service:
-            return handler
-        cached = self._measured.get(full_method)
-        if cached is not None and cached[0] is handler:
-            return cached[1]
-        measured = _measured(handler, _Recorder(service, method))
-        self._measured[full_method] = (handler, measured)
-        return measured
+    service, _, method = full_method.lstrip("/").rpartition("/")
+    if not service or service in EXCLUDED_SERVICES:
+        return handler
+    return _measured(handler, _Recorder(service, method))
