@@ -191,7 +191,6 @@ def configure_telemetry(
     *,
     environment: str = "development",
     metrics_endpoint: MetricsEndpoint | None = None,
-    instrument_grpc_server: bool = True,
     trace_store_clients: bool = True,
     instrument_libraries: bool = True,
 ) -> Telemetry:
@@ -201,8 +200,7 @@ def configure_telemetry(
     Raises ConfigurationError (naming the variable) when an OTEL_* setting cannot be honoured: callers exit 2.
     `trace_store_clients=False` leaves asyncpg and botocore uninstrumented, for services whose stores trace
     every call themselves (the hybrid stores of migration.hybrid).
-    Call before creating gRPC servers, channels, asyncpg pools or aiobotocore clients: the
-    instrumentations patch their factories.
+    Call before creating asyncpg pools or aiobotocore clients: the instrumentations patch their factories.
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         # The specification's off switch: no provider is installed, so every span and instrument is the API's
@@ -238,7 +236,7 @@ def configure_telemetry(
     metrics.set_meter_provider(meter_provider)
 
     if instrument_libraries:
-        _instrument_libraries(instrument_grpc_server, trace_store_clients)
+        _instrument_libraries(trace_store_clients)
     exported = {"traces_exporters": list(span_exporters) or ["none"], "metrics_exporters": list(metric_exporters)}
     logger.info("telemetry configured", extra={**exported, "metrics_address": address})
     return Telemetry(
@@ -294,21 +292,17 @@ def _prometheus_reader(endpoint: MetricsEndpoint) -> tuple[MetricReader, str, Ca
     return reader, address, stop
 
 
-def _instrument_libraries(instrument_grpc_server: bool, trace_store_clients: bool) -> None:
+def _instrument_libraries(trace_store_clients: bool) -> None:
+    """asyncpg and botocore through their OpenTelemetry instrumentations; gRPC is traced by chassis.rpc_telemetry,
+    without interceptors (see there)."""
+    if not trace_store_clients:
+        return
     from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
     from opentelemetry.instrumentation.botocore import BotocoreInstrumentor
-    from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcAioInstrumentorServer, filters
     from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 
-    # Health checks and reflection come every few seconds from orchestrators and the gateway's /readyz: a trace
-    # each would bury the requests. They are left out on both sides of the call.
-    not_probes = filters.negate(filters.any_of(filters.health_check(), filters.service_prefix("grpc.reflection")))
     # The contrib instrumentors ship without type annotations on their constructors.
-    instrumentors: list[BaseInstrumentor] = [GrpcAioInstrumentorClient(filter_=not_probes)]  # type: ignore[no-untyped-call]
-    if trace_store_clients:
-        instrumentors += [AsyncPGInstrumentor(), BotocoreInstrumentor()]  # type: ignore[no-untyped-call]
-    if instrument_grpc_server:
-        instrumentors.append(GrpcAioInstrumentorServer(filter_=not_probes))  # type: ignore[no-untyped-call]
+    instrumentors: list[BaseInstrumentor] = [AsyncPGInstrumentor(), BotocoreInstrumentor()]  # type: ignore[no-untyped-call]
     for instrumentor in instrumentors:
         if not instrumentor.is_instrumented_by_opentelemetry:
             instrumentor.instrument()

@@ -26,7 +26,6 @@ def main() -> None:
             "loanbook-gateway",
             environment=settings.environment.value,
             metrics_endpoint=metrics_endpoint(settings),
-            instrument_grpc_server=False,
         )
     except ConfigurationError as error:
         print(f"loanbook-gateway: {error}", file=sys.stderr)

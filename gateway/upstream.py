@@ -10,6 +10,7 @@ import grpc
 from google.protobuf.message import Message
 
 from chassis.identity import Caller, caller_metadata
+from chassis.rpc_telemetry import traced_call
 from gateway.errors import UpstreamError
 
 RequestT = TypeVar("RequestT", bound=Message)
@@ -35,6 +36,6 @@ class UpstreamService:
         """`rest_fields` names the REST parameter of a request field whose REST name is not its JSON name (a query
         parameter `from` for `from_time`), so the service's field violations name what the client sent."""
         try:
-            return await method(request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
+            return await traced_call(method, request, timeout=self.deadline_seconds, metadata=caller_metadata(caller))
         except grpc.aio.AioRpcError as error:
             raise UpstreamError(error, self.name, rest_fields) from None

@@ -50,7 +50,6 @@ def configure_cli_telemetry() -> Telemetry:
             "loanbook-toolkit",
             environment=settings.environment.value,
             metrics_endpoint=metrics_endpoint(settings),
-            instrument_grpc_server=False,
             trace_store_clients=False,
         )
     except ConfigurationError as error:

@@ -10,6 +10,7 @@ import grpc
 
 from chassis.errors import Unavailable
 from chassis.money import Money, MoneyInput, parse_money
+from chassis.rpc_telemetry import traced_call
 from loanbook.customer.v1 import customer_pb2, customer_pb2_grpc
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ class GrpcLoanDirectory:
     async def standing(self, loan_id: uuid.UUID, customer_id: uuid.UUID) -> LoanStanding:
         request = customer_pb2.CheckLoanStandingRequest(loan_id=str(loan_id), customer_id=str(customer_id))
         try:
-            response = await self._stub.CheckLoanStanding(request, timeout=self._deadline)
+            response = await traced_call(self._stub.CheckLoanStanding, request, timeout=self._deadline)
         except grpc.aio.AioRpcError as error:
             # Unchecked payments are never accepted: an unreachable or slow customer service refuses the payment.
             raise Unavailable(

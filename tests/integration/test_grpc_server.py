@@ -14,11 +14,14 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from opentelemetry.sdk.metrics.export import HistogramDataPoint
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
 
 from chassis.config import GrpcServiceSettings, TlsSettings
 from chassis.errors import NotFound
 from chassis.grpc_client import create_channel
 from chassis.grpc_server import LIVENESS, NOT_SERVING, SERVING, GrpcServer, ReadinessCheck, ServiceBinding
+from chassis.rpc_telemetry import traced_call
 from tests.support.grpc import health_becomes
 from tests.support.metrics import metric_reader, points, total
 
@@ -323,3 +326,60 @@ async def test_mutual_tls_serves_clients_with_a_certificate_and_refuses_others(t
                 await _sleep_call(plaintext)(b"0", timeout=2)
     finally:
         await server.stop(grace=0)
+
+
+async def test_calls_are_traced_client_to_server_and_probes_are_not(
+    running_server: tuple[GrpcServer, asyncio.Event], spans: InMemorySpanExporter
+) -> None:
+    server, _ = running_server
+    spans.clear()
+    async with grpc.aio.insecure_channel(server.address) as channel:
+        assert await traced_call(_sleep_call(channel), b"0", timeout=5) == b"done"
+        with pytest.raises(grpc.aio.AioRpcError):
+            await traced_call(_find_call(channel), b"x", timeout=5)
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
+
+    by_kind = {(s.kind, s.name): s for s in spans.get_finished_spans()}
+    sleep_client = by_kind[(SpanKind.CLIENT, f"/{SLOW_SERVICE}/Sleep")]
+    sleep_server = by_kind[(SpanKind.SERVER, f"/{SLOW_SERVICE}/Sleep")]
+    assert sleep_server.parent is not None
+    assert sleep_server.parent.span_id == sleep_client.context.span_id  # the context crossed in the metadata
+    assert sleep_server.context.trace_id == sleep_client.context.trace_id
+    assert sleep_server.attributes == {
+        "rpc.system": "grpc",
+        "rpc.service": SLOW_SERVICE,
+        "rpc.method": "Sleep",
+        "rpc.grpc.status_code": 0,
+    }
+    # NOT_FOUND is the caller's error: the server span stays unset, the client's says which code, never the details.
+    find_server = by_kind[(SpanKind.SERVER, f"/{SLOW_SERVICE}/Find")]
+    find_client = by_kind[(SpanKind.CLIENT, f"/{SLOW_SERVICE}/Find")]
+    assert find_server.status.status_code is StatusCode.UNSET
+    assert find_server.attributes is not None
+    assert find_server.attributes["rpc.grpc.status_code"] == grpc.StatusCode.NOT_FOUND.value[0]
+    assert (find_client.status.status_code, find_client.status.description) == (StatusCode.ERROR, "NOT_FOUND")
+    assert not find_client.events
+    assert not [s for s in spans.get_finished_spans() if "Health" in s.name]
+
+
+async def test_a_service_failure_marks_the_server_span_as_an_error(spans: InMemorySpanExporter) -> None:
+    async def broken(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+        raise RuntimeError("a bug with a customer's e-mail in its message: casey@example.test")
+
+    handler = grpc.method_handlers_generic_handler(
+        SLOW_SERVICE, {"Broken": grpc.unary_unary_rpc_method_handler(broken)}
+    )
+    binding = ServiceBinding(SLOW_SERVICE, lambda s: s.add_generic_rpc_handlers((handler,)), [])
+    server = GrpcServer(GrpcServiceSettings(grpc_port=0), [binding])
+    await server.start()
+    spans.clear()
+    try:
+        async with grpc.aio.insecure_channel(server.address) as channel:
+            with pytest.raises(grpc.aio.AioRpcError):
+                await traced_call(channel.unary_unary(f"/{SLOW_SERVICE}/Broken"), b"", timeout=5)
+    finally:
+        await server.stop(grace=0)
+
+    [served] = [s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert (served.status.status_code, served.status.description) == (StatusCode.ERROR, "INTERNAL")
+    assert "casey@example.test" not in str(served.to_json())
