@@ -19,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import aiohttp
 import asyncpg
@@ -80,52 +80,66 @@ def http_ready(url: str) -> object:
     return ready
 
 
+async def prepare(postgres_dsn: str, dynamodb_endpoint: str, payments: list[Any]) -> None:
+    """Schemas, the DynamoDB table, `payments` loaded into PostgreSQL and the table set to postgres_only."""
+    await upgrade_payment_schema(postgres_dsn)
+    await upgrade_migration_schema(postgres_dsn)
+    session = local_dynamodb_session()
+    async with session.client("dynamodb", endpoint_url=dynamodb_endpoint) as client:
+        await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
+    seconds = await load_postgres(postgres_dsn, payments)
+    print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
+    pool = await asyncpg.create_pool(postgres_dsn, min_size=1, max_size=2)
+    try:
+        control = ControlPlane(pool, guards=())
+        await control.seed({"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench")
+    finally:
+        await pool.close()
+
+
+def payment_env(postgres_dsn: str, dynamodb_endpoint: str, port: int, common: dict[str, str]) -> dict[str, str]:
+    """The payment service on `port`, at WARNING, against the bench table; peers it never calls unreachable."""
+    return {
+        **common,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LOANBOOK_PAYMENT_GRPC_PORT": str(port),
+        "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres_dsn,
+        "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
+        "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+        "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
+        "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
+        "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
+    }
+
+
+def gateway_env(port: int, payment_port: int, secret: str, common: dict[str, str]) -> dict[str, str]:
+    """The gateway on `port` in front of the payment service, as `make up` runs it (INFO, an access line a request)."""
+    return {
+        **common,
+        "LOANBOOK_GATEWAY_HTTP_PORT": str(port),
+        "LOANBOOK_GATEWAY_JWT_SECRET": secret,
+        "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
+        "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
+        "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
+    }
+
+
 async def run(args: Options) -> str:
     rng = random.Random(6)  # noqa: S311 - benchmark data
     customers, payments = payments_for(args.customers, args.payments, rng)
     async with local_stores() as (postgres, dynamodb):
-        await upgrade_payment_schema(postgres.dsn)
-        await upgrade_migration_schema(postgres.dsn)
-        session = local_dynamodb_session()
-        async with session.client("dynamodb", endpoint_url=dynamodb.endpoint) as client:
-            await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
-        seconds = await load_postgres(postgres.dsn, payments)
-        print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
-        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
-        try:
-            control = ControlPlane(pool, guards=())
-            await control.seed({"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench")
-        finally:
-            await pool.close()
+        await prepare(postgres.dsn, dynamodb.endpoint, payments)
         payment_port, gateway_port = free_port(), free_port()
         secret = secrets.token_urlsafe(48)
         common = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
-        payment_env = {
-            **common,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port),
-            "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres.dsn,
-            "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-            "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
-            "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
-            "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
-            "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
-        }
-        # The gateway as `make up` runs it (INFO, one access log line a request), its log to /dev/null.
-        gateway_env = {
-            **common,
-            "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port),
-            "LOANBOOK_GATEWAY_JWT_SECRET": secret,
-            "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
-            "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
-            "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
-        }
-        async with process([sys.executable, "-m", "services.payment"], payment_env):
+        payment_process_env = payment_env(postgres.dsn, dynamodb.endpoint, payment_port, common)
+        gateway_process_env = gateway_env(gateway_port, payment_port, secret, common)
+        async with process([sys.executable, "-m", "services.payment"], payment_process_env):
             await wait_for(grpc_health(f"127.0.0.1:{payment_port}"), 60, "payment service")
             profile = ["-m", "cProfile", "-o", args.profile_gateway] if args.profile_gateway else []
-            async with process([sys.executable, *profile, "-m", "gateway"], gateway_env):
+            async with process([sys.executable, *profile, "-m", "gateway"], gateway_process_env):
                 gateway_url = f"http://127.0.0.1:{gateway_port}"
                 await wait_for(http_ready(f"{gateway_url}/healthz"), 60, "gateway")  # type: ignore[arg-type]
                 report = await measure(args, customers, payment_port, gateway_url, secret)

@@ -20,24 +20,19 @@ from dataclasses import dataclass
 from typing import Annotated
 
 import aiohttp
-import asyncpg
 import grpc
 import typer
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
-from bench.gateway_overhead import PAGE_SIZE, TABLE_PREFIX, UNREACHABLE, http_ready, process
-from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
-from bench.payment_history import load_postgres, payments_for, throughput
+from bench import gateway_overhead
+from bench.gateway_overhead import PAGE_SIZE, http_ready, process
+from bench.harness import command_line, interleaved, local_stores, run_and_report, wait_for
+from bench.payment_history import payments_for, throughput
 from chassis.identity import Role
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from gateway.tokens import mint_token
-from migration.control import ControlPlane
-from migration.schema import upgrade_to_head as upgrade_migration_schema
-from migration.stages import Stage, TableMode
-from services.payment.adapters.dynamodb import ensure_payment_table
-from services.payment.schema import upgrade_to_head as upgrade_payment_schema
 
 ROUNDS = 5
 SCRAPE_SECONDS = 5.0  # a busy Prometheus setting (15 s is its default): the endpoint's cost is counted generously
@@ -122,27 +117,8 @@ async def stack(
     """A payment service and a gateway in front of it, with `telemetry`'s variables; yields the gateway's URL."""
     payment_port, gateway_port = free_port(), free_port()
     common = {**os.environ, **telemetry}
-    payment_env = {
-        **common,
-        "AWS_ACCESS_KEY_ID": "local",
-        "AWS_SECRET_ACCESS_KEY": "local",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "LOANBOOK_PAYMENT_GRPC_PORT": str(payment_port),
-        "LOANBOOK_PAYMENT_POSTGRES_DSN": postgres_dsn,
-        "LOANBOOK_PAYMENT_DYNAMODB_ENDPOINT": dynamodb_endpoint,
-        "LOANBOOK_PAYMENT_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
-        "LOANBOOK_PAYMENT_CUSTOMER_ADDR": UNREACHABLE,
-        "LOANBOOK_PAYMENT_LOG_LEVEL": "WARNING",
-        "LOANBOOK_PAYMENT_POSTGRES_POOL_MAX_SIZE": "32",
-    }
-    gateway_env = {
-        **common,
-        "LOANBOOK_GATEWAY_HTTP_PORT": str(gateway_port),
-        "LOANBOOK_GATEWAY_JWT_SECRET": secret,
-        "LOANBOOK_GATEWAY_PAYMENT_ADDR": f"127.0.0.1:{payment_port}",
-        "LOANBOOK_GATEWAY_CUSTOMER_ADDR": UNREACHABLE,
-        "LOANBOOK_GATEWAY_LOGGING_ADDR": UNREACHABLE,
-    }
+    payment_env = gateway_overhead.payment_env(postgres_dsn, dynamodb_endpoint, payment_port, common)
+    gateway_env = gateway_overhead.gateway_env(gateway_port, payment_port, secret, common)
     scrapers: list[asyncio.Task[None]] = []
     metrics_ports = {}
     if telemetry.get("OTEL_METRICS_EXPORTER", "none") != "none":
@@ -170,19 +146,7 @@ async def run(args: Options) -> str:
     rng = random.Random(15)  # noqa: S311 - benchmark data
     customers, payments = payments_for(args.customers, args.payments, rng)
     async with local_stores() as (postgres, dynamodb), otlp_sink() as (sink, sink_url):
-        await upgrade_payment_schema(postgres.dsn)
-        await upgrade_migration_schema(postgres.dsn)
-        async with local_dynamodb_session().client("dynamodb", endpoint_url=dynamodb.endpoint) as client:
-            await ensure_payment_table(client, f"{TABLE_PREFIX}-payments")
-        seconds = await load_postgres(postgres.dsn, payments)
-        print(f"loaded {len(payments):,} payments into PostgreSQL in {seconds:.1f}s", flush=True)
-        pool = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=2)
-        try:
-            await ControlPlane(pool, guards=()).seed(
-                {"payments": TableMode("payments", Stage.POSTGRES_ONLY, True)}, who="bench"
-            )
-        finally:
-            await pool.close()
+        await gateway_overhead.prepare(postgres.dsn, dynamodb.endpoint, payments)
         secret = secrets.token_urlsafe(48)
         on = {
             "OTEL_EXPORTER_OTLP_ENDPOINT": sink_url,

@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from devstack.dynamodb import DynamoDBLocal
 from tests.support.dynamodb import OwnDynamo, expiring_tables
+from tests.support.spans import collected_spans
 
 if TYPE_CHECKING:
     pass
@@ -78,10 +76,4 @@ async def own_dynamo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
 @pytest.fixture(scope="session")
 def spans() -> InMemorySpanExporter:
     """Every span this test process ends, collected in memory (the SDK's own test exporter)."""
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return collected_spans()

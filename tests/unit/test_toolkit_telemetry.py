@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from typer.main import get_command
 
 from tests.support.metrics import metric_reader, points, total
+from tests.support.spans import collected_spans
 from toolkit.backfill import NoProgress
 from toolkit.cli import app
 from toolkit.telemetry import MeteredProgress, command_path, count_differences, traced_command
@@ -18,13 +16,7 @@ from toolkit.telemetry import MeteredProgress, command_path, count_differences, 
 
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
-    exporter = InMemorySpanExporter()
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    return exporter
+    return collected_spans()
 
 
 def test_the_command_path_names_subcommands_never_arguments_or_option_values() -> None:
