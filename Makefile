@@ -3,9 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
+UV := $(shell command -v uv || echo $(HOME)/.local/bin/uv)
 PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 
-.PHONY: help install up test test-unit lint typecheck proto proto-check rules-check bench clean-state
+.PHONY: help install up test test-unit lint typecheck proto proto-check rules-check lock-check deploy-check \
+	compose-check k8s-check cfn-check bench clean-state
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +56,14 @@ rules-check: install ## promtool: check the Prometheus config and rules, run the
 	@promtool check rules deploy/prometheus/rules/*.yml
 	@promtool check config deploy/prometheus/prometheus.yml
 	@promtool test rules deploy/prometheus/tests/*.yml
+
+lock-check: install ## the runtime lock (what the image installs) is the dev lock's runtime part, version for version
+	@tmp=$$(mktemp) && trap 'rm -f "$$tmp"' EXIT && \
+		$(UV) pip compile pyproject.toml -c requirements.lock --no-header --no-annotate -q -o "$$tmp" && \
+		{ diff -u requirements.runtime.lock "$$tmp" || { echo "requirements.runtime.lock drifted: see docs/development.md" >&2; exit 1; }; }
+	@echo "requirements.runtime.lock matches requirements.lock"
+
+deploy-check: compose-check k8s-check cfn-check ## validate every deployment artefact (compose, Kubernetes, CloudFormation)
 
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads
