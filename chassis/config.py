@@ -125,6 +125,15 @@ class DynamoSettings(BaseSettings):
     dynamodb_endpoint: str | None = Field(default=None, pattern=r"^https?://")
     aws_region: str = "us-east-1"
     dynamodb_table_prefix: str = Field(default="loanbook", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    # Create the service's DynamoDB table (and its indexes, TTL) at start-up when absent. Unset: yes in development
+    # and tests, no in production, where the tables are managed as code (deploy/aws) and the service's role may
+    # not create them; it then only checks at start that the table and every index it queries exist.
+    dynamodb_create_tables: bool | None = None
+
+    def creates_tables(self, environment: Environment) -> bool:
+        if self.dynamodb_create_tables is not None:
+            return self.dynamodb_create_tables
+        return environment is not Environment.PRODUCTION
 
     def table_name(self, table: str) -> str:
         """The DynamoDB table of a migrated table: the services and the migration toolkit must agree on it."""

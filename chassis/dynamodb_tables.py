@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from chassis.config import ConfigurationError
+
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_dynamodb.type_defs import (
@@ -139,3 +141,76 @@ async def ensure_time_to_live(client: DynamoDBClient, table_name: str, attribute
         # Another replica enabled it between our describe and update.
         if error_code(error) != "ValidationException" or "already enabled" not in str(error).lower():
             raise
+
+
+class TableNotReady(ConfigurationError):
+    """A table managed outside the service (tables as code) is absent or lacks what the service queries."""
+
+
+def _described_key(schema: Sequence[KeySchemaElementTypeDef]) -> tuple[str | None, str | None]:
+    keys = {element["KeyType"]: element["AttributeName"] for element in schema}
+    return keys.get("HASH"), keys.get("RANGE")
+
+
+async def check_table(client: DynamoDBClient, table_name: str, design: TableDesign, *, remedy: str) -> None:
+    """Checks, without creating anything, that the table exists with the design's keys and every index the service
+    queries, usable, and (when the design names one) TTL on its attribute. Raises TableNotReady naming what is
+    missing; `remedy` says how to fix it (where the tables are defined, which setting creates them instead)."""
+    try:
+        table = (await client.describe_table(TableName=table_name))["Table"]
+    except ClientError as error:
+        if error_code(error) == "ResourceNotFoundException":
+            raise TableNotReady(f"DynamoDB table {table_name} does not exist; {remedy}") from None
+        if error_code(error) == "AccessDeniedException":
+            raise TableNotReady(
+                f"not allowed to describe DynamoDB table {table_name} (dynamodb:DescribeTable)"
+            ) from None
+        raise
+    problems: list[str] = []
+    status = table.get("TableStatus")
+    if status not in {"ACTIVE", "UPDATING"}:
+        problems.append(f"the table is {status}, not ACTIVE")
+    expected_key = (design.partition_key, design.sort_key)
+    if (key := _described_key(table.get("KeySchema", []))) != expected_key:
+        problems.append(f"its key is {key}, expected {expected_key}")
+    present = {index["IndexName"]: index for index in table.get("GlobalSecondaryIndexes", [])}
+    for index in design.indexes:
+        found = present.get(index.name)
+        if found is None:
+            problems.append(f"index {index.name} is missing")
+            continue
+        if _described_key(found.get("KeySchema", [])) != (index.partition_key, index.sort_key):
+            problems.append(f"index {index.name} is keyed {_described_key(found.get('KeySchema', []))}")
+        if found.get("Projection", {}).get("ProjectionType") != "ALL":
+            problems.append(f"index {index.name} does not project ALL attributes")
+        if found.get("IndexStatus") not in {"ACTIVE", "UPDATING"}:
+            problems.append(f"index {index.name} is {found.get('IndexStatus')}, not ACTIVE")
+    if design.ttl_attribute:
+        description = (await client.describe_time_to_live(TableName=table_name))["TimeToLiveDescription"]
+        if description.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"} or (
+            description.get("AttributeName") != design.ttl_attribute
+        ):
+            problems.append(f"TTL is not enabled on {design.ttl_attribute}")
+    if problems:
+        raise TableNotReady(f"DynamoDB table {table_name}: {'; '.join(problems)}; {remedy}")
+
+
+async def provide_table(
+    client: DynamoDBClient,
+    table_name: str,
+    design: TableDesign,
+    *,
+    create: bool,
+    setting: str,
+    poll_seconds: float = 0.2,
+) -> None:
+    """At a service's start: creates the table when `create` (development, tests), otherwise checks that the table
+    managed as code is there as the service needs it. `setting` names the environment variable that decides."""
+    if create:
+        await ensure_table(client, table_name, design, poll_seconds=poll_seconds)
+        return
+    remedy = (
+        "create it with the CloudFormation template deploy/aws/dynamodb-tables.yaml (tables are managed as code), "
+        f"or set {setting}=true to let the service create it"
+    )
+    await check_table(client, table_name, design, remedy=remedy)

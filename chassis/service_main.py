@@ -76,5 +76,8 @@ def run_service(
     except StoreUnavailable as error:
         logger.error("cannot start: %s", error)
         sys.exit(EXIT_STORE_UNAVAILABLE)
+    except ConfigurationError as error:  # found at start-up, e.g. a DynamoDB table managed as code is missing
+        logger.error("cannot start: %s", error)
+        sys.exit(EXIT_CONFIGURATION)
     finally:
         telemetry.shutdown()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from chassis.dynamodb_tables import provide_table
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
 from chassis.stores import dynamodb_client, dynamodb_readiness, postgres_pool, postgres_readiness
@@ -19,7 +20,7 @@ from migration import schema as migration_schema
 from migration.hybrid import HybridTable
 from migration.runtime import open_hybrid_table, start_relay
 from services.logging import schema
-from services.logging.adapters.dynamodb import DynamoLogRepository, LogTableLayout, ensure_log_table
+from services.logging.adapters.dynamodb import LOG_TABLE, DynamoLogRepository, LogTableLayout
 from services.logging.adapters.postgres import LogPartitions, PostgresLogRepository
 from services.logging.api import LoggingServicer
 from services.logging.config import LoggingSettings
@@ -51,7 +52,13 @@ async def bootstrap(settings: LoggingSettings, stack: AsyncExitStack) -> Sequenc
 
     dynamodb = await stack.enter_async_context(dynamodb_client(settings))
     table_name = settings.table_name(TABLE)
-    await ensure_log_table(dynamodb, table_name)
+    await provide_table(
+        dynamodb,
+        table_name,
+        LOG_TABLE,
+        create=settings.creates_tables(settings.environment),
+        setting=f"{settings.model_config['env_prefix']}DYNAMODB_CREATE_TABLES",
+    )
 
     hybrid, _ = await open_hybrid_table(
         TABLE, settings, dsn, pool, stack, who="logging-service", index_read_kinds=INDEX_READ_KINDS

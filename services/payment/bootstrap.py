@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from chassis.dynamodb_tables import provide_table
 from chassis.grpc_client import create_channel
 from chassis.grpc_server import ServiceBinding
 from chassis.page_tokens import PageTokens
@@ -20,7 +21,7 @@ from migration.hybrid import HybridTable
 from migration.journal import Journal
 from migration.runtime import open_hybrid_table, start_relay
 from services.payment import schema
-from services.payment.adapters.dynamodb import DynamoPaymentRepository, ensure_payment_table
+from services.payment.adapters.dynamodb import PAYMENT_TABLE, DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.api import PaymentServicer
 from services.payment.config import PaymentSettings
@@ -45,7 +46,13 @@ async def bootstrap(settings: PaymentSettings, stack: AsyncExitStack) -> Sequenc
         await migration_schema.upgrade_to_head(dsn)
     dynamodb = await stack.enter_async_context(dynamodb_client(settings))
     table_name = settings.table_name(TABLE)
-    await ensure_payment_table(dynamodb, table_name)
+    await provide_table(
+        dynamodb,
+        table_name,
+        PAYMENT_TABLE,
+        create=settings.creates_tables(settings.environment),
+        setting=f"{settings.model_config['env_prefix']}DYNAMODB_CREATE_TABLES",
+    )
 
     hybrid, control = await open_hybrid_table(
         TABLE, settings, dsn, pool, stack, who="payment-service", index_read_kinds=INDEX_READ_KINDS
