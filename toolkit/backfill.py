@@ -18,7 +18,9 @@ from migration.stages import POLICIES, Stage
 from migration.table_spec import Executor, Key, TableSpec
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import Pacer, Pacing, batch_write
+from toolkit.leases import BACKFILL_RANGES, Leases, holder_name
 from toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
+from toolkit.runs import key_range as range_of
 from toolkit.telemetry import MeteredProgress, traced_job
 
 if TYPE_CHECKING:
@@ -37,12 +39,18 @@ class Progress(Protocol):
 
     def advance(self, table: str, rows: int) -> None: ...
 
+    def advance_elsewhere(self, table: str, rows: int) -> None:
+        """Rows other processes working on the same run got through (shown, not counted as this process's)."""
+
 
 class NoProgress:
     def start(self, table: str, total: int, done: int) -> None:
         pass
 
     def advance(self, table: str, rows: int) -> None:
+        pass
+
+    def advance_elsewhere(self, table: str, rows: int) -> None:
         pass
 
 
@@ -55,6 +63,9 @@ class BackfillOptions:
     ranges_per_worker: int = 4  # more ranges than workers, so a slow range does not leave workers idle at the end
     restart: bool = False  # abandon an unfinished run instead of resuming it
     who: str = "loanbook migrate backfill"
+    # Each range a process copies is leased for this long and renewed while it works: another process running
+    # the same backfill takes over the ranges of one that died once their leases expire.
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -113,16 +124,30 @@ def _lock_key(table: str) -> int:
 
 
 async def _plan_run(pool: asyncpg.Pool, spec: TableSpec, stage: Stage, options: BackfillOptions) -> BackfillRun:
+    """The table's unfinished run, joined, or a new one. Processes starting at once serialise here on an advisory
+    lock (only while planning), so they all join one run instead of each starting their own."""
     runs = BackfillRuns(pool)
-    unfinished = await runs.unfinished(spec.name)
-    if unfinished is not None and not options.restart:
-        return unfinished
-    if unfinished is not None:
-        await runs.abandon(unfinished.id)
-    total = await spec.count(pool)
-    count = max(1, options.workers * options.ranges_per_worker)
-    sampled = await spec.sample_keys(pool, min(1.0, SAMPLE_PER_RANGE * count / total)) if total else []
-    return await runs.start(spec.name, stage.value, options.who, total, split_ranges(sampled, count))
+    async with pool.acquire() as connection:
+        await connection.execute("SELECT pg_advisory_lock($1)", _lock_key(spec.name))
+        try:
+            unfinished = await runs.unfinished(spec.name)
+            if unfinished is not None and not options.restart:
+                return unfinished
+            if unfinished is not None:
+                busy = await Leases(pool, BACKFILL_RANGES, unfinished.id, "", options.lease_seconds).outstanding()
+                if busy.leased:
+                    raise FailedPrecondition(
+                        f"{spec.name}: cannot restart backfill run {unfinished.id}: other processes are copying "
+                        f"{busy.leased} of its ranges ({', '.join(busy.holders)}); stop them first, or run without "
+                        "--restart to join them"
+                    )
+                await runs.abandon(unfinished.id)
+            total = await spec.count(pool)
+            count = max(1, options.workers * options.ranges_per_worker)
+            sampled = await spec.sample_keys(pool, min(1.0, SAMPLE_PER_RANGE * count / total)) if total else []
+            return await runs.start(spec.name, stage.value, options.who, total, split_ranges(sampled, count))
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", _lock_key(spec.name))
 
 
 async def _copy_range(
@@ -130,7 +155,7 @@ async def _copy_range(
     dynamodb: DynamoDBClient,
     table_name: str,
     spec: TableSpec,
-    run: BackfillRun,
+    leases: Leases,
     key_range: KeyRange,
     options: BackfillOptions,
     pacer: Pacer,
@@ -165,7 +190,7 @@ async def _copy_range(
                 await previous  # checkpoints move forward in key order
             # Only once DynamoDB holds the page: a run killed before this copies the page again, harmlessly.
             await BackfillRuns.checkpoint(
-                executor, run.id, key_range.number, last, len(rows), len(items), done=finished
+                executor, leases, key_range.number, last, len(rows), len(items), done=finished
             )
         copied(len(rows), len(items))
 
@@ -193,42 +218,49 @@ async def backfill_table(
     options: BackfillOptions,
     progress: Progress,
 ) -> BackfillSummary:
-    """Copies one table (resuming its unfinished run unless `options.restart`); see run_backfill."""
+    """Copies one table: joins its unfinished run (resumed, or started by other processes copying it right now)
+    unless `options.restart`, and takes leased ranges from the run's queue until every range is done."""
     started = time.monotonic()
-    async with pool.acquire() as lock_connection:
-        # Held for the whole run by this session (released if the process dies): one backfill per table.
-        if not await lock_connection.fetchval("SELECT pg_try_advisory_lock($1)", _lock_key(spec.name)):
-            raise FailedPrecondition(f"{spec.name}: another backfill of this table is running")
-        try:
-            stage = await require_dual_writing(pool, spec.name)
-            run = await _plan_run(pool, spec, stage, options)
-            resumed = run.rows_done > 0 or any(r.done for r in run.ranges)
-            progress.start(spec.name, run.rows_total, run.rows_done)
-            # A plain rate, no backoff: a backfill normally runs before DynamoDB serves reads (dual_write, shadow).
-            pacer = Pacer(Pacing(options.rate_limit, backoff=False))
-            totals = [0, 0]
+    stage = await require_dual_writing(pool, spec.name)
+    run = await _plan_run(pool, spec, stage, options)
+    runs = BackfillRuns(pool)
+    leases = Leases(pool, BACKFILL_RANGES, run.id, holder_name(), options.lease_seconds)
+    resumed = run.rows_done > 0 or any(r.done for r in run.ranges)
+    progress.start(spec.name, run.rows_total, run.rows_done)
+    # A plain rate, no backoff: a backfill normally runs before DynamoDB serves reads (dual_write, shadow).
+    pacer = Pacer(Pacing(options.rate_limit, backoff=False))
+    totals = [0, 0]
+    elsewhere = [0]  # rows other processes copied since this one joined, as shown on the progress bar
 
-            def copied(rows: int, items: int) -> None:
-                totals[0] += rows
-                totals[1] += items
-                progress.advance(spec.name, rows)
+    def copied(rows: int, items: int) -> None:
+        totals[0] += rows
+        totals[1] += items
+        progress.advance(spec.name, rows)
 
-            queue: asyncio.Queue[KeyRange] = asyncio.Queue()
-            for key_range in run.ranges:
-                if not key_range.done:
-                    queue.put_nowait(key_range)
+    async def follow_others() -> None:
+        """The whole run's progress, whichever process copied it (never less than already shown)."""
+        others = await runs.rows_done(run.id) - run.rows_done - totals[0]
+        if others > elsewhere[0]:
+            progress.advance_elsewhere(spec.name, others - elsewhere[0])
+            elsewhere[0] = others
 
-            async def worker() -> None:
-                while not queue.empty():
-                    await _copy_range(pool, dynamodb, table_name, spec, run, queue.get_nowait(), options, pacer, copied)
+    async def worker() -> None:
+        while (claimed := await leases.next()) is not None:
+            await follow_others()
+            key_range = range_of(claimed)
+            copy = _copy_range(pool, dynamodb, table_name, spec, leases, key_range, options, pacer, copied)
+            if not await leases.hold_while(key_range.number, copy):
+                logger.warning(
+                    "backfill range taken over by another process",
+                    extra={"table": spec.name, "run": run.id, "range": key_range.number},
+                )
 
-            # A failing worker cancels the others; the checkpoints keep what they finished.
-            async with asyncio.TaskGroup() as group:
-                for _ in range(options.workers):
-                    group.create_task(worker())
-            await BackfillRuns(pool).finish(run.id)
-        finally:
-            await lock_connection.execute("SELECT pg_advisory_unlock($1)", _lock_key(spec.name))
+    # A failing worker cancels the others; the checkpoints keep what they finished, and their leases expire.
+    async with asyncio.TaskGroup() as group:
+        for _ in range(options.workers):
+            group.create_task(worker())
+    await follow_others()
+    await runs.finish(run.id)
     seconds = time.monotonic() - started
     summary = BackfillSummary(
         spec.name,
@@ -237,7 +269,7 @@ async def backfill_table(
         totals[0],
         totals[1],
         run.rows_total,
-        run.rows_done + totals[0],
+        await runs.rows_done(run.id),
         len(run.ranges),
         seconds,
     )

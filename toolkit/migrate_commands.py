@@ -91,6 +91,13 @@ Tables = Annotated[list[str] | None, typer.Argument(help="payments, logs (defaul
 Table = Annotated[str, typer.Argument(help="payments or logs")]
 Reason = Annotated[str, typer.Option(help="why, for the audit")]
 Workers = Annotated[int, typer.Option(min=1, max=64, help="parallel workers per table")]
+# Several processes running the same backfill or verify share one run; a dead one's share is taken over after this.
+LeaseSeconds = Annotated[
+    float,
+    typer.Option(
+        min=2, max=3600, help="seconds a process holds a range unrenewed; others take over a dead one's after that"
+    ),
+]
 Who = Annotated[str | None, typer.Option(help="who makes the change, for the audit (env LOANBOOK_OPERATOR)")]
 # Scans of a table that serves live traffic are paced: unpaced, a rollback's reverse sync and verify slowed DynamoDB
 # until the services' breaker opened (156 writes and 59 reads failed over ~5 s in a tester's run).
@@ -225,6 +232,10 @@ class RichProgress:
         if current.total is not None and current.completed > current.total:
             self.bars.update(task, total=current.completed)
 
+    def advance_elsewhere(self, table: str, rows: int) -> None:
+        """Rows other processes of the same run copied: one bar for the whole run, whoever does the work."""
+        self.advance(table, rows)
+
 
 async def _with_bars(
     run: Callable[
@@ -331,6 +342,7 @@ def backfill(
         float | None, typer.Option(min=1, help="items per second per table (provisioned capacity)")
     ] = None,
     restart: Annotated[bool, typer.Option(help="abandon an unfinished run and start over")] = False,
+    lease_seconds: LeaseSeconds = 30.0,
     settle_seconds: Annotated[
         float, typer.Option(min=0, help="seconds every replica needs to follow a switch; the copy waits that long")
     ] = 5.0,
@@ -351,6 +363,7 @@ def backfill(
         rate_limit=rate_limit,
         restart=restart,
         who=_who(who),
+        lease_seconds=lease_seconds,
     )
 
     async def work() -> None:

@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from migration.table_spec import Executor, Key
+from toolkit.leases import LeaseLost, Leases
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,18 @@ def _key(value: list[str] | None) -> Key | None:
     return tuple(value) if value is not None else None
 
 
+def key_range(row: asyncpg.Record) -> KeyRange:
+    return KeyRange(
+        row["range_no"],
+        _key(row["lower_key"]),
+        _key(row["upper_key"]),
+        _key(row["last_key"]),
+        row["rows_done"],
+        row["items_done"],
+        row["done"],
+    )
+
+
 def _run(row: asyncpg.Record, ranges: Sequence[asyncpg.Record] = ()) -> BackfillRun:
     return BackfillRun(
         id=row["id"],
@@ -65,18 +78,7 @@ def _run(row: asyncpg.Record, ranges: Sequence[asyncpg.Record] = ()) -> Backfill
         rows_done=row["rows_done"],
         started_at=row["started_at"],
         finished_at=row["finished_at"],
-        ranges=tuple(
-            KeyRange(
-                r["range_no"],
-                _key(r["lower_key"]),
-                _key(r["upper_key"]),
-                _key(r["last_key"]),
-                r["rows_done"],
-                r["items_done"],
-                r["done"],
-            )
-            for r in ranges
-        ),
+        ranges=tuple(key_range(r) for r in ranges),
     )
 
 
@@ -136,21 +138,35 @@ class BackfillRuns:
 
     @staticmethod
     async def checkpoint(
-        executor: Executor, run_id: int, range_no: int, last: Key | None, rows: int, items: int, *, done: bool
+        executor: Executor, leases: Leases, range_no: int, last: Key | None, rows: int, items: int, *, done: bool
     ) -> None:
-        """Called in the transaction that read (and, for payments, locked) the rows, after DynamoDB took them."""
-        await executor.execute(
+        """Called in the transaction that read (and, for payments, locked) the rows, after DynamoDB took them. Renews
+        the range's lease, or raises LeaseLost (rolling the transaction back) if another process took it over."""
+        status = await executor.execute(
             """UPDATE migration.backfill_ranges
                SET last_key = coalesce($3, last_key), rows_done = rows_done + $4, items_done = items_done + $5,
-                   done = $6, updated_at = now()
-               WHERE run_id = $1 AND range_no = $2""",
-            run_id,
+                   done = $6, leased_by = CASE WHEN $6 THEN NULL ELSE leased_by END,
+                   lease_expires_at = CASE WHEN $6 THEN NULL ELSE now() + make_interval(secs => $8) END,
+                   updated_at = now()
+               WHERE run_id = $1 AND range_no = $2 AND leased_by = $7""",
+            leases.run_id,
             range_no,
             list(last) if last is not None else None,
             rows,
             items,
             done,
+            leases.holder,
+            leases.lease_seconds,
         )
+        if status != "UPDATE 1":
+            raise LeaseLost(f"range {range_no} of backfill run {leases.run_id} was taken over by another process")
+
+    async def rows_done(self, run_id: int) -> int:
+        """Rows copied so far by every process working on the run."""
+        done: int = await self._pool.fetchval(
+            "SELECT coalesce(sum(rows_done), 0)::bigint FROM migration.backfill_ranges WHERE run_id = $1", run_id
+        )
+        return done
 
     async def finish(self, run_id: int) -> None:
         await self._pool.execute(

@@ -118,6 +118,13 @@ class MeteredProgress:
         self._report(table)
         self._inner.advance(table, rows)
 
+    def advance_elsewhere(self, table: str, rows: int) -> None:
+        """Rows other processes of the same run got through: the run's progress moves, this process's count not."""
+        total, done = self._totals.get(table, (0, 0))
+        self._totals[table] = (max(total, done + rows), done + rows)
+        self._report(table)
+        self._inner.advance_elsewhere(table, rows)
+
     def _report(self, table: str) -> None:
         total, done = self._totals[table]
         progress_ratio.set(done / total if total else 1.0, {ATTR_JOB: self._job, ATTR_TABLE: table})

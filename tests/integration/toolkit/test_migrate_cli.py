@@ -308,6 +308,8 @@ def test_a_backfill_killed_half_way_resumes_where_it_stopped(environment: dict[s
         "50",
         "--rate-limit",
         "1500",
+        "--lease-seconds",
+        "2",  # the ranges it held come free 2 s after it dies
     ]
     env = {**os.environ, **environment, "PYTHONPATH": f"{ROOT / 'gen' / 'python'}:{ROOT}"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
