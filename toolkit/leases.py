@@ -57,9 +57,19 @@ class Leases:
     loses its units after `lease_seconds` and another one resumes them from their last checkpoint. Every write of
     progress is fenced by `leased_by = holder`: a process whose lease was taken over cannot move a unit on."""
 
-    def __init__(self, pool: asyncpg.Pool, queue: UnitQueue, run_id: int, holder: str, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        queue: UnitQueue,
+        run_id: int,
+        holder: str,
+        lease_seconds: float,
+        *,
+        only: str = "TRUE",
+    ) -> None:
+        """`only`: an SQL condition (a constant of the caller's, never input) picking which units this one claims."""
         self.pool, self.queue, self.run_id = pool, queue, run_id
-        self.holder, self.lease_seconds = holder, lease_seconds
+        self.holder, self.lease_seconds, self.only = holder, lease_seconds, only
 
     async def claim(self) -> asyncpg.Record | None:
         """The next unit nobody holds, now leased to this process; None when there is none right now."""
@@ -71,6 +81,7 @@ class Leases:
                 WHERE run_id = $1 AND {number} = (
                     SELECT {number} FROM {table}
                     WHERE run_id = $1 AND NOT done AND (lease_expires_at IS NULL OR lease_expires_at <= now())
+                          AND ({self.only})
                     ORDER BY {number} LIMIT 1 FOR UPDATE SKIP LOCKED)
                 RETURNING *""",  # noqa: S608 - table and column names are the constants above
             self.run_id,
@@ -97,7 +108,7 @@ class Leases:
                        count(*) FILTER (WHERE lease_expires_at > now()) AS leased,
                        coalesce(array_agg(DISTINCT leased_by) FILTER (WHERE lease_expires_at > now()), '{{}}')
                            AS holders
-                FROM {self.queue.table} WHERE run_id = $1 AND NOT done""",  # noqa: S608
+                FROM {self.queue.table} WHERE run_id = $1 AND NOT done AND ({self.only})""",  # noqa: S608
             self.run_id,
         )
         assert row is not None

@@ -397,6 +397,11 @@ def verify(
     rate_limit: ReadRate = DEFAULT_READ_RATE,
     backoff: Backoff = True,
     slow_factor: SlowFactor = 2.0,
+    lease_seconds: LeaseSeconds = 30.0,
+    restart: Annotated[
+        bool, typer.Option(help="abandon the unfinished full verification instead of joining it")
+    ] = False,
+    who: Who = None,
     postgres_dsn: PostgresDsn = None,
     dynamodb_endpoint: DynamoEndpoint = None,
     region: Region = None,
@@ -411,6 +416,9 @@ def verify(
         repair=repair,
         recheck_seconds=recheck_seconds,
         pacing=_pacing(rate_limit, backoff, slow_factor),
+        lease_seconds=lease_seconds,
+        restart=restart,
+        who=_who(who),
     )
 
     async def work() -> bool:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
+from chassis.errors import FailedPrecondition
 from migration.table_spec import Executor, Key
 from toolkit.leases import LeaseLost, Leases
 
@@ -174,3 +176,143 @@ class BackfillRuns:
                WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM migration.backfill_ranges WHERE run_id = $1 AND NOT done)""",
             run_id,
         )
+
+
+# --- full verifications shared by several processes --------------------------------------------------------------
+
+DIGEST_SIDES = ("postgres", "dynamo")
+
+
+def digest_table(run_id: int, side: str) -> str:
+    """The table (in schema migration) holding one side's (key, digest) pairs of a verification run."""
+    assert side in DIGEST_SIDES
+    return f"verify_{int(run_id)}_{side}"
+
+
+@dataclass
+class UnitCounts:
+    """What one unit of a verification run compared, written when the unit is done."""
+
+    rows_checked: int = 0
+    items_checked: int = 0
+    items_scanned: int = 0
+
+
+class VerifyRuns:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def join_or_plan(
+        self,
+        table: str,
+        who: str,
+        *,
+        restart: bool,
+        repair: bool,
+        rows_total: Callable[[], Awaitable[int]],
+        units: Callable[[], Awaitable[Sequence[tuple[Key | None, Key | None, int | None, int | None]]]],
+    ) -> int:
+        """The table's running full verification, joined, or a new one with its units and digest tables. Processes
+        starting at once serialise on an advisory lock while planning, so they all join one run."""
+        async with self._pool.acquire() as connection:
+            await connection.execute("SELECT pg_advisory_lock($1)", lock_key("verify", table))
+            try:
+                running = await connection.fetchval(
+                    "SELECT id FROM migration.verify_runs WHERE table_name = $1 AND status = 'running'", table
+                )
+                if running is not None and not restart:
+                    return int(running)
+                if running is not None:
+                    await self.abandon(connection, running)
+                planned = await units()
+                async with connection.transaction():
+                    run_id: int = await connection.fetchval(
+                        """INSERT INTO migration.verify_runs (table_name, repair, started_by, rows_total)
+                           VALUES ($1, $2, $3, $4) RETURNING id""",
+                        table,
+                        repair,
+                        who,
+                        await rows_total(),
+                    )
+                    await connection.executemany(
+                        """INSERT INTO migration.verify_units
+                               (run_id, unit_no, lower_key, upper_key, segment, total_segments)
+                           VALUES ($1, $2, $3, $4, $5, $6)""",
+                        [
+                            (run_id, number, list(lower) if lower else None, list(upper) if upper else None, seg, of)
+                            for number, (lower, upper, seg, of) in enumerate(planned)
+                        ],
+                    )
+                    for side in DIGEST_SIDES:
+                        # UNLOGGED: scratch data, rebuilt by verifying again if PostgreSQL crashes.
+                        await connection.execute(
+                            f"""CREATE UNLOGGED TABLE migration.{digest_table(run_id, side)}
+                                (key text[] NOT NULL, digest bytea NOT NULL)"""
+                        )
+                return run_id
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", lock_key("verify", table))
+
+    async def abandon(self, executor: Executor, run_id: int) -> None:
+        busy = await executor.fetchval(
+            """SELECT count(*) FROM migration.verify_units
+               WHERE run_id = $1 AND NOT done AND lease_expires_at > now()""",
+            run_id,
+        )
+        if busy:
+            raise FailedPrecondition(
+                f"cannot restart verification run {run_id}: other processes are working on {busy} of its units; "
+                "stop them first, or run without --restart to join them"
+            )
+        await executor.execute("UPDATE migration.verify_runs SET status = 'abandoned' WHERE id = $1", run_id)
+        await self._drop_digests(executor, run_id)
+
+    async def unit_done(self, leases: Leases, unit_no: int, counts: UnitCounts) -> None:
+        status = await self._pool.execute(
+            """UPDATE migration.verify_units
+               SET done = true, leased_by = NULL, lease_expires_at = NULL, rows_checked = $4, items_checked = $5,
+                   items_scanned = $6, updated_at = now()
+               WHERE run_id = $1 AND unit_no = $2 AND leased_by = $3""",
+            leases.run_id,
+            unit_no,
+            leases.holder,
+            counts.rows_checked,
+            counts.items_checked,
+            counts.items_scanned,
+        )
+        if status != "UPDATE 1":
+            raise LeaseLost(f"unit {unit_no} of verification run {leases.run_id} was taken over by another process")
+
+    async def get(self, run_id: int) -> asyncpg.Record:
+        row = await self._pool.fetchrow("SELECT * FROM migration.verify_runs WHERE id = $1", run_id)
+        assert row is not None
+        return row
+
+    async def totals(self, run_id: int) -> UnitCounts:
+        row = await self._pool.fetchrow(
+            """SELECT coalesce(sum(rows_checked), 0)::bigint AS rows, coalesce(sum(items_checked), 0)::bigint AS items,
+                      coalesce(sum(items_scanned), 0)::bigint AS scanned
+               FROM migration.verify_units WHERE run_id = $1""",
+            run_id,
+        )
+        assert row is not None
+        return UnitCounts(row["rows"], row["items"], row["scanned"])
+
+    async def finish(self, executor: Executor, run_id: int, verification_id: int) -> None:
+        await executor.execute(
+            """UPDATE migration.verify_runs SET status = 'finished', finished_at = now(), verification_id = $2
+               WHERE id = $1""",
+            run_id,
+            verification_id,
+        )
+        await self._drop_digests(executor, run_id)
+
+    @staticmethod
+    async def _drop_digests(executor: Executor, run_id: int) -> None:
+        for side in DIGEST_SIDES:
+            await executor.execute(f"DROP TABLE IF EXISTS migration.{digest_table(run_id, side)}")
+
+
+def lock_key(job: str, name: str) -> int:
+    """An advisory lock key for one job on one table (or run)."""
+    return int.from_bytes(hashlib.sha256(f"loanbook-{job}:{name}".encode()).digest()[:7], "big")

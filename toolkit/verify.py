@@ -33,7 +33,8 @@ from migration.table_spec import Item, ItemKey, Key, TableSpec
 from toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, batch_get, batch_write, scanned
-from toolkit.runs import split_ranges
+from toolkit.leases import VERIFY_UNITS, Leases, holder_name
+from toolkit.runs import UnitCounts, VerifyRuns, digest_table, lock_key, split_ranges
 from toolkit.telemetry import MeteredProgress, count_differences, traced_job
 
 if TYPE_CHECKING:
@@ -47,7 +48,30 @@ REPORTED = 1000
 SCRATCH_QUEUE = 16
 SUSPECTS_PER_RECHECK = 500
 Digests = list[tuple[list[str], bytes]]
-_Page = tuple[str, Digests]  # (scratch table, rows for it)
+_Page = tuple[str, Digests, asyncio.Future[None]]  # (digest table, rows for it, set once they are copied in)
+
+
+# Which units of a shared full verification a worker claims: PostgreSQL key ranges, or DynamoDB Scan segments.
+KEY_RANGES = "segment IS NULL"
+SCAN_SEGMENTS = "segment IS NOT NULL"
+
+
+@dataclass
+class _Streamed:
+    """What a unit streamed: its counts, and each page's copy into the digest table (set once it is in)."""
+
+    counts: UnitCounts = field(default_factory=UnitCounts)
+    copies: list[asyncio.Future[None]] = field(default_factory=list)
+
+
+async def _queue(pages: asyncio.Queue[_Page | None], side: str, digests: Digests) -> asyncio.Future[None]:
+    copied: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    await pages.put((side, digests, copied))
+    return copied
+
+
+def _key(value: list[str] | None) -> Key | None:
+    return tuple(value) if value is not None else None
 
 
 @dataclass(frozen=True)
@@ -78,6 +102,11 @@ class VerifyOptions:
     # DynamoDB calls paced per table (rate limit, backing off when DynamoDB slows down): while the services read
     # DynamoDB, the verification's scans must not starve them. The CLI sets a rate by default; the engine none.
     pacing: Pacing = UNPACED
+    # A full verification is shared by every process running it (see _TableVerifier.run_shared): each unit a
+    # process works on is leased this long and renewed; a dead process's units are taken over after that.
+    lease_seconds: float = 30.0
+    restart: bool = False  # abandon the table's unfinished full verification instead of joining it
+    who: str = "loanbook migrate verify"
 
 
 @dataclass
@@ -347,26 +376,27 @@ class _TableVerifier:
 
     # --- full verification: two digest streams compared in SQL ------------------------------------------------
 
-    async def digest_range(self, lower: Key | None, upper: Key | None, pages: asyncio.Queue[_Page | None]) -> None:
-        """(key, digest) of every item the rows of one key range map to, page by page."""
-        after, size = lower, self.options.stream_rows
+    async def digest_range(self, lower: Key | None, upper: Key | None, pages: asyncio.Queue[_Page | None]) -> _Streamed:
+        """(key, digest) of every item the rows of one key range map to, page by page; the copies of its pages."""
+        after, size, streamed = lower, self.options.stream_rows, _Streamed()
+        counts = streamed.counts
         while True:
             rows = await self.spec.read_page(self.pool, after, upper, size)
             if not rows:
-                return
+                return streamed
             digests: Digests = [
                 (list(self.spec.item_key(item)), digest(item)) for row in rows for item in self.spec.items(row)
             ]
-            await pages.put(("verify_postgres", digests))
-            self.summary.rows_checked += len(rows)
-            self.summary.items_checked += len(digests)
+            streamed.copies.append(await _queue(pages, "postgres", digests))
+            counts.rows_checked += len(rows)
+            counts.items_checked += len(digests)
             self.progress.advance(self.spec.name, len(rows))
             if len(rows) < size:
-                return
+                return streamed
             after = self.spec.key_of(rows[-1])
 
-    async def digest_segment(self, segment: int, segments: int, pages: asyncio.Queue[_Page | None]) -> None:
-        """(key, digest) of every item of one Scan segment, TTL-expired items left out."""
+    async def digest_segment(self, segment: int, segments: int, pages: asyncio.Queue[_Page | None]) -> _Streamed:
+        """(key, digest) of every item of one Scan segment, TTL-expired items left out; the copies of its pages."""
         request: dict[str, Any] = {
             "TableName": self.table_name,
             "Segment": segment,
@@ -374,6 +404,7 @@ class _TableVerifier:
             "ConsistentRead": True,
             "Limit": self.options.scan_page_items,
         }
+        streamed = _Streamed()
         while True:
             call = functools.partial(scan_page, self.dynamodb, dict(request))  # type: ignore[arg-type]
             response = await self.pacer.call(self.options.scan_page_items, call, scanned)
@@ -384,74 +415,124 @@ class _TableVerifier:
             ]
             start = response.get("LastEvaluatedKey")
             del response  # the decoded items are not kept while waiting for the queue
-            self.summary.items_scanned += len(digests)
+            streamed.counts.items_scanned += len(digests)
             if digests:
-                await pages.put(("verify_dynamo", digests))
+                streamed.copies.append(await _queue(pages, "dynamo", digests))
             if not start:
-                return
+                return streamed
             request["ExclusiveStartKey"] = start
 
-    async def compare_all(self, ranges: Sequence[tuple[Key | None, Key | None]]) -> None:
+    # --- full verification: shared by every process running it ------------------------------------------------
+
+    async def run_shared(self, started_at: datetime) -> None:
+        """A full verification, split over every process verifying this table at the same time.
+
+        The run's units (key ranges of PostgreSQL, Scan segments of DynamoDB) are leased from one queue in
+        PostgreSQL (toolkit.leases); each process streams the digests of the units it holds into the run's two
+        digest tables by COPY, and marks a unit done once its digests are in. When every unit is done, one process
+        (the first to take the run's advisory lock; another if it dies) joins the two tables, re-checks the
+        suspects, and records the verification; the others report what it recorded."""
+        runs = VerifyRuns(self.pool)
+        run_id = await runs.join_or_plan(
+            self.spec.name,
+            self.options.who,
+            restart=self.options.restart,
+            repair=self.options.repair,
+            rows_total=lambda: self.spec.count(self.pool),
+            units=self._plan_units,
+        )
+        holder = holder_name()
         pages: asyncio.Queue[_Page | None] = asyncio.Queue(maxsize=SCRATCH_QUEUE)
-        async with self.pool.acquire() as scratch:
-            # Temporary tables: this session's own, gone with it even if the process dies.
-            await scratch.execute(
-                """DROP TABLE IF EXISTS verify_postgres, verify_dynamo;
-                   CREATE TEMP TABLE verify_postgres (key text[] NOT NULL, digest bytea NOT NULL);
-                   CREATE TEMP TABLE verify_dynamo (key text[] NOT NULL, digest bytea NOT NULL)"""
-            )
-            try:
-                await self._stream_and_load(scratch, ranges, pages)
-                async with scratch.transaction():
-                    await scratch.execute("ANALYZE verify_postgres; ANALYZE verify_dynamo; SET LOCAL work_mem = '64MB'")
-                    suspects: list[ItemKey] = []
-                    async for record in scratch.cursor(
-                        """SELECT coalesce(p.key, d.key)
-                           FROM verify_postgres p FULL JOIN verify_dynamo d ON p.key = d.key
-                           WHERE p.digest IS DISTINCT FROM d.digest""",
-                        prefetch=SUSPECTS_PER_RECHECK,
-                    ):
-                        suspects.append(tuple(record[0]))
-                        if len(suspects) == SUSPECTS_PER_RECHECK:
-                            await self._settle(suspects)
-                            suspects = []
-                    await self._settle(suspects)
-            finally:
-                if not scratch.is_closed():
-                    await scratch.execute("DROP TABLE IF EXISTS verify_postgres, verify_dynamo")
 
-    async def _stream_and_load(
-        self,
-        scratch: asyncpg.pool.PoolConnectionProxy,
-        ranges: Sequence[tuple[Key | None, Key | None]],
-        pages: asyncio.Queue[_Page | None],
-    ) -> None:
-        """Both streams into the scratch tables: `workers` key ranges at a time and `workers x segments_per_worker`
-        Scan segments; one COPY at a time on the scratch session, from a bounded queue."""
-
-        async def load() -> None:
+        async def load(scratch: asyncpg.pool.PoolConnectionProxy) -> None:
             while (page := await pages.get()) is not None:
-                table, digests = page
-                await scratch.copy_records_to_table(table, records=digests, columns=("key", "digest"))
+                side, digests, copied = page
+                await scratch.copy_records_to_table(
+                    digest_table(run_id, side), schema_name="migration", records=digests, columns=("key", "digest")
+                )
+                copied.set_result(None)
 
-        work: asyncio.Queue[tuple[Key | None, Key | None]] = asyncio.Queue()
-        for key_range in ranges:
-            work.put_nowait(key_range)
+        async def unit_work(leases: Leases, unit: asyncpg.Record) -> None:
+            if unit["segment"] is None:
+                streamed = await self.digest_range(_key(unit["lower_key"]), _key(unit["upper_key"]), pages)
+            else:
+                streamed = await self.digest_segment(unit["segment"], unit["total_segments"], pages)
+            await asyncio.gather(*streamed.copies)  # done only once its digests are in the table
+            await runs.unit_done(leases, unit["unit_no"], streamed.counts)
 
-        async def reader() -> None:
-            while not work.empty():
-                await self.digest_range(*work.get_nowait(), pages)
+        async def worker(only: str) -> None:
+            leases = Leases(self.pool, VERIFY_UNITS, run_id, holder, self.options.lease_seconds, only=only)
+            while (unit := await leases.next()) is not None:
+                await leases.hold_while(unit["unit_no"], unit_work(leases, unit))
 
-        async with asyncio.TaskGroup() as group:
-            loader = group.create_task(load())
+        async with self.pool.acquire() as scratch, asyncio.TaskGroup() as group:
+            loader = group.create_task(load(scratch))
+            # As many key ranges read at a time as workers, and segments_per_worker Scan segments per worker.
             async with asyncio.TaskGroup() as streams:
                 for _ in range(self.options.workers):
-                    streams.create_task(reader())
-                segments = max(1, self.options.workers * self.options.segments_per_worker)
-                for segment in range(segments):
-                    streams.create_task(self.digest_segment(segment, segments, pages))
+                    streams.create_task(worker(KEY_RANGES))
+                for _ in range(self.options.workers * self.options.segments_per_worker):
+                    streams.create_task(worker(SCAN_SEGMENTS))
             await pages.put(None)
             await loader
+        await self._compare_once(runs, run_id, started_at)
+
+    async def _plan_units(self) -> list[tuple[Key | None, Key | None, int | None, int | None]]:
+        """Key ranges of about equal size, and as many Scan segments as this process scans at a time."""
+        ranges = await self._ranges(await self.spec.count(self.pool))
+        segments = max(1, self.options.workers * self.options.segments_per_worker)
+        units: list[tuple[Key | None, Key | None, int | None, int | None]] = [(lo, up, None, None) for lo, up in ranges]
+        units += [(None, None, segment, segments) for segment in range(segments)]
+        return units
+
+    async def _ranges(self, total: int) -> list[tuple[Key | None, Key | None]]:
+        count = max(1, self.options.workers * self.options.ranges_per_worker)
+        sampled = await self.spec.sample_keys(self.pool, min(1.0, SAMPLE_PER_RANGE * count / total)) if total else []
+        return split_ranges(sampled, count)
+
+    async def _compare_once(self, runs: VerifyRuns, run_id: int, started_at: datetime) -> None:
+        async with self.pool.acquire() as connection:
+            # Session-level: if the comparing process dies, its lock goes and the next one waiting compares.
+            await connection.execute("SELECT pg_advisory_lock($1)", lock_key("verify-run", str(run_id)))
+            try:
+                run = await runs.get(run_id)
+                totals = await runs.totals(run_id)
+                self.summary.rows_checked, self.summary.items_checked = totals.rows_checked, totals.items_checked
+                self.summary.items_scanned = totals.items_scanned
+                if run["status"] == "running":
+                    await self._join_digests(connection, run_id)
+                    self.summary.verification_id = await self._record(run["started_at"])
+                    await runs.finish(connection, run_id, self.summary.verification_id)
+                    return
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", lock_key("verify-run", str(run_id)))
+        # Another process compared: its verdict is this one's.
+        recorded = await self.pool.fetchrow(
+            "SELECT * FROM migration.verifications WHERE id = $1", run["verification_id"]
+        )
+        assert recorded is not None
+        self.summary.verification_id = recorded["id"]
+        self.summary.missing, self.summary.extra = recorded["missing"], recorded["extra"]
+        self.summary.differing, self.summary.repaired = recorded["differing"], recorded["repaired"]
+
+    async def _join_digests(self, connection: asyncpg.pool.PoolConnectionProxy, run_id: int) -> None:
+        postgres, dynamo = (f"migration.{digest_table(run_id, side)}" for side in ("postgres", "dynamo"))
+        async with connection.transaction():
+            await connection.execute(f"ANALYZE {postgres}; ANALYZE {dynamo}; SET LOCAL work_mem = '64MB'")
+            suspects: list[ItemKey] = []
+            # A unit taken over from a dead process may have some of its digests twice: equal duplicates match,
+            # and anything else is only a suspect, re-read from both stores before it counts.
+            async for record in connection.cursor(
+                f"""SELECT DISTINCT coalesce(p.key, d.key)
+                    FROM {postgres} p FULL JOIN {dynamo} d ON p.key = d.key
+                    WHERE p.digest IS DISTINCT FROM d.digest""",  # noqa: S608 - names built from the run's id
+                prefetch=SUSPECTS_PER_RECHECK,
+            ):
+                suspects.append(tuple(record[0]))
+                if len(suspects) == SUSPECTS_PER_RECHECK:
+                    await self._settle(suspects)
+                    suspects = []
+            await self._settle(suspects)
 
     async def run(self) -> VerifySummary:
         started_at, started = datetime.now(UTC), time.monotonic()
@@ -462,24 +543,23 @@ class _TableVerifier:
                 "to repair DynamoDB from; verify without --repair"
             )
         total = await self.spec.count(self.pool)
-        count = max(1, self.options.workers * self.options.ranges_per_worker)
-        sampled = await self.spec.sample_keys(self.pool, min(1.0, SAMPLE_PER_RANGE * count / total)) if total else []
-        ranges = split_ranges(sampled, count)
+        self.progress.start(self.spec.name, round(total * self.summary.sample), 0)
+        if self.summary.full:
+            await self.run_shared(started_at)
+            self.summary.seconds = time.monotonic() - started
+            self.summary.pacing = self.pacer.report()
+            return self.summary
+        ranges = await self._ranges(total)
         # Fewer scan segments than ranges: each segment is a Scan of its own, and a few per worker keep them busy.
         segment_count = max(1, 2 * self.options.workers)
         segments = list(range(segment_count))
-        if not self.summary.full:
-            # Whole key ranges (and scan segments) at random: each is compared in full, both ways.
-            ranges = random.sample(ranges, max(1, round(len(ranges) * self.summary.sample)))
-            segments = random.sample(segments, max(1, round(segment_count * self.summary.sample)))
-        self.progress.start(self.spec.name, round(total * self.summary.sample), 0)
-        if self.summary.full:
-            await self.compare_all(ranges)
-        else:
-            await self._compare_sampled(ranges, segments, segment_count)
+        # Whole key ranges (and scan segments) at random: each is compared in full, both ways.
+        ranges = random.sample(ranges, max(1, round(len(ranges) * self.summary.sample)))
+        segments = random.sample(segments, max(1, round(segment_count * self.summary.sample)))
+        await self._compare_sampled(ranges, segments, segment_count)
+        self.summary.verification_id = await self._record(started_at)
         self.summary.seconds = time.monotonic() - started
         self.summary.pacing = self.pacer.report()
-        self.summary.verification_id = await self._record(started_at)
         return self.summary
 
     async def _compare_sampled(
