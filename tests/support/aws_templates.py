@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -41,7 +42,9 @@ def _short_form(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[s
 _TemplateLoader.add_multi_constructor("!", _short_form)
 
 
+@cache
 def load(path: Path) -> dict[str, Any]:
+    """The template as plain data (cached: callers only read it)."""
     loaded = yaml.load(path.read_text(), Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader with CFN's tags
     assert isinstance(loaded, dict)
     return loaded
@@ -122,10 +125,11 @@ def table_properties(table: str, **parameters: str) -> dict[str, Any]:
     return resolved
 
 
-def key_of(schema: list[dict[str, str]]) -> tuple[str | None, str | None]:
+def key_of(schema: list[dict[str, str]]) -> tuple[str, str | None]:
     keys = {element["KeyType"]: element["AttributeName"] for element in schema}
-    assert set(keys) <= {"HASH", "RANGE"} and len(keys) == len(schema), f"malformed key schema {schema}"
-    return keys.get("HASH"), keys.get("RANGE")
+    assert set(keys) <= {"HASH", "RANGE"}, f"malformed key schema {schema}"
+    assert len(keys) == len(schema), f"a key type twice in {schema}"
+    return keys["HASH"], keys.get("RANGE")
 
 
 def design_of(properties: Mapping[str, Any]) -> TableDesign:

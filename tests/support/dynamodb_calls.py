@@ -161,6 +161,14 @@ def resolve(module: str, dotted: str) -> UnitKey | None:
     return None
 
 
+def modules_of(package: str) -> list[str]:
+    """Every module of one of our packages."""
+    return [
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        for path in sorted((ROOT / package).rglob("*.py"))
+    ]
+
+
 def import_closure(entry: str) -> set[str]:
     seen: set[str] = set()
     pending = [entry]
@@ -177,9 +185,7 @@ def import_closure(entry: str) -> set[str]:
                 named = [node.module, *(f"{node.module}.{alias.name}" for alias in node.names)]
             for name in named:
                 parts = name.split(".")
-                pending.extend(
-                    prefix for end in range(1, len(parts) + 1) if _ours(prefix := ".".join(parts[:end]))
-                )
+                pending.extend(prefix for end in range(1, len(parts) + 1) if _ours(prefix := ".".join(parts[:end])))
     return seen
 
 
@@ -311,7 +317,8 @@ def _string_constants(tree: ast.Module) -> dict[str, str]:
     """Module-level names bound to a string (`BY_TRACE: Final = "by_trace"`)."""
     constants: dict[str, str] = {}
     for statement in tree.body:
-        target, value = None, None
+        target: ast.expr | None = None
+        value: ast.expr | None = None
         if isinstance(statement, ast.AnnAssign):
             target, value = statement.target, statement.value
         elif isinstance(statement, ast.Assign) and len(statement.targets) == 1:
@@ -360,8 +367,7 @@ def queried_indexes(packages: Iterable[str] = OUR_PACKAGES) -> dict[str, set[str
     (an index's definition, in CreateTable, has no TableName of its own)."""
     found: dict[str, set[str]] = defaultdict(set)
     for package in packages:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for module in modules_of(package):
             tree = _parsed(module)
             # Each node's innermost enclosing function: ast.walk meets outer functions first.
             enclosing: dict[int, ast.FunctionDef | ast.AsyncFunctionDef] = {}

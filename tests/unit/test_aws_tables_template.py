@@ -46,7 +46,10 @@ def test_each_table_has_the_code_s_keys_indexes_and_ttl(table: str, billing: str
 def test_a_table_without_ttl_in_the_code_has_none_in_the_template() -> None:
     assert PAYMENT_TABLE.ttl_attribute is None
     assert "TimeToLiveSpecification" not in table_properties("payments")
-    assert table_properties("logs")["TimeToLiveSpecification"] == {"AttributeName": LOG_TABLE.ttl_attribute, "Enabled": True}
+    assert table_properties("logs")["TimeToLiveSpecification"] == {
+        "AttributeName": LOG_TABLE.ttl_attribute,
+        "Enabled": True,
+    }
 
 
 def test_every_index_the_code_queries_is_in_the_template_and_the_design() -> None:
