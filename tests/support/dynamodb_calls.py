@@ -1,18 +1,4 @@
-"""Which DynamoDB operations a process's code can call, found statically: what its IAM policy must allow.
-
-A process is its entry module and every module of ours it imports (imports under TYPE_CHECKING excluded). Each
-module is cut into units: its module-level code, each top-level function, each top-level class (all its methods).
-A unit is reachable when a reachable unit names it (a name or an attribute spelled like it; imports count): the
-module-level code of every imported module is where it starts. Over-approximate on purpose (a method reached
-through its class, a name shared by two functions), so a call is never missed; precise enough that a helper the
-process never names (chassis.dynamodb_wire.scan_page in a service) does not widen its policy.
-
-A DynamoDB call is an attribute named like one of botocore's DynamoDB operations in snake case
-(`client.get_item(...)`, `functools.partial(client.batch_write_item, ...)`), `get_paginator("<operation>")` or
-`_make_api_call("<Operation>", ...)`, on a receiver that names a client (`client`, `self._client`, `dynamodb`,
-`self.dynamodb`). Receivers known not to be clients are listed; any other receiver is reported, so a call through
-an unexpected name cannot slip by unclassified.
-"""
+"""Which DynamoDB operations a process's code can call, found statically: what its IAM policy must allow."""
 
 from __future__ import annotations
 
@@ -27,6 +13,20 @@ from typing import Final
 
 import botocore.session
 from botocore import xform_name
+
+# A process is its entry module and every module of ours it imports (imports under TYPE_CHECKING excluded). Each
+# module is cut into units: its module-level code, each top-level function, each top-level class (all its methods).
+# Reaching starts at the module-level code of every imported module and at every decorated top-level function (its
+# decorator runs at import and may register it: a CLI command); a reached unit reaches each unit it names, the names
+# resolved through its module's imports (`query_page`, `wire.query_page`, re-exports). Over-approximate on purpose (a
+# class brings all its methods), so a call is never missed; precise enough that a helper the process never names
+# (chassis.dynamodb_wire.scan_page in a service) does not widen its policy.
+#
+# A DynamoDB call is an attribute named like one of botocore's DynamoDB operations in snake case
+# (`client.get_item(...)`, `functools.partial(client.batch_write_item, ...)`), `get_paginator("<operation>")` or
+# `_make_api_call("<Operation>", ...)`, on a receiver that names a client (`client`, `self._client`, `dynamodb`,
+# `self.dynamodb`). Receivers known not to be clients are listed; any other receiver is reported, so a call through
+# an unexpected name cannot slip by unclassified.
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 OUR_PACKAGES: Final = ("chassis", "services", "migration", "toolkit", "gateway")
