@@ -65,6 +65,10 @@ lock-check: install ## the runtime lock (what the image installs) is the dev loc
 
 deploy-check: compose-check k8s-check cfn-check ## validate every deployment artefact (compose, Kubernetes, CloudFormation)
 
+cfn-check: install ## cfn-lint the CloudFormation templates (deploy/aws): the DynamoDB tables and the IAM policies
+	@$(VENV)/bin/cfn-lint --non-zero-exit-code informational deploy/aws/*.yaml
+	@echo "deploy/aws templates pass cfn-lint"
+
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads
 
