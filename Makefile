@@ -65,6 +65,15 @@ lock-check: install ## the runtime lock (what the image installs) is the dev loc
 
 deploy-check: compose-check k8s-check cfn-check ## validate every deployment artefact (compose, Kubernetes, CloudFormation)
 
+k8s-check: install ## render the Kubernetes overlays and their Jobs (kubectl kustomize); validate for Kubernetes 1.31
+	@command -v kubectl >/dev/null 2>&1 || { echo "k8s-check: 'kubectl' not found — install kubectl (it renders the kustomizations)" >&2; exit 1; }
+	@version=1.31; for dir in overlays/local overlays/local/jobs overlays/production overlays/production/jobs; do \
+		rendered=$$(kubectl kustomize deploy/kubernetes/$$dir) || { echo "k8s-check: deploy/kubernetes/$$dir does not render" >&2; exit 1; }; \
+		printf '%s\n' "$$rendered" | $(VENV)/bin/kubernetes-validate --kubernetes-version $$version --strict --quiet - \
+			|| { echo "k8s-check: deploy/kubernetes/$$dir is not valid Kubernetes $$version" >&2; exit 1; }; \
+		echo "deploy/kubernetes/$$dir: valid for Kubernetes $$version"; \
+	done
+
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads
 
