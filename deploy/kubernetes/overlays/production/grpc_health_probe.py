@@ -1,4 +1,4 @@
-"""Exit 0 when this pod's gRPC server reports a health service SERVING over mutual TLS (kubelet gRPC probes lack TLS)."""
+"""Exit 0 when this pod's gRPC server reports a health service SERVING over mutual TLS (the kubelet's cannot)."""
 
 from __future__ import annotations
 
