@@ -10,7 +10,7 @@ PROTO_FILES := $(shell find protos -name '*.proto' | sort)
 	compose-check k8s-check cfn-check bench clean-state
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 install: ## install uv, the locked Python dependencies and the npm tools (idempotent)
 	@bash scripts/bootstrap.sh
@@ -68,6 +68,15 @@ deploy-check: compose-check k8s-check cfn-check ## validate every deployment art
 cfn-check: install ## cfn-lint the CloudFormation templates (deploy/aws): the DynamoDB tables and the IAM policies
 	@$(VENV)/bin/cfn-lint --non-zero-exit-code informational deploy/aws/*.yaml
 	@echo "deploy/aws templates pass cfn-lint"
+
+k8s-check: install ## render the Kubernetes overlays and their Jobs (kubectl kustomize); validate for Kubernetes 1.31
+	@command -v kubectl >/dev/null 2>&1 || { echo "k8s-check: 'kubectl' not found — install kubectl (it renders the kustomizations)" >&2; exit 1; }
+	@version=1.31; for dir in overlays/local overlays/local/jobs overlays/production overlays/production/jobs; do \
+		rendered=$$(kubectl kustomize deploy/kubernetes/$$dir) || { echo "k8s-check: deploy/kubernetes/$$dir does not render" >&2; exit 1; }; \
+		printf '%s\n' "$$rendered" | $(VENV)/bin/kubernetes-validate --kubernetes-version $$version --strict --quiet - \
+			|| { echo "k8s-check: deploy/kubernetes/$$dir is not valid Kubernetes $$version" >&2; exit 1; }; \
+		echo "deploy/kubernetes/$$dir: valid for Kubernetes $$version"; \
+	done
 
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads
