@@ -65,6 +65,12 @@ lock-check: install ## the runtime lock (what the image installs) is the dev loc
 
 deploy-check: compose-check k8s-check cfn-check ## validate every deployment artefact (compose, Kubernetes, CloudFormation)
 
+compose-check: install ## deploy/compose.yaml against the Compose Specification, its Prometheus config, its unit tests
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	@command -v promtool >/dev/null 2>&1 || { echo "compose-check: 'promtool' not found — install the Debian package 'prometheus'" >&2; exit 1; }
+	@promtool check config deploy/prometheus/compose.yml
+	@$(PY) -m pytest -q -p no:cacheprovider tests/unit/test_compose.py tests/unit/test_image.py
+
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads
 

@@ -1,4 +1,4 @@
-"""deploy/Dockerfile builds the wheel from every package pyproject.toml lists, and runs it from a lean, non-root stage."""
+"""deploy/Dockerfile builds the wheel from every package pyproject.toml lists and runs it in a lean, non-root stage."""
 
 from __future__ import annotations
 
@@ -115,7 +115,9 @@ def test_the_build_context_lets_every_copied_path_through() -> None:
 def test_the_runtime_stage_is_python_slim_with_no_sources_and_only_the_runtime_lock() -> None:
     runtime = stages()["runtime"]
     assert runtime.image == "python:3.11-slim"
-    assert copies(runtime) == [], "the runtime stage takes nothing from the sources: only the wheel, via the build stage"
+    assert copies(runtime) == [], (
+        "the runtime stage takes nothing from the sources: only the wheel, via the build stage"
+    )
     (install,) = [args for args in runtime.arguments("RUN") if "pip install" in args]
     assert "requirements.runtime.lock" in install
     assert "requirements.lock " not in install
@@ -125,8 +127,10 @@ def test_the_runtime_stage_is_python_slim_with_no_sources_and_only_the_runtime_l
 def test_the_runtime_runs_as_a_numeric_non_root_user() -> None:
     (user,) = stages()["runtime"].arguments("USER")
     uid, _, gid = user.partition(":")
-    assert uid.isdigit() and gid.isdigit(), "numeric, so Kubernetes' runAsNonRoot can verify it"
-    assert int(uid) != 0 and int(gid) != 0
+    assert uid.isdigit(), "numeric, so Kubernetes' runAsNonRoot can verify it"
+    assert gid.isdigit()
+    assert int(uid) != 0
+    assert int(gid) != 0
 
 
 def test_every_process_has_a_console_script_and_the_image_commands_name_real_ones() -> None:
@@ -149,9 +153,7 @@ def test_the_image_exposes_each_process_port_and_listens_beyond_loopback() -> No
         GatewaySettings.model_fields["http_port"].default,
     }
     assert defaults <= exposed
-    env = dict(
-        pair.split("=", 1) for args in runtime.arguments("ENV") for pair in shlex.split(args) if "=" in pair
-    )
+    env = dict(pair.split("=", 1) for args in runtime.arguments("ENV") for pair in shlex.split(args) if "=" in pair)
     assert env["PYTHONUNBUFFERED"] == "1"
     for process in ("CUSTOMER", "PAYMENT", "LOGGING", "GATEWAY", "MIGRATION"):
         assert env[f"LOANBOOK_{process}_METRICS_HOST"] == "0.0.0.0"
