@@ -53,7 +53,8 @@ def probe_grpc(target: GrpcTarget, timeout: float) -> str | None:
                 health_pb2.HealthCheckRequest(service=target.service), timeout=timeout
             )
         except grpc.RpcError as error:
-            return f"{error.code().name}: {error.details()}"
+            details = error.details()
+            return f"{error.code().name}: {details}" if details else str(error.code().name)
     if response.status == health_pb2.HealthCheckResponse.SERVING:
         return None
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
