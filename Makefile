@@ -78,6 +78,11 @@ k8s-check: install ## render the Kubernetes overlays and their Jobs (kubectl kus
 		echo "deploy/kubernetes/$$dir: valid for Kubernetes $$version"; \
 	done
 
+compose-check: install ## deploy/compose.yaml against the Compose Specification, and its Prometheus config (promtool)
+	@$(VENV)/bin/check-jsonschema --builtin-schema vendor.compose-spec deploy/compose.yaml
+	@command -v promtool >/dev/null 2>&1 || { echo "compose-check: 'promtool' not found — install the Debian package 'prometheus'" >&2; exit 1; }
+	@promtool check config deploy/prometheus/compose.yml
+
 bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
 	@$(PY) -m bench.customer_reads
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Self, TypeVar
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 
 class Environment(StrEnum):
@@ -142,16 +144,40 @@ class DynamoSettings(BaseSettings):
 
 S = TypeVar("S", bound=BaseSettings)
 
+# A folder holding one file per setting, named after its environment variable
+# (/run/secrets/LOANBOOK_GATEWAY_JWT_SECRET): how containers get secrets without putting them in the environment.
+# An environment variable still wins.
+SECRETS_DIR_VARIABLE = "LOANBOOK_SECRETS_DIR"
 
-def load_settings(settings_type: type[S]) -> S:
-    """Read settings from the environment, turning pydantic's error into one that names each variable."""
+
+def secrets_dir(env: Mapping[str, str] = os.environ) -> Path | None:
+    """The folder LOANBOOK_SECRETS_DIR names, checked to be a readable folder; None when unset."""
+    raw = env.get(SECRETS_DIR_VARIABLE, "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_dir():
+        raise ConfigurationError(f"invalid configuration: {SECRETS_DIR_VARIABLE}: {raw} is not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise ConfigurationError(f"invalid configuration: {SECRETS_DIR_VARIABLE}: {raw} cannot be read")
+    return path
+
+
+def load_settings(settings_type: type[S], **values: Any) -> S:
+    """Read settings from the environment (and LOANBOOK_SECRETS_DIR's files), turning pydantic's error into one that
+    names each variable. `values` (e.g. from command-line options) win over both."""
+    folder = secrets_dir()
     try:
-        return settings_type()
+        return settings_type(_secrets_dir=folder, **values)
     except ValidationError as error:
         prefix = str(settings_type.model_config.get("env_prefix", ""))
         problems = []
         for issue in error.errors():
             field = ".".join(str(part) for part in issue["loc"]) or "(settings)"
             variable = f"{prefix}{field}".upper() if issue["loc"] else settings_type.__name__
-            problems.append(f"{variable}: {issue['msg']}")
+            missing = folder is not None and issue["type"] == "missing"
+            where = f" (neither in the environment nor a file in {folder})" if missing else ""
+            problems.append(f"{variable}: {issue['msg']}{where}")
         raise ConfigurationError("invalid configuration: " + "; ".join(problems)) from None
+    except (OSError, SettingsError) as error:  # a secret file that cannot be read
+        raise ConfigurationError(f"invalid configuration: {SECRETS_DIR_VARIABLE}: {error}") from None

@@ -1,4 +1,4 @@
-"""Runs the gateway: `python -m gateway`."""
+"""Runs the gateway: `loanbook-gateway` or `python -m gateway`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`loanbook`: the operator's command line - `loanbook migrate ...` for the live migration, `loanbook seed`."""
+"""`loanbook`: the operator's command line - `loanbook migrate ...`, `loanbook schema ...`, `loanbook seed`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 import typer
 
 from toolkit.migrate_commands import migrate
+from toolkit.schema_command import schema
 from toolkit.seed_command import seed_command
 from toolkit.telemetry import command_path, configure_cli_telemetry, traced_command
 
@@ -17,6 +18,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # locals may hold DSNs with passwords
 )
 app.add_typer(migrate, name="migrate")
+app.add_typer(schema, name="schema")
 app.command("seed")(seed_command)
 
 

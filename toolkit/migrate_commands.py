@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgressBars
 from rich.text import Text
 
+from chassis.config import ConfigurationError, secrets_dir
 from chassis.errors import DomainError, FailedPrecondition
 from chassis.stores import StoreUnavailable, dynamodb_client, postgres_pool
 from migration.control import ControlPlane, check_table, parse_stage, reverse_sync_pending
@@ -138,7 +139,12 @@ migrate = typer.Typer(help="Plan, backfill, verify, switch and roll back migrate
 def _settings(dsn: str | None, endpoint: str | None, region: str | None, prefix: str | None) -> ToolkitSettings:
     given = {"postgres_dsn": dsn, "dynamodb_endpoint": endpoint, "aws_region": region, "dynamodb_table_prefix": prefix}
     try:
-        return ToolkitSettings(**{key: value for key, value in given.items() if value is not None})  # type: ignore[arg-type]
+        folder = secrets_dir()  # LOANBOOK_SECRETS_DIR, as every loanbook process reads it
+        options = {key: value for key, value in given.items() if value is not None}
+        return ToolkitSettings(_secrets_dir=folder, **options)  # type: ignore[arg-type]
+    except ConfigurationError as error:
+        err.print(str(error), markup=False)
+        raise typer.Exit(2) from None
     except ValidationError as error:
         problems = []
         for issue in error.errors():
