@@ -1,0 +1,1 @@
+"""What a table costs on DynamoDB: item sizes, capacity units, prices, the monthly model and `loanbook cost`."""
