@@ -34,7 +34,8 @@ def test_the_seed_scenario_as_json() -> None:
     code, stdout, stderr = cost("--scenario", str(SEED), "--json")
     assert code == 0, stderr
     document = json.loads(stdout)
-    assert document["schema_version"] == 1 and document["region"] == "us-east-1"
+    assert document["schema_version"] == 1
+    assert document["region"] == "us-east-1"
     assert [t["name"] for t in document["tables"]] == ["payments", "logs"]
     names = {c["name"] for c in document["tables"][0]["components"]}
     assert {"writes", "reads", "by_customer writes", "by_customer storage", "storage", "pitr", "streams"} <= names
@@ -52,11 +53,13 @@ def test_the_seed_scenario_as_json() -> None:
 
 def test_the_seed_in_another_region_and_with_ones_own_prices(tmp_path: Path) -> None:
     code, stdout, _ = cost("--scenario", str(SEED), "--region", "eu-west-1", "--json")
-    assert code == 0 and json.loads(stdout)["region"] == "eu-west-1"
+    assert code == 0
+    assert json.loads(stdout)["region"] == "eu-west-1"
     own = tmp_path / "prices.json"
     own.write_text(json.dumps(round_prices_document()))
     code, stdout, _ = cost("--scenario", str(SEED), "--prices", str(own), "--json")
-    assert code == 0 and json.loads(stdout)["region"] == "test-1"
+    assert code == 0
+    assert json.loads(stdout)["region"] == "test-1"
 
 
 def test_a_bad_prices_file_exits_2_naming_the_field(tmp_path: Path) -> None:
@@ -66,7 +69,9 @@ def test_a_bad_prices_file_exits_2_naming_the_field(tmp_path: Path) -> None:
     bad.write_text(json.dumps(document))
     code, _, stderr = cost("--scenario", str(SEED), "--prices", str(bad))
     assert code == 2
-    assert "--prices" in stderr and "features.pitr_gb_months.per" in stderr and "greater than 0" in stderr
+    assert "--prices" in stderr
+    assert "features.pitr_gb_months.per" in stderr
+    assert "greater than 0" in stderr
 
 
 def test_a_bad_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
@@ -75,15 +80,19 @@ def test_a_bad_scenario_exits_2_naming_the_field(tmp_path: Path) -> None:
     bad = tmp_path / "scenario.json"
     bad.write_text(json.dumps(document))
     code, _, stderr = cost("--scenario", str(bad))
-    assert code == 2 and "--scenario" in stderr and "workload.tables.0.item_bytes" in stderr
+    assert code == 2
+    assert "--scenario" in stderr
+    assert "workload.tables.0.item_bytes" in stderr
 
 
 def test_an_out_of_range_option_exits_2() -> None:
     code, _, stderr = cost("--scenario", str(SEED), "--target-utilisation", "1.5")
-    assert code == 2 and "--target-utilisation" in stderr
+    assert code == 2
+    assert "--target-utilisation" in stderr
 
 
 def test_the_live_mode_needs_the_postgresql_bill(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOANBOOK_MIGRATION_POSTGRES_DSN", "postgresql://nobody@127.0.0.1:1/none")
     code, _, stderr = cost()
-    assert code == 2 and "--pg-instance-monthly: required without --scenario" in stderr
+    assert code == 2
+    assert "--pg-instance-monthly: required without --scenario" in stderr

@@ -132,7 +132,8 @@ def workload(other_one_off: float = 1_000.0) -> Workload:
 def test_backfill_one_off_and_the_break_even_month() -> None:
     result = estimate(workload(), PRICES)
     [backfill] = result.backfill
-    assert backfill.write_units == 2_000 and backfill.read_units == 1_000
+    assert backfill.write_units == 2_000
+    assert backfill.read_units == 1_000
     assert backfill.usd == pytest.approx(2_000e-6 + 1_000 * 0.2e-6)
     assert result.one_off == pytest.approx(1_000 + backfill.usd)
     saving = 1_000 - 500 - result.dynamodb("on_demand")
@@ -141,9 +142,8 @@ def test_backfill_one_off_and_the_break_even_month() -> None:
 
 
 def test_no_break_even_when_dynamodb_costs_more_than_it_saves() -> None:
-    costly = workload().model_copy(
-        update={"postgres": Postgres(before=PostgresCost(instance_usd=1, storage_usd=0), after=PostgresCost(instance_usd=1, storage_usd=0))}
-    )
+    flat = PostgresCost(instance_usd=1, storage_usd=0)
+    costly = workload().model_copy(update={"postgres": Postgres(before=flat, after=flat)})
     assert estimate(costly, PRICES).break_even_month == {"on_demand": None, "provisioned": None}
 
 

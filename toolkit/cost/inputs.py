@@ -317,7 +317,8 @@ class PostgresFacts:
 
 async def postgres_facts(pool: asyncpg.Pool, spec: TableSpec, window: timedelta) -> PostgresFacts:
     """Rows, growth per day from the rows' own timestamps over `window` (or since the oldest row, if younger), and
-    the table's on-disk size with its partitions and indexes."""
+    the table's on-disk size with its partitions and indexes (pg_partition_tree lists no plain table: the table
+    itself is added; a partitioned parent's own size is 0, so nothing counts twice)."""
     column = WRITTEN_AT[spec.name]
     now = datetime.now(UTC)
     rows = await spec.count(pool)
@@ -345,7 +346,8 @@ async def postgres_facts(pool: asyncpg.Pool, spec: TableSpec, window: timedelta)
         )
     sizes = await pool.fetchrow(
         """SELECT coalesce(sum(pg_table_size(relid)), 0) AS data, coalesce(sum(pg_indexes_size(relid)), 0) AS indexes
-           FROM pg_partition_tree($1::regclass)""",
+           FROM (SELECT $1::text::regclass AS relid
+                 UNION SELECT relid FROM pg_partition_tree($1::text::regclass)) AS r""",
         spec.source,
     )
     assert sizes is not None
