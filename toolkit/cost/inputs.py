@@ -127,7 +127,7 @@ class ItemShape:
     @property
     def items_per_row(self) -> float:
         """Items one PostgreSQL row becomes (a payment: its item and its idempotency marker)."""
-        return len(self.count_by_kind) if self.table == "payments" else 1.0
+        return 2.0 if self.table == "payments" else 1.0  # a sample may hold only one of the two kinds
 
     def kind_bytes(self, kind: str) -> float:
         return self.bytes_by_kind.get(kind, self.item_bytes)
@@ -253,8 +253,9 @@ OPERATION_UNITS: Final[dict[str, Callable[[Mapping[str, float], ItemShape, CallS
 def backfill_per_row(shape: ItemShape) -> tuple[float, float]:
     """Write units to copy one row (BatchWriteItem of its items, and their index entries) and read units to verify
     it (a strongly consistent BatchGetItem of its items, and its share of the eventually consistent extras Scan)."""
-    writes = sum(_units(shape.bytes_by_kind[kind]) for kind in shape.count_by_kind) / len(shape.count_by_kind)
-    writes = writes * shape.items_per_row + shape.items_per_row * sum(
+    kinds = ("payment", "marker") if shape.table == "payments" else ("entry",)
+    writes = sum(_units(shape.kind_bytes(kind)) for kind in kinds) * shape.items_per_row / len(kinds)
+    writes += shape.items_per_row * sum(
         shape.entries_per_item[name] * _units(shape.index_bytes[name]) for name in shape.index_bytes
     )
     reads = shape.items_per_row * (1.0 + shape.item_bytes / 4096 / 2)
