@@ -1,4 +1,5 @@
-"""`loanbook`: the operator's command line - `loanbook migrate ...`, `loanbook schema ...`, `loanbook seed`."""
+"""`loanbook`: the operator's command line - `loanbook migrate ...`, `loanbook schema ...`, `loanbook seed`,
+`loanbook cost`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import sys
 
 import typer
 
+from toolkit.cost.command import cost_command
 from toolkit.migrate_commands import migrate
 from toolkit.schema_command import schema
 from toolkit.seed_command import seed_command
@@ -20,6 +22,7 @@ app = typer.Typer(
 app.add_typer(migrate, name="migrate")
 app.add_typer(schema, name="schema")
 app.command("seed")(seed_command)
+app.command("cost")(cost_command)
 
 
 def main() -> None:
