@@ -124,11 +124,17 @@ def test_the_runtime_stage_is_python_slim_with_no_sources_and_only_the_runtime_l
     assert re.search(r"/dist/\*\.whl", install)
 
 
-def test_the_runtime_runs_as_a_numeric_non_root_user() -> None:
+def image_user() -> tuple[str, str]:
+    """The runtime stage's `USER uid:gid`, as written (tests/unit/test_kubernetes_manifests.py runs pods as it)."""
     (user,) = stages()["runtime"].arguments("USER")
-    uid, _, gid = user.partition(":")
+    uid, _, gid = user.strip().partition(":")
+    return uid, gid
+
+
+def test_the_runtime_runs_as_a_numeric_non_root_user() -> None:
+    uid, gid = image_user()
     assert uid.isdigit(), "numeric, so Kubernetes' runAsNonRoot can verify it"
-    assert gid.isdigit()
+    assert gid.isdigit(), "a group too, or the user's primary group would be resolved from /etc/passwd"
     assert int(uid) != 0
     assert int(gid) != 0
 

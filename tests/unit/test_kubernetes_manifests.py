@@ -14,10 +14,12 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from chassis.healthcheck import GrpcTarget, HttpTarget, build_parser, parse_target
 from gateway.config import GatewaySettings
 from services.customer.config import CustomerSettings
 from services.logging.config import LoggingSettings
 from services.payment.config import PaymentSettings
+from tests.unit.test_image import image_user, scripts
 from toolkit.config import ToolkitSettings
 from toolkit.telemetry import ToolkitTelemetrySettings
 
@@ -149,6 +151,51 @@ def test_every_process_has_probes_resources_security_context_budget_autoscaler_a
             assert port["targetPort"] in ports, f"{name}: Service port {port['name']} targets no container port"
 
 
+def loanbook_workloads(overlay: str) -> list[Manifest]:
+    """Every workload running the loanbook image: the Deployments and the Jobs."""
+    return [*deployments(overlay).values(), *of_kind(render(f"overlays/{overlay}/jobs"), "Job")]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_pod_runs_as_the_images_user_and_group(overlay: str) -> None:
+    uid, gid = image_user()
+    workloads = loanbook_workloads(overlay)
+    assert {pod_labels(workload)["app.kubernetes.io/name"] for workload in workloads} == {*PROCESSES, "migration"}
+    for workload in workloads:
+        name = workload["metadata"]["name"]
+        context = pod_spec(workload)["securityContext"]
+        # Any other user owns no home directory in the image, and another group than fsGroup's cannot read
+        # group-only mounted files.
+        assert (context["runAsUser"], context["runAsGroup"]) == (int(uid), int(gid)), name
+        assert context.get("fsGroup", int(gid)) == int(gid), name
+        for container in pod_spec(workload)["containers"]:
+            own = container.get("securityContext", {})
+            assert own.get("runAsUser", int(uid)) == int(uid), f"{name} {container['name']}"
+            assert own.get("runAsGroup", int(gid)) == int(gid), f"{name} {container['name']}"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_mounted_secret_files_are_readable_by_the_pods_user(overlay: str) -> None:
+    checked = 0
+    for workload in loanbook_workloads(overlay):
+        spec = pod_spec(workload)
+        context = spec["securityContext"]
+        for volume in spec.get("volumes", []):
+            if "secret" not in volume:
+                continue
+            checked += 1
+            secret = volume["secret"]
+            modes = [item["mode"] for item in secret.get("items", []) if "mode" in item] or [
+                secret.get("defaultMode", 0o644)
+            ]
+            for mode in modes:
+                # The kubelet writes them as root; with an fsGroup it hands their group to that group, which the
+                # pod's user is a member of. Owner bits never apply to a non-root user.
+                readable = bool(mode & 0o004) or (bool(mode & 0o040) and "fsGroup" in context)
+                assert readable, f"{workload['metadata']['name']}: volume {volume['name']} mode {mode:o}"
+    assert checked == (4 if overlay == "production" else 0), "production mounts each process's TLS Secret"
+
+
 @dataclass(frozen=True)
 class Health:
     """What a probe asks: a gRPC health service name on a port, or an HTTP path."""
@@ -162,9 +209,15 @@ def health_of(probe: Manifest) -> Health:
         return Health(probe["grpc"]["port"], probe["grpc"].get("service", ""))
     if "httpGet" in probe:
         return Health(probe["httpGet"]["port"], probe["httpGet"]["path"])
-    # Production's TLS probe: python .../grpc_health_probe.py --port=N --service=S --server-name=...
-    options = dict(arg.removeprefix("--").split("=", 1) for arg in probe["exec"]["command"] if arg.startswith("--"))
-    return Health(int(options["port"]), options["service"])
+    # Production's TLS probe: loanbook-healthcheck grpcs://127.0.0.1:PORT/SERVICE ..., read as it reads it.
+    target = healthcheck_target(probe["exec"]["command"])
+    assert isinstance(target, GrpcTarget)
+    return Health(int(target.address.rpartition(":")[2]), target.service)
+
+
+def healthcheck_target(command: list[str]) -> GrpcTarget | HttpTarget:
+    assert command[0] == "loanbook-healthcheck", command
+    return parse_target(build_parser({}).parse_args(command[1:]).target)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -184,19 +237,33 @@ def test_services_are_probed_on_liveness_and_on_overall_health_and_the_gateway_o
         assert {kind: health.asks for kind, health in probes.items()} == expected, name
 
 
-def test_production_probes_the_tls_services_with_the_mounted_probe_script() -> None:
-    manifests = render("overlays/production")
-    for name in GRPC_PORTS:
-        spec = pod_spec(deployments("production")[name])
-        container = spec["containers"][0]
+def test_production_probes_the_tls_services_with_the_images_healthcheck_over_mutual_tls() -> None:
+    config = {process: environment for process, _, environment in environments("production")}
+    for name, port in GRPC_PORTS.items():
+        container = pod_spec(deployments("production")[name])["containers"][0]
+        server = config[name]
         for kind in ("startupProbe", "livenessProbe", "readinessProbe"):
+            probe = container[kind]
             # The kubelet's gRPC probe speaks plaintext only; a TLS server refuses it.
-            assert "grpc" not in container[kind], f"{name} {kind}"
-            script = Path(container[kind]["exec"]["command"][1])
-            mount = next(m for m in container["volumeMounts"] if Path(m["mountPath"]) == script.parent)
-            volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
-            config = named(manifests, "ConfigMap", volume["configMap"]["name"])
-            assert config["data"][script.name] == (KUBERNETES / "overlays/production" / script.name).read_text()
+            assert "grpc" not in probe, f"{name} {kind}"
+            command = probe["exec"]["command"]
+            assert command[0] in scripts(), "a console script the image installs"
+            args = build_parser({}).parse_args(command[1:])
+            target = parse_target(args.target)
+            # The pod itself, on loopback: through the Service the probe could reach another replica.
+            assert isinstance(target, GrpcTarget), f"{name} {kind}"
+            assert target == GrpcTarget(f"127.0.0.1:{port}", target.service, tls=True), f"{name} {kind}"
+            # The server's own files (what it serves and dials with), and the name its certificate carries: the
+            # Service name peers dial.
+            prefix = f"LOANBOOK_{name.upper()}_"
+            files = (args.tls_ca_file, args.tls_cert_file, args.tls_key_file)
+            expected = tuple(
+                Path(server[f"{prefix}{setting}"]) for setting in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE")
+            )
+            assert files == expected, f"{name} {kind}"
+            assert args.tls_server_name == name, f"{name} {kind}"
+            # Its own deadline first, so a slow server is reported as such rather than killed by the kubelet.
+            assert args.timeout < probe["timeoutSeconds"], f"{name} {kind}"
 
 
 # --- network policies ------------------------------------------------------------------------------------------------
@@ -338,8 +405,7 @@ def setting_names(classes: tuple[type[BaseSettings], ...]) -> set[str]:
 def environments(overlay: str) -> Iterator[tuple[str, str, dict[str, str]]]:
     """Each loanbook container (the Jobs' too) as (process, container, its environment from env and ConfigMaps)."""
     application = render(f"overlays/{overlay}")
-    workloads = [*deployments(overlay).values(), *of_kind(render(f"overlays/{overlay}/jobs"), "Job")]
-    for workload in workloads:
+    for workload in loanbook_workloads(overlay):
         process = pod_labels(workload)["app.kubernetes.io/name"]
         for container in pod_spec(workload)["containers"]:
             environment: dict[str, str] = {}
