@@ -55,6 +55,7 @@ def test_a_schema_behind_head_is_reported_and_upgraded_alone(dsn_in_env: str) ->
     assert runner.invoke(app, ["schema", "upgrade", "--only", "migration"]).exit_code == 0
     head = applied(dsn_in_env, "migration")
     [migration_schema] = [schema for schema in SCHEMAS if schema.name.value == "migration"]
+    assert head is not None
     assert head == migration_schema.head()
     previous = f"{int(head) - 1:04d}"  # revisions are numbered 0001, 0002, ...
     config = schema_migrations.alembic_config(MIGRATION_SCHEMA, "migration", dsn_in_env)
