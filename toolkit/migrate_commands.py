@@ -136,7 +136,8 @@ RecheckSeconds = Annotated[
 migrate = typer.Typer(help="Plan, backfill, verify, switch and roll back migrated tables.", no_args_is_help=True)
 
 
-def _settings(dsn: str | None, endpoint: str | None, region: str | None, prefix: str | None) -> ToolkitSettings:
+def settings_or_exit(dsn: str | None, endpoint: str | None, region: str | None, prefix: str | None) -> ToolkitSettings:
+    """The toolkit's settings from options, environment and secrets folder; exit 2 naming what is wrong."""
     given = {"postgres_dsn": dsn, "dynamodb_endpoint": endpoint, "aws_region": region, "dynamodb_table_prefix": prefix}
     try:
         folder = secrets_dir()  # LOANBOOK_SECRETS_DIR, as every loanbook process reads it
@@ -284,7 +285,7 @@ def plan(
 ) -> None:
     """Each table's stage, fallback, journal backlog, rows in each store, last backfill and verification, latency
     by backend (from Prometheus), and the next safe step."""
-    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
 
     async def work() -> None:
@@ -360,7 +361,7 @@ def backfill(
 ) -> None:
     """Copy historical rows from PostgreSQL to DynamoDB; resumes an unfinished run where it stopped. The tables must
     be dual-writing, so that every later write reaches DynamoDB too."""
-    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
     options = BackfillOptions(
         workers=workers,
@@ -414,7 +415,7 @@ def verify(
     table_prefix: TablePrefix = None,
 ) -> None:
     """Compare PostgreSQL and DynamoDB row by row (counts and content checksums); exit 1 on any difference."""
-    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
     options = VerifyOptions(
         sample=sample,
@@ -477,7 +478,7 @@ def switch(
         raise typer.BadParameter("give a stage, --fallback, or both")
     if fallback not in (None, "on", "off"):
         raise typer.BadParameter("on or off", param_hint="--fallback")
-    settings = _settings(postgres_dsn, None, None, None)
+    settings = settings_or_exit(postgres_dsn, None, None, None)
 
     async def work() -> None:
         async with _postgres(settings) as pool:
@@ -558,7 +559,7 @@ def reverse_sync(
     """Copy DynamoDB's items into PostgreSQL, never replacing a newer version (payments: upsert where PostgreSQL's
     version is older; log entries: insert where absent). Needs a stage in which PostgreSQL receives every write;
     `rollback` out of dynamo_only runs it for you."""
-    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
     names = _tables(tables)
     options = ReverseSyncOptions(
         segments=segments,
@@ -600,7 +601,7 @@ def rollback(
 
     From dynamo_only (or part-way back from it): switch to dynamo_primary with fallback off, copy DynamoDB's items
     back into PostgreSQL (reverse sync), verify in full, then restore fallback (and go on to --to, if given)."""
-    settings = _settings(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
 
     async def work() -> bool:
         async with _postgres(settings) as pool:
@@ -681,7 +682,7 @@ def history(
     postgres_dsn: PostgresDsn = None,
 ) -> None:
     """The audit trail of a table's mode: who changed it, when, from what to what, and why."""
-    settings = _settings(postgres_dsn, None, None, None)
+    settings = settings_or_exit(postgres_dsn, None, None, None)
 
     async def work() -> None:
         async with _postgres(settings) as pool:

@@ -31,7 +31,7 @@ from toolkit.cost.inputs import (
 from toolkit.cost.model import MODES, Capacity, Estimate, Postgres, PostgresCost, Workload, estimate
 from toolkit.cost.prices import Prices, PricesError, load_prices, region_prices, validation_problems
 from toolkit.cost.recommend import Recommendation, recommendations
-from toolkit.migrate_commands import DynamoEndpoint, PostgresDsn, Region, TablePrefix, _settings
+from toolkit.migrate_commands import DynamoEndpoint, PostgresDsn, Region, TablePrefix, settings_or_exit
 from toolkit.specs import table_specs
 
 JSON_SCHEMA_VERSION: Final = 1
@@ -151,7 +151,7 @@ def cost_command(
         prices = _prices(prices_file, region or loaded.region)
         claim, assumptions = loaded.claim, loaded.assumptions
     else:
-        settings = _settings(dsn, endpoint, region, prefix)
+        settings = settings_or_exit(dsn, endpoint, region, prefix)
         prices = _prices(prices_file, settings.aws_region)
         postgres = _postgres_side(
             pg_instance_monthly,
