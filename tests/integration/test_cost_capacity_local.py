@@ -47,15 +47,13 @@ from toolkit.cost.operations import (
     CopyPayment,
     GetPayment,
     HistoryPage,
-    LogQueryPage,
+    QueryLogsPage,
     RecordPayment,
     ReversePayment,
-    TracePage,
+    TraceLogsPage,
     Units,
+    WriteLogs,
     units_per_call,
-)
-from toolkit.cost.operations import (
-    LogBatch as LogBatchCall,
 )
 from toolkit.cost.sizes import item_size
 from toolkit.dynamo_io import Consumed, batch_get, batch_write
@@ -227,7 +225,7 @@ async def test_log_writes_and_reads_are_charged_as_the_service_charges_them(tabl
 
     written, count = await measured(tables.logs, repository.write(LogBatch(uuid.uuid4(), entries)))
     assert count == 60
-    assert written == units_per_call(LogBatchCall(entries, LAYOUT))
+    assert written == units_per_call(WriteLogs(entries, LAYOUT))
     # the traced half (odd i) in by_trace: 30 entries, the 6 with a 1500-byte message (i = 5, 15, ...) 2 units each
     assert written.write[BY_TRACE] == 30 + 6
     newest = sorted(entries, key=lambda e: (e.time, e.id), reverse=True)
@@ -236,11 +234,11 @@ async def test_log_writes_and_reads_are_charged_as_the_service_charges_them(tabl
         query = repository.query("payment", HOUR, HOUR + timedelta(minutes=59), LogLevel.DEBUG, None, limit)
         units, found = await measured(tables.logs, query)
         assert [e.id for e in found] == [e.id for e in newest[:limit]]
-        assert units == units_per_call(LogQueryPage(newest[:limit], LAYOUT))
+        assert units == units_per_call(QueryLogsPage(newest[:limit], LAYOUT))
 
     units, found = await measured(tables.logs, repository.trace(trace, 100))
     assert len(found) == 30
-    assert units == units_per_call(TracePage([e for e in entries if e.trace_id], LAYOUT))
+    assert units == units_per_call(TraceLogsPage([e for e in entries if e.trace_id], LAYOUT))
 
 
 async def test_a_read_of_nothing_costs_nothing_on_local(tables: Tables) -> None:
@@ -252,7 +250,7 @@ async def test_a_read_of_nothing_costs_nothing_on_local(tables: Tables) -> None:
 
     assert found == []
     assert units == Units()  # DynamoDB: one strongly consistent read's worth
-    assert units_per_call(LogQueryPage([], LAYOUT)) == Units(read={TABLE: 1.0})
+    assert units_per_call(QueryLogsPage([], LAYOUT)) == Units(read={TABLE: 1.0})
 
     payments = payments_of_sizes()[:2]
     await tables.payment_repository().create(payments[0])

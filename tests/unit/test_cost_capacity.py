@@ -27,14 +27,14 @@ from toolkit.cost.operations import (
     CopyPayment,
     GetPayment,
     HistoryPage,
-    LogBatch,
-    LogQueryPage,
+    QueryLogsPage,
     RecordPayment,
     ReversePayment,
     ScanPage,
     Storage,
-    TracePage,
+    TraceLogsPage,
     Units,
+    WriteLogs,
     item_write,
     payment_storage,
     storage,
@@ -267,7 +267,7 @@ def entry(trace: str = "", message: str = "payment recorded") -> LogEntry:
 def test_a_log_batch_writes_each_entry_and_the_trace_index_only_for_traced_ones() -> None:
     entries = [entry("a" * 32), entry(), entry("b" * 32), entry(message="x" * 1100)]
 
-    units = units_per_call(LogBatch(entries))
+    units = units_per_call(WriteLogs(entries))
 
     assert units.write == {TABLE: 1 + 1 + 1 + 2, BY_TRACE: 2}
 
@@ -277,9 +277,9 @@ def test_log_reads_are_queries_summed_once() -> None:
     entries = [entry("c" * 32) for _ in range(100)]
     total = sum(item_size(layout.item(e)) for e in entries)
 
-    assert units_per_call(LogQueryPage(entries)).read == {TABLE: float(-(-total // (4 * KB)))}  # strong
-    assert units_per_call(TracePage(entries)).read == {BY_TRACE: -(-total // (4 * KB)) * 0.5}
-    assert units_per_call(LogQueryPage([])).read == {TABLE: 1.0}
+    assert units_per_call(QueryLogsPage(entries)).read == {TABLE: float(-(-total // (4 * KB)))}  # strong
+    assert units_per_call(TraceLogsPage(entries)).read == {BY_TRACE: -(-total // (4 * KB)) * 0.5}
+    assert units_per_call(QueryLogsPage([])).read == {TABLE: 1.0}
 
 
 def test_the_toolkits_batch_write_and_scan() -> None:

@@ -14,9 +14,9 @@ LogTableLayout.item) onto the designs (PAYMENT_TABLE, LOG_TABLE), so a change to
     ReversePayment(payment)              dynamo_only: GetItem (strong) + PutItem replacing the item
     GetPayment(payment)                  GetItem, strongly consistent
     HistoryPage(payments, index)         Query of by_customer (or by_loan), eventually consistent
-    LogBatch(entries, layout)            BatchWriteItem of the entries (chunks of 25 cost what one call would)
-    LogQueryPage(entries, layout)        Query of one hour's shard, strongly consistent
-    TracePage(entries, layout)           Query of by_trace, eventually consistent
+    WriteLogs(entries, layout)           BatchWriteItem of the entries (chunks of 25 cost what one call would)
+    QueryLogsPage(entries, layout)       Query of one hour's shard, strongly consistent
+    TraceLogsPage(entries, layout)       Query of by_trace, eventually consistent
     BatchWrite(items, design)            the toolkit's BatchWriteItem (backfill, repair)
     ScanPage(items)                      the toolkit's Scan page, strongly consistent (verify, reverse sync)
 
@@ -248,7 +248,7 @@ def _index_entries(items: Iterable[Item], design: TableDesign, index: str) -> li
 
 
 @dataclass(frozen=True)
-class LogBatch:
+class WriteLogs:
     """A log batch written: BatchWriteItem puts of every entry (in chunks of 25: each item is charged on its own,
     so the chunking changes nothing), and the by_trace entry of each entry with a trace."""
 
@@ -260,7 +260,7 @@ class LogBatch:
 
 
 @dataclass(frozen=True)
-class LogQueryPage:
+class QueryLogsPage:
     """One Query of a service's hour shard, strongly consistent (read-your-writes): the entries it reads, those
     a level filter drops included."""
 
@@ -273,7 +273,7 @@ class LogQueryPage:
 
 
 @dataclass(frozen=True)
-class TracePage:
+class TraceLogsPage:
     """One Query of by_trace (a trace's entries across services), eventually consistent."""
 
     entries: Sequence[LogEntry]
@@ -316,9 +316,9 @@ Call = (
     | ReversePayment
     | GetPayment
     | HistoryPage
-    | LogBatch
-    | LogQueryPage
-    | TracePage
+    | WriteLogs
+    | QueryLogsPage
+    | TraceLogsPage
     | BatchWrite
     | ScanPage
 )
