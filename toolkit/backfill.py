@@ -17,7 +17,7 @@ from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES, Stage
 from migration.table_spec import Executor, Key, TableSpec
 from toolkit.collector import bulk_allocation
-from toolkit.dynamo_io import Pacer, Pacing, batch_write
+from toolkit.dynamo_io import Consumed, Pacer, Pacing, batch_write
 from toolkit.leases import BACKFILL_RANGES, Leases, holder_name
 from toolkit.runs import BackfillRun, BackfillRuns, KeyRange, split_ranges
 from toolkit.runs import key_range as range_of
@@ -79,6 +79,9 @@ class BackfillSummary:
     rows_done: int  # of the run, including earlier invocations
     ranges: int
     seconds: float
+    # Capacity units this invocation's writes consumed, table and indexes (the run's record adds up every process's).
+    read_units: float = 0.0
+    write_units: float = 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -159,7 +162,7 @@ async def _copy_range(
     key_range: KeyRange,
     options: BackfillOptions,
     pacer: Pacer,
-    copied: Callable[[int, int], None],
+    copied: Callable[[int, int, Consumed], None],
 ) -> None:
     """Copies one key range page by page, two pages in flight: the next page is read (and, for a table whose rows
     change, share-locked) while the current one is written, and its BatchWriteItem calls queue behind the current
@@ -184,15 +187,16 @@ async def _copy_range(
             finished = len(rows) < options.batch_rows
             read.set_result((last, finished))
             items = [item for row in rows for item in spec.items(row)]
+            consumed = Consumed()
             if items:
-                await batch_write(dynamodb, table_name, items, pacer=pacer, slots=slots)
+                await batch_write(dynamodb, table_name, items, pacer=pacer, slots=slots, consumed=consumed)
             if previous is not None:
                 await previous  # checkpoints move forward in key order
             # Only once DynamoDB holds the page: a run killed before this copies the page again, harmlessly.
             await BackfillRuns.checkpoint(
-                executor, leases, key_range.number, last, len(rows), len(items), done=finished
+                executor, leases, key_range.number, last, len(rows), len(items), done=finished, consumed=consumed
             )
-        copied(len(rows), len(items))
+        copied(len(rows), len(items), consumed)
 
     after = key_range.last or key_range.lower
     previous: asyncio.Task[None] | None = None
@@ -230,11 +234,14 @@ async def backfill_table(
     # A plain rate, no backoff: a backfill normally runs before DynamoDB serves reads (dual_write, shadow).
     pacer = Pacer(Pacing(options.rate_limit, backoff=False))
     totals = [0, 0]
+    consumed = Consumed()
     elsewhere = [0]  # rows other processes copied since this one joined, as shown on the progress bar
 
-    def copied(rows: int, items: int) -> None:
+    def copied(rows: int, items: int, page_consumed: Consumed) -> None:
         totals[0] += rows
         totals[1] += items
+        nonlocal consumed
+        consumed += page_consumed
         progress.advance(spec.name, rows)
 
     async def follow_others() -> None:
@@ -272,6 +279,8 @@ async def backfill_table(
         await runs.rows_done(run.id),
         len(run.ranges),
         seconds,
+        read_units=consumed.read,
+        write_units=consumed.write,
     )
     logger.info(
         "backfill finished", extra={"table": spec.name, "run": run.id, "rows": totals[0], "seconds": round(seconds, 3)}

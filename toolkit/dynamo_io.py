@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from chassis.backoff import full_jitter
 from chassis.dynamodb_batches import BATCH_WRITE_LIMIT, write_all
+from chassis.dynamodb_capacity import READ_OPERATIONS, RETURN_CONSUMED_CAPACITY, record_consumed
 from chassis.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -174,6 +175,48 @@ class Pacer:
 
 UNPACED = Pacing()
 
+# What a call that touches no index asks for: one figure for the table (a Scan or a BatchGetItem of the base table).
+RETURN_TOTAL: Final = "TOTAL"
+
+
+@dataclass
+class Consumed:
+    """Capacity units DynamoDB reported consumed by a job's calls, read and written (table and indexes together)."""
+
+    read: float = 0.0
+    write: float = 0.0
+
+    def add(self, operation: str, response: Mapping[str, Any]) -> None:
+        """Adds what one response of `operation` (the DynamoDB API, e.g. "Scan") reports."""
+        reported = response.get("ConsumedCapacity") or []
+        entries: list[Mapping[str, Any]] = reported if isinstance(reported, list) else [reported]
+        units = sum(_entry_units(entry) for entry in entries)
+        if operation in READ_OPERATIONS:
+            self.read += units
+        else:
+            self.write += units
+
+    def __iadd__(self, other: Consumed) -> Consumed:
+        self.read += other.read
+        self.write += other.write
+        return self
+
+
+def _entry_units(entry: Mapping[str, Any]) -> float:
+    """One ConsumedCapacity entry's units: its CapacityUnits total, or the sum of its parts when only those came."""
+    if "CapacityUnits" in entry:
+        return float(entry["CapacityUnits"])
+    parts = [entry.get("Table", {}), *entry.get("GlobalSecondaryIndexes", {}).values()]
+    return sum(float(part.get("CapacityUnits", 0.0)) for part in parts)
+
+
+def record(operation: str, response: Mapping[str, Any], consumed: Consumed | None) -> None:
+    """Counts a response's consumed capacity (the loanbook.dynamodb.consumed_capacity metric) and adds it to the job's
+    figures."""
+    record_consumed(operation, response)
+    if consumed is not None:
+        consumed.add(operation, response)
+
 
 def scanned(response: Any) -> int:
     """Items a Scan page returned (what a paced Scan is charged)."""
@@ -188,10 +231,12 @@ async def batch_write(
     concurrency: int = 4,
     pacer: Pacer | None = None,
     slots: asyncio.Semaphore | None = None,
+    consumed: Consumed | None = None,
 ) -> None:
     """Puts every item, BatchWriteItem by BatchWriteItem, `concurrency` calls at a time (or as many as `slots`
     allows, when the caller shares one semaphore between several batch_write calls); UnprocessedItems are sent
-    again after a backoff with jitter; Unavailable once a chunk still has unprocessed items after ATTEMPTS."""
+    again after a backoff with jitter; Unavailable once a chunk still has unprocessed items after ATTEMPTS. The
+    capacity each call consumed (table and indexes) is counted, and added to `consumed` if given."""
     chunks = [items[start : start + WRITE_BATCH] for start in range(0, len(items), WRITE_BATCH)]
     slots = slots or asyncio.Semaphore(concurrency)
 
@@ -199,8 +244,15 @@ async def batch_write(
         async with slots:
 
             async def paced(pending: Sequence[WriteRequestTypeDef]) -> Any:
-                call = functools.partial(client.batch_write_item, RequestItems={table: list(pending)})
-                return await (pacer or Pacer(UNPACED)).call(len(pending), call)
+                call = functools.partial(
+                    client.batch_write_item,
+                    RequestItems={table: list(pending)},
+                    ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY,  # the indexes' writes too
+                )
+                response = await (pacer or Pacer(UNPACED)).call(len(pending), call)
+                if consumed is not None:
+                    consumed.add("BatchWriteItem", response)  # write_all counts the metric
+                return response
 
             requests: list[WriteRequestTypeDef] = [{"PutRequest": {"Item": item}} for item in chunk]
             await write_all(
@@ -211,10 +263,17 @@ async def batch_write(
 
 
 async def batch_get(
-    client: DynamoDBClient, table: str, keys: Sequence[Item], *, concurrency: int = 4, pacer: Pacer | None = None
+    client: DynamoDBClient,
+    table: str,
+    keys: Sequence[Item],
+    *,
+    concurrency: int = 4,
+    pacer: Pacer | None = None,
+    consumed: Consumed | None = None,
 ) -> list[Item]:
     """The items with these keys that exist (strongly consistent reads), in no particular order; UnprocessedKeys
-    are asked for again after a backoff with jitter. Each BatchGetItem is paced by `pacer`, if given."""
+    are asked for again after a backoff with jitter. Each BatchGetItem is paced by `pacer`, if given; the capacity
+    it consumed is counted, and added to `consumed` if given."""
     pacer = pacer or Pacer(UNPACED)
     chunks = [keys[start : start + GET_BATCH] for start in range(0, len(keys), GET_BATCH)]
     slots = asyncio.Semaphore(concurrency)
@@ -224,8 +283,11 @@ async def batch_get(
         async with slots:
             request: dict[str, KeysAndAttributesTypeDef] = {table: {"Keys": list(chunk), "ConsistentRead": True}}
             for attempt in range(ATTEMPTS):
-                call = functools.partial(client.batch_get_item, RequestItems=request)
+                call = functools.partial(
+                    client.batch_get_item, RequestItems=request, ReturnConsumedCapacity=RETURN_TOTAL
+                )
                 response = await pacer.call(len(request[table]["Keys"]), call)
+                record("BatchGetItem", response, consumed)
                 found.extend(response.get("Responses", {}).get(table, []))
                 unprocessed = response.get("UnprocessedKeys", {})
                 if not unprocessed:

@@ -385,7 +385,8 @@ def backfill(
             resumed = " (resumed)" if s.resumed else ""
             out.print(
                 f"{s.table}: run {s.run_id}{resumed} copied {s.rows:,} rows as {s.items:,} items in {s.seconds:.1f} s "
-                f"({s.rows_per_second:,.0f} rows/s); {rows_done_text(s.rows_done, s.rows_total)}, {s.ranges} ranges. "
+                f"({s.rows_per_second:,.0f} rows/s, {s.write_units:,.1f} DynamoDB write units); "
+                f"{rows_done_text(s.rows_done, s.rows_total)}, {s.ranges} ranges. "
                 f"Next: `loanbook migrate verify {s.table}`",
                 markup=False,
             )
@@ -443,6 +444,7 @@ def verify(
             out.print(
                 f"{s.table}: {_verdict(s)} ({scope}: {s.rows_checked:,} rows as {s.items_checked:,} items checked, "
                 f"{s.items_scanned:,} DynamoDB items scanned, {s.seconds:.1f} s, {s.rows_per_second:,.0f} rows/s; "
+                f"{s.read_units:,.1f} DynamoDB read units, {s.write_units:,.1f} write units; "
                 f"verification {s.verification_id}{_paced(s.pacing)})",
                 markup=False,
             )
@@ -534,8 +536,8 @@ def _print_sync(s: ReverseSyncSummary) -> None:
         f"{s.table}: reverse sync {s.run_id} scanned {s.items_scanned:,} DynamoDB items in {s.seconds:.1f} s "
         f"({s.items_per_second:,.0f} items/s): {s.inserted:,} rows inserted into PostgreSQL, {s.updated:,} updated "
         f"(PostgreSQL's version was older), {s.kept:,} kept (PostgreSQL's version was the same or newer), "
-        f"{s.skipped:,} skipped (idempotency markers, expired log entries), {s.conflicts:,} conflicts"
-        f"{_paced(s.pacing)}",
+        f"{s.skipped:,} skipped (idempotency markers, expired log entries), {s.conflicts:,} conflicts; "
+        f"{s.read_units:,.1f} DynamoDB read units{_paced(s.pacing)}",
         markup=False,
     )
     for key in s.conflict_keys:

@@ -34,7 +34,7 @@ from migration.control import ControlPlane, reverse_sync_pending
 from migration.stages import POLICIES, Stage
 from migration.table_spec import RestoredPage, TableSpec
 from toolkit.backfill import NoProgress, Progress, current_stage
-from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, item_count, scanned
+from toolkit.dynamo_io import RETURN_TOTAL, UNPACED, Consumed, Pacer, PaceReport, Pacing, item_count, record, scanned
 from toolkit.plan import rollback_target
 from toolkit.settle import wait_for_replicas
 from toolkit.telemetry import MeteredProgress, traced_job
@@ -76,6 +76,7 @@ class ReverseSyncSummary:
     conflict_keys: list[str] = field(default_factory=list)
     seconds: float = 0.0
     pacing: PaceReport | None = None
+    read_units: float = 0.0  # capacity units its Scans consumed (recorded with the run)
 
     @property
     def clean(self) -> bool:
@@ -135,6 +136,7 @@ async def _sync_table(
     )
     progress.start(spec.name, await item_count(dynamodb, table_name), 0)
     pacer = Pacer(options.pacing)
+    consumed = Consumed()
 
     async def scan_segment(segment: int) -> None:
         request: dict[str, Any] = {
@@ -143,9 +145,11 @@ async def _sync_table(
             "TotalSegments": options.segments,
             "ConsistentRead": True,
             "Limit": options.page_items,
+            "ReturnConsumedCapacity": RETURN_TOTAL,
         }
         while True:
             response = await pacer.call(options.page_items, functools.partial(dynamodb.scan, **request), scanned)
+            record("Scan", response, consumed)
             items = response.get("Items", [])
             if items:
                 result: RestoredPage = await spec.restore(pool, items, summary.run_id)
@@ -169,14 +173,21 @@ async def _sync_table(
                 group.create_task(scan_segment(segment))
     except BaseException:
         await pool.execute(
-            "UPDATE migration.reverse_syncs SET status = 'failed', finished_at = now() WHERE id = $1", summary.run_id
+            """UPDATE migration.reverse_syncs SET status = 'failed', finished_at = now(), consumed_read_units = $2,
+                   consumed_write_units = $3
+               WHERE id = $1""",
+            summary.run_id,
+            consumed.read,
+            consumed.write,
         )
         raise
     summary.seconds = time.monotonic() - started
     summary.pacing = pacer.report()
+    summary.read_units = consumed.read
     await pool.execute(
         """UPDATE migration.reverse_syncs SET status = 'finished', finished_at = now(), items_scanned = $2,
-               rows_inserted = $3, rows_updated = $4, rows_kept = $5, conflicts = $6
+               rows_inserted = $3, rows_updated = $4, rows_kept = $5, conflicts = $6, consumed_read_units = $7,
+               consumed_write_units = $8
            WHERE id = $1""",
         summary.run_id,
         summary.items_scanned,
@@ -184,6 +195,8 @@ async def _sync_table(
         summary.updated,
         summary.kept,
         summary.conflicts,
+        consumed.read,
+        consumed.write,  # none: a reverse sync only reads DynamoDB
     )
     return summary
 

@@ -12,6 +12,7 @@ import asyncpg
 
 from chassis.errors import FailedPrecondition
 from migration.table_spec import Executor, Key
+from toolkit.dynamo_io import Consumed
 from toolkit.leases import LeaseLost, Leases
 
 
@@ -39,6 +40,9 @@ class BackfillRun:
     started_at: datetime
     finished_at: datetime | None
     ranges: tuple[KeyRange, ...] = ()
+    # Capacity units the run's DynamoDB calls consumed, added up by every process working on it.
+    consumed_read_units: float = 0.0
+    consumed_write_units: float = 0.0
 
 
 def split_ranges(sampled: Sequence[Key], count: int) -> list[tuple[Key | None, Key | None]]:
@@ -81,6 +85,8 @@ def _run(row: asyncpg.Record, ranges: Sequence[asyncpg.Record] = ()) -> Backfill
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         ranges=tuple(key_range(r) for r in ranges),
+        consumed_read_units=row["consumed_read_units"],
+        consumed_write_units=row["consumed_write_units"],
     )
 
 
@@ -140,10 +146,19 @@ class BackfillRuns:
 
     @staticmethod
     async def checkpoint(
-        executor: Executor, leases: Leases, range_no: int, last: Key | None, rows: int, items: int, *, done: bool
+        executor: Executor,
+        leases: Leases,
+        range_no: int,
+        last: Key | None,
+        rows: int,
+        items: int,
+        *,
+        done: bool,
+        consumed: Consumed | None = None,
     ) -> None:
         """Called in the transaction that read (and, for payments, locked) the rows, after DynamoDB took them. Renews
-        the range's lease, or raises LeaseLost (rolling the transaction back) if another process took it over."""
+        the range's lease, or raises LeaseLost (rolling the transaction back) if another process took it over. The
+        capacity the page's writes consumed is added to the run's, with the checkpoint."""
         status = await executor.execute(
             """UPDATE migration.backfill_ranges
                SET last_key = coalesce($3, last_key), rows_done = rows_done + $4, items_done = items_done + $5,
@@ -162,6 +177,16 @@ class BackfillRuns:
         )
         if status != "UPDATE 1":
             raise LeaseLost(f"range {range_no} of backfill run {leases.run_id} was taken over by another process")
+        if consumed is not None and (consumed.read or consumed.write):
+            # Added, never set: several processes may be copying ranges of the same run.
+            await executor.execute(
+                """UPDATE migration.backfill_runs
+                   SET consumed_read_units = consumed_read_units + $2, consumed_write_units = consumed_write_units + $3
+                   WHERE id = $1""",
+                leases.run_id,
+                consumed.read,
+                consumed.write,
+            )
 
     async def rows_done(self, run_id: int) -> int:
         """Rows copied so far by every process working on the run."""

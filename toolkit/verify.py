@@ -25,6 +25,7 @@ import asyncpg
 import orjson
 from botocore.exceptions import ClientError
 
+from chassis.dynamodb_capacity import RETURN_CONSUMED_CAPACITY
 from chassis.dynamodb_tables import error_code
 from chassis.dynamodb_wire import scan_page
 from chassis.errors import FailedPrecondition
@@ -32,7 +33,18 @@ from migration.stages import POLICIES
 from migration.table_spec import Item, ItemKey, Key, TableSpec
 from toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
 from toolkit.collector import bulk_allocation
-from toolkit.dynamo_io import UNPACED, Pacer, PaceReport, Pacing, batch_get, batch_write, scanned
+from toolkit.dynamo_io import (
+    RETURN_TOTAL,
+    UNPACED,
+    Consumed,
+    Pacer,
+    PaceReport,
+    Pacing,
+    batch_get,
+    batch_write,
+    record,
+    scanned,
+)
 from toolkit.leases import VERIFY_UNITS, Leases, holder_name
 from toolkit.runs import UnitCounts, VerifyRuns, digest_table, lock_key, split_ranges
 from toolkit.telemetry import MeteredProgress, count_differences, traced_job
@@ -129,6 +141,10 @@ class VerifySummary:
     verification_id: int = 0
     differences: list[Difference] = field(default_factory=list)  # the first REPORTED
     pacing: PaceReport | None = None
+    # Capacity units this process's DynamoDB calls consumed (Scans, BatchGetItems, and a repair's writes); the
+    # verification's record adds up every process's.
+    read_units: float = 0.0
+    write_units: float = 0.0
 
     @property
     def difference_count(self) -> int:
@@ -193,6 +209,7 @@ class _TableVerifier:
         self.options, self.progress = options, progress
         self.summary = VerifySummary(spec.name, full=options.sample >= 1.0, sample=min(1.0, options.sample))
         self.pacer = Pacer(options.pacing)
+        self.consumed = Consumed()
 
     def _found(self, differences: Sequence[Difference]) -> None:
         for difference in differences:
@@ -214,7 +231,11 @@ class _TableVerifier:
         seen, and what a journal entry for each key would carry. DynamoDB first: every write reaches PostgreSQL
         first, so a write landing between the two reads shows PostgreSQL ahead, never DynamoDB."""
         actual = await batch_get(
-            self.dynamodb, self.table_name, [self.spec.key_item(key) for key in keys], pacer=self.pacer
+            self.dynamodb,
+            self.table_name,
+            [self.spec.key_item(key) for key in keys],
+            pacer=self.pacer,
+            consumed=self.consumed,
         )
         rows = await self.spec.rows_for_items(self.pool, keys, lock=False)
         wanted = set(keys)
@@ -307,17 +328,21 @@ class _TableVerifier:
                 rows = await self.spec.rows_for_items(connection, keys, lock=self.spec.lock_rows)
                 wanted = set(keys)
                 items = [item for row in rows for item in self.spec.items(row) if self.spec.item_key(item) in wanted]
-                await batch_write(self.dynamodb, self.table_name, items)
+                await batch_write(self.dynamodb, self.table_name, items, consumed=self.consumed)
             self.summary.repaired += len(items)
         for key, item in extras.items():
             try:
-                await self.dynamodb.delete_item(
-                    TableName=self.table_name, Key=self.spec.key_item(key), **self.spec.delete_condition(item)
+                response = await self.dynamodb.delete_item(
+                    TableName=self.table_name,
+                    Key=self.spec.key_item(key),
+                    ReturnConsumedCapacity=RETURN_CONSUMED_CAPACITY,
+                    **self.spec.delete_condition(item),
                 )
             except ClientError as error:
                 if error_code(error) != "ConditionalCheckFailedException":
                     raise
                 continue  # changed since it was seen: the next verify looks again
+            record("DeleteItem", response, self.consumed)
             self.summary.repaired += 1
 
     async def _settle(self, suspects: Sequence[ItemKey]) -> None:
@@ -337,7 +362,7 @@ class _TableVerifier:
                 return
             expected = [item for row in rows for item in self.spec.items(row)]
             keys = [self.spec.key_item(self.spec.item_key(item)) for item in expected]
-            actual = await batch_get(self.dynamodb, self.table_name, keys, pacer=self.pacer)
+            actual = await batch_get(self.dynamodb, self.table_name, keys, pacer=self.pacer, consumed=self.consumed)
             await self._settle([d.key for d in compare(self.spec, expected, actual)])
             self.summary.rows_checked += len(rows)
             self.summary.items_checked += len(expected)
@@ -358,10 +383,12 @@ class _TableVerifier:
             "ProjectionExpression": ", ".join(names),
             "ExpressionAttributeNames": names,
             "Limit": self.options.scan_page_items,
+            "ReturnConsumedCapacity": RETURN_TOTAL,
         }
         while True:
             call = functools.partial(self.dynamodb.scan, **request)
             response = await self.pacer.call(self.options.scan_page_items, call, scanned)
+            record("Scan", response, self.consumed)
             seen = [item for item in response.get("Items", []) if not self.spec.ignored(item)]
             self.summary.items_scanned += len(seen)
             if seen:
@@ -403,11 +430,13 @@ class _TableVerifier:
             "TotalSegments": segments,
             "ConsistentRead": True,
             "Limit": self.options.scan_page_items,
+            "ReturnConsumedCapacity": RETURN_TOTAL,
         }
         streamed = _Streamed()
         while True:
             call = functools.partial(scan_page, self.dynamodb, dict(request))  # type: ignore[arg-type]
             response = await self.pacer.call(self.options.scan_page_items, call, scanned)
+            record("Scan", response, self.consumed)
             digests: Digests = [
                 (list(self.spec.item_key(item)), digest(item))
                 for item in response.get("Items", [])
@@ -506,9 +535,14 @@ class _TableVerifier:
                     return
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", lock_key("verify-run", str(run_id)))
-        # Another process compared: its verdict is this one's.
+        # Another process compared: its verdict is this one's, and this process's capacity adds to its record.
         recorded = await self.pool.fetchrow(
-            "SELECT * FROM migration.verifications WHERE id = $1", run["verification_id"]
+            """UPDATE migration.verifications
+               SET consumed_read_units = consumed_read_units + $2, consumed_write_units = consumed_write_units + $3
+               WHERE id = $1 RETURNING *""",
+            run["verification_id"],
+            self.consumed.read,
+            self.consumed.write,
         )
         assert recorded is not None
         self.summary.verification_id = recorded["id"]
@@ -548,6 +582,7 @@ class _TableVerifier:
             await self.run_shared(started_at)
             self.summary.seconds = time.monotonic() - started
             self.summary.pacing = self.pacer.report()
+            self.summary.read_units, self.summary.write_units = self.consumed.read, self.consumed.write
             return self.summary
         ranges = await self._ranges(total)
         # Fewer scan segments than ranges: each segment is a Scan of its own, and a few per worker keep them busy.
@@ -560,6 +595,7 @@ class _TableVerifier:
         self.summary.verification_id = await self._record(started_at)
         self.summary.seconds = time.monotonic() - started
         self.summary.pacing = self.pacer.report()
+        self.summary.read_units, self.summary.write_units = self.consumed.read, self.consumed.write
         return self.summary
 
     async def _compare_sampled(
@@ -584,8 +620,9 @@ class _TableVerifier:
         s = self.summary
         verification_id: int = await self.pool.fetchval(
             """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences,
-                   started_at, sample_fraction, missing, extra, differing, repaired)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id""",
+                   started_at, sample_fraction, missing, extra, differing, repaired, consumed_read_units,
+                   consumed_write_units)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id""",
             s.table,
             s.full,
             s.clean,
@@ -597,6 +634,9 @@ class _TableVerifier:
             s.extra,
             s.differing,
             s.repaired,
+            # This process's calls so far (all of them: it records last); others add theirs (_compare_once).
+            self.consumed.read,
+            self.consumed.write,
         )
         return verification_id
 
