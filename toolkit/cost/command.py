@@ -260,7 +260,10 @@ def _usd(value: float) -> str:
 
 
 def _months(value: float | None) -> str:
-    return "not within 10 years" if value is None else f"after {value:.3g} months"
+    if value is None:
+        return "not within 10 years"
+    # A one-off of a few dollars against a monthly saving pays back within the first day: say so, not 1.7e-07.
+    return "within the first month" if value < 0.01 else f"after {value:.3g} months"
 
 
 def _print(

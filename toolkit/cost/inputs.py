@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -17,12 +18,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from chassis.dynamodb_tables import TableDesign
 from migration.table_spec import TableSpec
-from services.logging.adapters.dynamodb import BY_TRACE, LOG_TABLE
-from services.payment.adapters.dynamodb import BY_CUSTOMER, BY_LOAN, MARKER_PREFIX, PAYMENT_TABLE
+from services.logging.adapters.dynamodb import BY_TRACE, LOG_TABLE, LogTableLayout
+from services.payment.adapters.dynamodb import (
+    BY_CUSTOMER,
+    BY_LOAN,
+    MARKER_PREFIX,
+    PAYMENT_TABLE,
+    marker_item,
+    payment_item,
+)
 from toolkit.cost.capacity import query_read_units, read_units, write_units
 from toolkit.cost.model import Backfill, Capacity, Index, Operation, Postgres, TableWorkload, Workload
 from toolkit.cost.prices import validation_problems
 from toolkit.cost.sizes import item_size, projected
+from toolkit.seeding import IdSource, log_entries, synthetic_loans
+from toolkit.seeding import payments as seeding_payments
 
 if TYPE_CHECKING:
     import asyncpg
@@ -449,12 +459,28 @@ def _merge_mix(
         mix.setdefault("update", facts.updates_per_day)
     else:
         entries = options.log_entries_per_day if options.log_entries_per_day is not None else facts.rows_per_day
-        mix.setdefault("write", entries / calls.log_batch)
+        if entries or "write" not in mix:
+            # BatchWriteItem is charged per entry, so the entries arriving a day (the option, or PostgreSQL's rows)
+            # decide; Prometheus counts batches, whose size need not be the rows' batch size used here.
+            mix["write"] = entries / calls.log_batch
     mix.update(options.given_mix.get(table, {}))
     missing = [name for name in OPERATIONS[table] if name not in mix]
     if missing:
         notes.append(f"{table}: no rate for {', '.join(missing)} (no Prometheus series, no option): counted as 0")
     return {name: mix.get(name, 0.0) for name in OPERATIONS[table]}, notes
+
+
+def synthetic_items(table: str, count: int) -> list[Item]:
+    """Items of `count` records as `loanbook seed` would make them (fixed seed: the same sizes every run)."""
+    rng = random.Random(7)  # noqa: S311 - sizing data, not secrets
+    ids, end = IdSource(), datetime.now(UTC)
+    start = end - timedelta(days=30)
+    if table == "payments":
+        loans = synthetic_loans(max(1, count // 10), rng, ids, start)
+        records = seeding_payments(loans, count, rng, ids, start, end)
+        return [item for payment in records for item in (payment_item(payment), marker_item(payment))]
+    layout = LogTableLayout()
+    return [layout.item(entry) for entry in log_entries(count, rng, ids, start, end)]
 
 
 async def live_workload(
@@ -478,6 +504,12 @@ async def live_workload(
         if not items:
             items = await sample_rows(pool, spec, facts.rows, options.sample)
             source = "postgresql"
+        if not items:
+            # A new system (e.g. `make up`'s): no row to size yet. `loanbook seed`'s generators make the records the
+            # services would store, and the adapters' own item functions size them.
+            items = synthetic_items(spec.name, options.sample)
+            source = "synthetic"
+            notes.append(f"{spec.name}: no rows or items yet; sized from {len(items)} synthetic records")
         shape = item_shape(spec.name, items, source)
         calls = options.calls
         if spec.name == "logs" and facts.entries_per_batch:
