@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import asyncpg
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -26,7 +27,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgressBars
 from rich.text import Text
 
-from chassis.config import ConfigurationError, secrets_dir
+from chassis.config import SECRETS_DIR_VARIABLE, ConfigurationError, secrets_dir
 from chassis.errors import DomainError, FailedPrecondition
 from chassis.stores import StoreUnavailable, dynamodb_client, postgres_pool
 from migration.control import ControlPlane, check_table, parse_stage, reverse_sync_pending
@@ -139,6 +140,7 @@ migrate = typer.Typer(help="Plan, backfill, verify, switch and roll back migrate
 def settings_or_exit(dsn: str | None, endpoint: str | None, region: str | None, prefix: str | None) -> ToolkitSettings:
     """The toolkit's settings from options, environment and secrets folder; exit 2 naming what is wrong."""
     given = {"postgres_dsn": dsn, "dynamodb_endpoint": endpoint, "aws_region": region, "dynamodb_table_prefix": prefix}
+    folder = None
     try:
         folder = secrets_dir()  # LOANBOOK_SECRETS_DIR, as every loanbook process reads it
         options = {key: value for key, value in given.items() if value is not None}
@@ -150,8 +152,16 @@ def settings_or_exit(dsn: str | None, endpoint: str | None, region: str | None, 
         problems = []
         for issue in error.errors():
             field = ".".join(str(part) for part in issue["loc"])
-            problems.append(f"LOANBOOK_MIGRATION_{field.upper()} (or --{field.replace('_', '-')}): {issue['msg']}")
+            where = (
+                f" (neither in the environment nor a file in {folder})" if folder and issue["type"] == "missing" else ""
+            )
+            problems.append(
+                f"LOANBOOK_MIGRATION_{field.upper()} (or --{field.replace('_', '-')}): {issue['msg']}{where}"
+            )
         err.print("invalid configuration: " + "; ".join(problems), markup=False)
+        raise typer.Exit(2) from None
+    except (OSError, SettingsError) as error:  # a secret file that cannot be read
+        err.print(f"invalid configuration: {SECRETS_DIR_VARIABLE}: {error}", markup=False)
         raise typer.Exit(2) from None
 
 

@@ -99,3 +99,21 @@ def test_a_secrets_dir_that_is_no_folder_is_a_configuration_error(
 
     with pytest.raises(ConfigurationError, match=f"LOANBOOK_SECRETS_DIR: {path} is not a folder"):
         load_settings(CustomerSettings)
+
+
+def test_the_operator_commands_name_the_secrets_folder_a_missing_setting_was_looked_for_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    monkeypatch.delenv("LOANBOOK_MIGRATION_POSTGRES_DSN", raising=False)
+    monkeypatch.setenv("LOANBOOK_SECRETS_DIR", str(tmp_path))
+
+    result = CliRunner().invoke(app, ["migrate", "status"])
+
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "LOANBOOK_MIGRATION_POSTGRES_DSN (or --postgres-dsn): Field required" in said
+    assert f"(neither in the environment nor a file in {tmp_path})" in said
