@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import secrets
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +13,7 @@ from chassis.dynamodb_tables import TableDesign, TableNotReady, check_table
 from services.logging.adapters.dynamodb import LOG_TABLE
 from services.payment.adapters.dynamodb import PAYMENT_TABLE
 from tests.support.aws_templates import create_table_request, table_properties
-from tests.support.dynamodb import delete_table_if_present, local_session
+from tests.support.dynamodb import disposable_tables, local_session
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
@@ -31,16 +30,8 @@ async def dynamodb(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
 
 @pytest.fixture
 async def unique(dynamodb: DynamoDBClient) -> AsyncIterator[Callable[[str], str]]:
-    """Names for this test's tables, each deleted afterwards (a TTL table left behind holds a Local thread)."""
-    names: list[str] = []
-
-    def name(table: str) -> str:
-        names.append(f"template-{secrets.token_hex(4)}-{table}")
-        return names[-1]
-
-    yield name
-    for table in names:
-        await delete_table_if_present(dynamodb, table)
+    async with disposable_tables(dynamodb, "template") as name:
+        yield name
 
 
 async def create_from_template(dynamodb: DynamoDBClient, properties: dict[str, Any], table_name: str) -> None:

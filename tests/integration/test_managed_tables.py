@@ -13,7 +13,7 @@ from chassis.config import DynamoSettings, Environment
 from chassis.dynamodb_tables import Index, TableDesign, TableNotReady, check_table, ensure_table, provide_table
 from services.logging.adapters.dynamodb import LOG_TABLE
 from services.payment.adapters.dynamodb import PAYMENT_TABLE
-from tests.support.dynamodb import local_session
+from tests.support.dynamodb import disposable_tables, local_session
 from tests.support.system import run_module
 
 if TYPE_CHECKING:
@@ -30,17 +30,8 @@ async def dynamodb(dynamodb_endpoint: str) -> AsyncIterator[DynamoDBClient]:
 
 @pytest.fixture
 async def unique(dynamodb: DynamoDBClient) -> AsyncIterator[Callable[[str], str]]:
-    """Names for this test's tables, each deleted afterwards (a TTL table left behind holds a Local thread)."""
-    names: list[str] = []
-
-    def name(table: str) -> str:
-        names.append(f"managed-{secrets.token_hex(4)}-{table}")
-        return names[-1]
-
-    yield name
-    for table in names:
-        if await exists(dynamodb, table):
-            await dynamodb.delete_table(TableName=table)
+    async with disposable_tables(dynamodb, "managed") as name:
+        yield name
 
 
 async def exists(dynamodb: DynamoDBClient, table: str) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections.abc import AsyncIterator, Callable
@@ -92,3 +93,20 @@ class OwnDynamo:
     def thaw(self) -> None:
         assert self.server.pid is not None
         os.kill(self.server.pid, signal.SIGCONT)
+
+
+@asynccontextmanager
+async def disposable_tables(client: DynamoDBClient, prefix: str) -> AsyncIterator[Callable[[str], str]]:
+    """Fresh table names (`prefix-<random>-<table>`) for one test, each table deleted afterwards: a TTL table left
+    behind holds a thread of DynamoDB Local's (see tests/integration/conftest.py)."""
+    names: list[str] = []
+
+    def name(table: str) -> str:
+        names.append(f"{prefix}-{secrets.token_hex(4)}-{table}")
+        return names[-1]
+
+    try:
+        yield name
+    finally:
+        for table in names:
+            await delete_table_if_present(client, table)

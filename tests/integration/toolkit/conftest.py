@@ -34,3 +34,13 @@ async def stores(postgres_dsn: str, dynamodb_endpoint: str) -> AsyncIterator[Sto
                     await delete_table_if_present(client, table)
     finally:
         await pool.close()
+
+
+@pytest.fixture
+async def second_pool(stores: Stores) -> AsyncIterator[asyncpg.Pool]:
+    """Another process's connections to the same PostgreSQL (for runs shared by several processes)."""
+    pool = await asyncpg.create_pool(stores.dsn, min_size=1, max_size=12)
+    try:
+        yield pool
+    finally:
+        await pool.close()

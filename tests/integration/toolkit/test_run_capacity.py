@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import asyncpg
-import pytest
 
 from chassis.dynamodb_tables import TableDesign
 from migration.stages import Stage
@@ -25,16 +23,6 @@ LOGS = 400
 DESIGNS: dict[str, TableDesign] = {"payments": PAYMENT_TABLE, "logs": LOG_TABLE}
 # One Scan segment and pages larger than the tables: a full verification reads each table in one Scan call.
 ONE_SCAN = VerifyOptions(workers=1, segments_per_worker=1, scan_page_items=5000)
-
-
-@pytest.fixture
-async def second_pool(stores: Stores) -> AsyncIterator[asyncpg.Pool]:
-    """Another process's connections to the same PostgreSQL."""
-    pool = await asyncpg.create_pool(stores.dsn, min_size=1, max_size=12)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def items_of(stores: Stores, spec: TableSpec) -> list[Item]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -19,16 +18,6 @@ from toolkit.runs import BackfillRuns
 from toolkit.verify import run_verify
 
 PAYMENTS = 3000
-
-
-@pytest.fixture
-async def second_pool(stores: Stores) -> AsyncIterator[asyncpg.Pool]:
-    """Another process's connections to the same PostgreSQL."""
-    pool = await asyncpg.create_pool(stores.dsn, min_size=1, max_size=12)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def ranges(stores: Stores, run_id: int) -> list[asyncpg.Record]:
