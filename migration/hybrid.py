@@ -67,6 +67,13 @@ class HybridSettings:
     breaker_recovery_seconds: float = 1.0
     shadow_sample_ratio: float = 0.1
     shadow_budget_seconds: float = 0.5
+    # Whether a write's acknowledgement waits for its DynamoDB copy. It need not: the journal entry commits with the
+    # row, so the copy is durable either way, and reads of a key route to PostgreSQL until its copy lands. Waiting
+    # adds a DynamoDB round trip (and its tail) to every write; not waiting only leaves the copy a moment later.
+    await_dynamodb_copy: bool = False
+    # Copies in flight in the background at most; a write beyond it leaves its copy to the relay, so a slow
+    # DynamoDB cannot pile up tasks (and memory) in the service under a burst of writes.
+    background_copy_limit: int = 16
 
 
 @dataclass(frozen=True)
@@ -169,7 +176,8 @@ class HybridTable:
     """Stage machinery for one table, shared by every table that migrates (payments, logs).
 
     Writes, in every stage that writes PostgreSQL, commit the row and a journal entry in one transaction and
-    then copy to DynamoDB inline; a failed inline copy is left to the relay. A read served by DynamoDB is
+    then copy to DynamoDB, after the acknowledgement unless `await_dynamodb_copy` says to wait for it; a failed
+    (or, past `background_copy_limit`, never started) copy is left to the relay. A read served by DynamoDB is
     routed to PostgreSQL while any of its keys has a pending journal entry or a copy still settling into a GSI
     (read-your-writes; see Journal.has_pending), and falls back
     to PostgreSQL when DynamoDB fails, wherever PostgreSQL still receives writes and fallback is on.
@@ -208,6 +216,7 @@ class HybridTable:
         watch_breaker(name, self.breaker)
         self.shadow = ShadowCounters()
         self._background: set[asyncio.Task[None]] = set()
+        self._copies: set[asyncio.Task[None]] = set()
 
     @property
     def mode(self) -> TableMode:
@@ -366,18 +375,50 @@ class HybridTable:
                 return result, entry
 
         result, entry = await self._postgres(operation, in_transaction)
-        if entry is not None:
-            copy = f"{operation}.copy"
-            try:
-                await self._dynamo(copy, lambda: copy_to_dynamo(result), dynamo_timeout)
-            except DynamoUnavailable as error:
-                inline_copy_failures.add(
-                    1, {ATTR_COLLECTION: self.name, ATTR_OPERATION: copy, ATTR_ERROR_TYPE: error.error_type}
-                )
-                logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": str(error)})
-            else:
-                await self._postgres(f"{operation}.complete", lambda: self.journal.complete([entry]))
+        if entry is None:
+            return result
+        copy = self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout)
+        if self._settings.await_dynamodb_copy:
+            await copy
+        elif len(self._copies) < self._settings.background_copy_limit:
+            # Started inside the write's span context: the copy's spans stay in the write's trace, after its answer.
+            task = asyncio.create_task(copy)
+            self._copies.add(task)
+            task.add_done_callback(self._copies.discard)
+        else:
+            copy.close()  # never started: the relay copies this entry, as it does every failed copy
         return result
+
+    async def _copy(
+        self, operation: str, entry: int, copy_to_dynamo: Callable[[], Awaitable[object]], timeout: float | None
+    ) -> None:
+        """A committed write's copy to DynamoDB and, once it landed, its journal entry's completion. Never raises
+        but cancellation: whatever fails here, the entry stays in the journal and the relay copies it."""
+        copy = f"{operation}.copy"
+        try:
+            await self._dynamo(copy, copy_to_dynamo, timeout)
+        except DynamoUnavailable as error:
+            inline_copy_failures.add(
+                1, {ATTR_COLLECTION: self.name, ATTR_OPERATION: copy, ATTR_ERROR_TYPE: error.error_type}
+            )
+            logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": str(error)})
+            return
+        except Exception as error:  # a refused conditional write or a bug: the relay's copy re-reads PostgreSQL
+            inline_copy_failures.add(
+                1, {ATTR_COLLECTION: self.name, ATTR_OPERATION: copy, ATTR_ERROR_TYPE: error_type(error)}
+            )
+            logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": type(error).__name__})
+            return
+        try:
+            await self._postgres(f"{operation}.complete", lambda: self.journal.complete([entry]))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # The copy landed; the relay will find the entry, copy again (a no-op: same version) and complete it.
+            logger.warning("could not complete a journal entry; the relay will", extra={"error": type(error).__name__})
+
+    async def wait_for_copies(self) -> None:
+        """For tests and shutdown: let the copies in flight land (or fail over to the relay)."""
+        if self._copies:
+            await asyncio.gather(*self._copies, return_exceptions=True)
 
     # --- reads ---------------------------------------------------------------------------------------------
 

@@ -58,6 +58,7 @@ async def open_hybrid_table(
         index_read_kinds=index_read_kinds,
     )
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
+    stack.push_async_callback(hybrid.wait_for_copies)  # before the pool closes: each is bounded by its timeouts
     _in_background(sample_backlog(hybrid.journal, BACKLOG_SAMPLE_SECONDS), f"{table}-backlog-sampler", stack)
     return hybrid, control
 

@@ -35,6 +35,10 @@ class MigratingTableSettings(BaseSettings):
     # How often a replica re-reads the modes even without a notification (the notification is the fast path).
     mode_poll_seconds: float = Field(default=5.0, gt=0, le=300)
     relay_enabled: bool = True
+    # Whether a write's acknowledgement waits for its DynamoDB copy (see migration.hybrid.HybridSettings): off, the
+    # copy runs after the answer, durable through the journal; on, every dual-written write pays DynamoDB's latency.
+    await_dynamodb_copy: bool = False
+    background_copy_limit: int = Field(default=16, ge=0, le=10_000)
 
     def hybrid_settings(self) -> HybridSettings:
         return HybridSettings(
@@ -44,4 +48,6 @@ class MigratingTableSettings(BaseSettings):
             breaker_recovery_seconds=self.breaker_recovery_seconds,
             shadow_sample_ratio=self.shadow_sample_ratio,
             shadow_budget_seconds=self.shadow_budget_seconds,
+            await_dynamodb_copy=self.await_dynamodb_copy,
+            background_copy_limit=self.background_copy_limit,
         )

@@ -67,6 +67,7 @@ async def test_a_batch_copy_and_the_reads_carry_every_call_they_made(
     spans.clear()
 
     await replica.store.write(batch)
+    await replica.hybrid.wait_for_copies()  # the copy runs after the acknowledgement
     entries = await replica.store.query(service, t0, t0 + timedelta(hours=1), LogLevel.DEBUG, None, 100)
     traced = await replica.store.trace(trace, 100)
 

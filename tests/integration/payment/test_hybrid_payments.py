@@ -35,10 +35,11 @@ async def test_writes_land_where_the_stage_says(harness: Harness, stage: Stage) 
     created = await replica.store.create(payment := a_payment())
     reversed_payment = dataclasses.replace(created, status=PaymentStatus.REVERSED, version=2)
     assert await replica.store.update(reversed_payment, expected_version=1)
+    await replica.hybrid.wait_for_copies()  # the acknowledgement does not wait for the DynamoDB copy
 
     assert (await harness.in_postgres(payment) == reversed_payment) is policy.writes_postgres
     assert (await harness.in_dynamo(payment) == reversed_payment) is policy.writes_dynamo
-    # An inline copy that succeeded leaves nothing for the relay.
+    # A copy that succeeded leaves nothing for the relay.
     assert not await replica.hybrid.journal.has_pending([f"payment:{payment.id}"])
 
 
@@ -113,7 +114,8 @@ async def test_a_fresh_copy_settles_before_dynamodb_serves_its_keys(harness: Har
     replica = await harness.replica(settle_seconds=30)  # ample on any machine; the test ends the window itself
     await harness.set_stage(Stage.DYNAMO_PRIMARY)
     payment = await replica.store.create(a_payment())
-    assert (await replica.hybrid.journal.backlog()).pending == 0  # copied inline: nothing left for the relay
+    await replica.hybrid.wait_for_copies()
+    assert (await replica.hybrid.journal.backlog()).pending == 0  # copied: nothing left for the relay
     # On real DynamoDB a GSI (or an eventually consistent read) can miss a write for a moment; DynamoDB Local
     # cannot, so stand in for that lag by taking the copy away again.
     await harness.dynamo_client.delete_item(TableName=harness.table_name, Key={"pk": {"S": str(payment.id)}})
@@ -178,7 +180,7 @@ async def test_a_dynamodb_outage_under_load_fails_no_read_and_loses_no_write(
     dynamo.thaw()
 
     assert read_failures == 0
-    assert backlog.pending >= len(written) - 1  # the inline copies failed: the journal holds them
+    assert backlog.pending >= len(written) - 1  # the copies failed: the journal holds them
     await asyncio.sleep(1.1)  # the breaker's recovery time and the journal's lease
     await harness.pool.execute("UPDATE migration.journal SET next_attempt_at = now() WHERE table_name = 'payments'")
     await replica.relay.drain()
@@ -193,6 +195,7 @@ async def test_without_fallback_or_in_dynamo_only_an_outage_is_unavailable(
     harness, dynamo = outage_harness
     replica = await harness.replica(dynamo_timeout_seconds=0.2)
     payment = await replica.store.create(a_payment())
+    await replica.hybrid.wait_for_copies()  # in DynamoDB, so reads of it are DynamoDB's to serve
 
     dynamo.freeze()
     await harness.set_stage(Stage.DYNAMO_LIVE, fallback=False)
@@ -208,11 +211,12 @@ async def test_without_fallback_or_in_dynamo_only_an_outage_is_unavailable(
 
 async def journaled_during_an_outage(harness: Harness, dynamo: OwnDynamo, count: int) -> tuple[Replica, list[Payment]]:
     """A dual-writing replica and `count` payments it created while DynamoDB was frozen: in PostgreSQL, with their
-    copies left to the journal (the breaker never opens, so each write tried its inline copy)."""
+    copies left to the journal (the breaker never opens, so each write tried its copy)."""
     replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
     await harness.set_stage(Stage.DUAL_WRITE)
     dynamo.freeze()
     payments = [await replica.store.create(a_payment()) for _ in range(count)]
+    await replica.hybrid.wait_for_copies()  # each copy tried (and failed) while DynamoDB was frozen
     dynamo.thaw()
     return replica, payments
 
@@ -226,7 +230,7 @@ async def test_a_relay_that_dies_mid_drain_loses_nothing_and_never_writes_back_a
     # A relay claims a batch and dies before copying it: its lease is all that is left of it.
     claimed = await replica.hybrid.journal.claim_due(5)
     assert len(claimed) == 5
-    # Meanwhile new versions of two of the claimed payments are written (and copied inline).
+    # Meanwhile new versions of two of the claimed payments are written (and copied).
     newer = []
     for payment in payments[:2]:
         changed = dataclasses.replace(payment, status=PaymentStatus.REVERSED, version=2)
@@ -267,6 +271,10 @@ async def test_a_stage_change_during_traffic_is_followed_by_every_replica_withou
         await harness.set_stage(stage)  # fails unless both replicas follow within 1 s
     stop.set()
     await asyncio.gather(*workers)
+
+    for replica in replicas:  # the copies still in flight, or left to the relay past the limit, land
+        await replica.hybrid.wait_for_copies()
+        await replica.relay.drain()
 
     assert errors == []
     assert len(acknowledged) > 20
@@ -424,7 +432,7 @@ async def test_a_relay_process_killed_mid_batch_is_finished_by_the_next_with_not
         assert line.startswith(b"copied")
     relay.kill()
     await relay.wait()
-    # While its leases are still held, two payments change (and are copied inline at version 2).
+    # While its leases are still held, two payments change (and are copied at version 2).
     newer = [dataclasses.replace(p, status=PaymentStatus.REVERSED, version=2) for p in payments[-2:]]
     for changed in newer:
         assert await replica.store.update(changed, expected_version=1)
@@ -522,6 +530,7 @@ async def test_with_fallback_off_a_dynamodb_outage_refuses_no_write_where_postgr
     await harness.set_stage(stage, fallback=False)
     earlier, _ = await use_cases.record_payment(a_request(a_payment()))
     untouched, _ = await use_cases.record_payment(a_request(a_payment()))
+    await replica.hybrid.wait_for_copies()  # both in DynamoDB before it freezes
 
     dynamo.freeze()
     try:

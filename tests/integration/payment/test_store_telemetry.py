@@ -228,6 +228,7 @@ async def test_a_listing_whose_fresh_copy_settles_is_postgres_settling_and_the_w
     spans.clear()
 
     payment = await replica.store.create(a_payment())
+    await replica.hybrid.wait_for_copies()  # the copy runs after the acknowledgement, in the write's trace
     write_spans = [s for s in spans.get_finished_spans() if s.name.startswith("payments.")]
     spans.clear()
     await replica.store.list_for_customer(payment.customer_id, None, None, None, 10)
@@ -319,7 +320,8 @@ async def test_the_relay_copy_is_a_client_span_linked_to_the_write_it_copies(
     dynamo.freeze()
     try:
         with trace.get_tracer("test").start_as_current_span("the request") as request:
-            payment = await replica.store.create(a_payment())  # the inline copy times out: the relay's job now
+            payment = await replica.store.create(a_payment())
+        await replica.hybrid.wait_for_copies()  # its copy times out: the relay's job now
     finally:
         dynamo.thaw()
     write = named(spans, "payments.create postgres")[-1]
