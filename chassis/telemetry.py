@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -18,7 +19,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import DropAggregation, ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
@@ -165,8 +166,19 @@ def prometheus_endpoint(
     return MetricsEndpoint(env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost").strip(), int(raw_port))
 
 
-def resource_for(default_service_name: str, environment: str) -> Resource:
-    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES first; then the process's name, version and environment."""
+def worker_endpoint(endpoint: MetricsEndpoint, worker: int) -> MetricsEndpoint:
+    """Worker `worker` of a process serving with several workers serves its metrics on the port + its index (each
+    process has its own instruments, so each needs its own endpoint); port 0 still picks a free port."""
+    if worker == 0 or endpoint.port == 0:
+        return endpoint
+    if endpoint.port + worker > 65535:
+        raise ConfigurationError(f"{endpoint.setting}: {endpoint.port} + {worker} (worker {worker}) is not a port")
+    return MetricsEndpoint(endpoint.host, endpoint.port + worker, f"{endpoint.setting} (+{worker} for worker {worker})")
+
+
+def resource_for(default_service_name: str, environment: str, *, worker: int | None = None) -> Resource:
+    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES first; then the process's name, version and environment, and
+    for a worker of a process serving with several, a service.instance.id of its own."""
     from opentelemetry.sdk.resources import OTELResourceDetector
 
     from_environment = OTELResourceDetector().detect().attributes
@@ -175,6 +187,10 @@ def resource_for(default_service_name: str, environment: str) -> Resource:
         SERVICE_VERSION: _version(),
         DEPLOYMENT_ENVIRONMENT: environment,
     }
+    if worker is not None:
+        # Workers push the same instruments under the same name: without an instance of its own, each worker's
+        # cumulative counters would overwrite the others' in an OTLP backend.
+        ours[SERVICE_INSTANCE_ID] = f"{socket.gethostname()}-{os.getpid()}"
     # Resource.create() gives its own attributes the last word; ours step aside where the operator set one.
     return Resource.create({key: value for key, value in ours.items() if key not in from_environment})
 
@@ -193,6 +209,7 @@ def configure_telemetry(
     metrics_endpoint: MetricsEndpoint | None = None,
     trace_store_clients: bool = True,
     instrument_libraries: bool = True,
+    worker: int | None = None,
 ) -> Telemetry:
     """Install the global tracer and meter providers and the instrumentations a loanbook process uses.
 
@@ -201,6 +218,7 @@ def configure_telemetry(
     `trace_store_clients=False` leaves asyncpg and botocore uninstrumented, for services whose stores trace
     every call themselves (the hybrid stores of migration.hybrid).
     Call before creating asyncpg pools or aiobotocore clients: the instrumentations patch their factories.
+    `worker`: the index of this worker process when the process serves with several (chassis.workers).
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         # The specification's off switch: no provider is installed, so every span and instrument is the API's
@@ -210,6 +228,8 @@ def configure_telemetry(
     span_exporters = span_exporters_from_environment()
     metric_exporters = metric_exporters_from_environment()
     endpoint = prometheus_endpoint(metrics_endpoint, "prometheus" in metric_exporters)
+    if endpoint is not None and worker is not None:
+        endpoint = worker_endpoint(endpoint, worker)
     # The HTTP instrumentations emit the stable semantic conventions (http.server.request.duration in seconds,
     # url.path without the query) only when asked; an operator's own choice stays.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
@@ -217,7 +237,7 @@ def configure_telemetry(
     # measured in bench.telemetry_cost. An operator who wants them sets the variable.
     os.environ.setdefault("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
 
-    resource = resource_for(default_service_name, environment)
+    resource = resource_for(default_service_name, environment, worker=worker)
     tracer_provider = TracerProvider(resource=resource)  # honours OTEL_TRACES_SAMPLER(_ARG)
     for exporter in span_exporters.values():
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))  # honours OTEL_BSP_*
