@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -19,7 +18,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.metrics.view import DropAggregation, ExplicitBucketHistogramAggregation, View
-from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 
@@ -176,9 +175,10 @@ def worker_endpoint(endpoint: MetricsEndpoint, worker: int) -> MetricsEndpoint:
     return MetricsEndpoint(endpoint.host, endpoint.port + worker, f"{endpoint.setting} (+{worker} for worker {worker})")
 
 
-def resource_for(default_service_name: str, environment: str, *, worker: int | None = None) -> Resource:
-    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES first; then the process's name, version and environment, and
-    for a worker of a process serving with several, a service.instance.id of its own."""
+def resource_for(default_service_name: str, environment: str) -> Resource:
+    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES first; then the process's name, version and environment.
+
+    The SDK adds a random service.instance.id per process, so the workers of one process push apart over OTLP."""
     from opentelemetry.sdk.resources import OTELResourceDetector
 
     from_environment = OTELResourceDetector().detect().attributes
@@ -187,10 +187,6 @@ def resource_for(default_service_name: str, environment: str, *, worker: int | N
         SERVICE_VERSION: _version(),
         DEPLOYMENT_ENVIRONMENT: environment,
     }
-    if worker is not None:
-        # Workers push the same instruments under the same name: without an instance of its own, each worker's
-        # cumulative counters would overwrite the others' in an OTLP backend.
-        ours[SERVICE_INSTANCE_ID] = f"{socket.gethostname()}-{os.getpid()}"
     # Resource.create() gives its own attributes the last word; ours step aside where the operator set one.
     return Resource.create({key: value for key, value in ours.items() if key not in from_environment})
 
@@ -237,7 +233,7 @@ def configure_telemetry(
     # measured in bench.telemetry_cost. An operator who wants them sets the variable.
     os.environ.setdefault("OTEL_METRICS_EXEMPLAR_FILTER", "always_off")
 
-    resource = resource_for(default_service_name, environment, worker=worker)
+    resource = resource_for(default_service_name, environment)
     tracer_provider = TracerProvider(resource=resource)  # honours OTEL_TRACES_SAMPLER(_ARG)
     for exporter in span_exporters.values():
         tracer_provider.add_span_processor(BatchSpanProcessor(exporter))  # honours OTEL_BSP_*
