@@ -129,3 +129,15 @@ def test_port_zero_reserves_a_port_every_worker_can_bind() -> None:
 def test_a_worker_killed_by_a_signal_counts_as_the_shell_does() -> None:
     assert exit_code(3 << 8) == 3
     assert exit_code(signal.SIGKILL) == 128 + signal.SIGKILL
+
+
+def test_the_workers_benchmark_takes_a_list_of_worker_counts() -> None:
+    import typer
+
+    from bench.workers import worker_counts
+
+    assert worker_counts("1,2") == [1, 2]
+    assert worker_counts("4") == [4]
+    for bad in ("", "0,1", "1,65", "one"):
+        with pytest.raises(typer.BadParameter, match=r"each 1\.\.64"):
+            worker_counts(bad)
