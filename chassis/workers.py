@@ -95,7 +95,7 @@ def supervise(count: int, *, host: str, port: int, setting: str, main: WorkerMai
 
     The port is checked and reserved first (ConfigurationError naming `setting` when it cannot be). The first
     worker starts alone and the others once it reports ready, so start-up work shared through the databases
-    (schema migrations, tables, the control plane's defaults) runs once. SIGTERM/SIGINT are forwarded to every
+    (schema migrations, tables, the control plane's defaults) runs once. SIGTERM or SIGINT sends SIGTERM to every
     worker; workers still running `stop_timeout_seconds` later are killed. A worker exiting without being asked
     stops the others and the parent exits with that worker's code (1 if it was 0): the orchestrator restarts the
     whole process, as it would a single-process service that crashed.
@@ -190,7 +190,9 @@ class _Supervisor:
             logger.info("shutdown requested; stopping workers", extra={"signal": signal.Signals(signum).name})
             self._stopping = True
             self._deadline = time.monotonic() + self._stop_timeout
-        self._signal_all(signum)
+        # SIGTERM whatever came: a terminal's Ctrl-C reaches the workers too, and a second SIGINT would make uvicorn
+        # drop its connections instead of draining them.
+        self._signal_all(signal.SIGTERM)
 
     def _signal_all(self, signum: int) -> None:
         for pid in self._workers:
