@@ -72,7 +72,26 @@ class LogShippingSettings(BaseSettings):
     log_shipping_capacity: int = Field(default=10_000, ge=100, le=1_000_000)
 
 
-class GrpcServiceSettings(ProcessSettings, TlsSettings, LogShippingSettings):
+MAX_WORKERS = 64
+
+
+class WorkerSettings(BaseSettings):
+    """How many processes serve the port together (chassis.workers): each its own pools, relay, watcher and
+    metrics endpoint (metrics_port + its index); more than one helps only a CPU-bound process on several cores."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS)
+
+    @model_validator(mode="after")
+    def _a_metrics_port_per_worker(self) -> Self:
+        metrics_port = getattr(self, "metrics_port", None)
+        if metrics_port and metrics_port + self.workers - 1 > 65535:
+            raise ValueError(f"metrics_port {metrics_port} leaves no port for each of {self.workers} workers")
+        return self
+
+
+class GrpcServiceSettings(ProcessSettings, TlsSettings, LogShippingSettings, WorkerSettings):
     """Settings of a gRPC microservice."""
 
     grpc_host: str = "127.0.0.1"

@@ -71,8 +71,11 @@ class GrpcServer:
     ) -> None:
         self._settings = settings
         self._services = services
+        # Several workers bind the one port together (chassis.workers): grpc turns SO_REUSEPORT on where the
+        # platform has it, but they depend on it, so it is spelled out.
+        options = [("grpc.so_reuseport", 1)] if settings.workers > 1 else []
         # Domain errors become status codes in every method registered, of every service.
-        self._server = ErrorMappingServer(grpc.aio.server(interceptors=interceptors))
+        self._server = ErrorMappingServer(grpc.aio.server(interceptors=interceptors, options=options))
         self._health = health.aio.HealthServicer()
         self._checks = {check.name: check for service in services for check in service.readiness}
         # The checks each health name depends on: "" on all of them.
@@ -165,14 +168,16 @@ class GrpcServer:
         await self._server.stop(grace)
         logger.info("gRPC server stopped", extra={"grace_seconds": grace})
 
-    async def serve_until_signalled(self) -> None:
-        """Start, then run until SIGTERM or SIGINT, then shut down gracefully."""
+    async def serve_until_signalled(self, on_serving: Callable[[], None] | None = None) -> None:
+        """Start, then run until SIGTERM or SIGINT, then shut down gracefully; `on_serving` once it serves."""
         stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop_requested.set)
         try:
             await self.start()
+            if on_serving is not None:
+                on_serving()
             await stop_requested.wait()
             logger.info("shutdown requested")
         finally:

@@ -165,8 +165,20 @@ def prometheus_endpoint(
     return MetricsEndpoint(env.get("OTEL_EXPORTER_PROMETHEUS_HOST", "localhost").strip(), int(raw_port))
 
 
+def worker_endpoint(endpoint: MetricsEndpoint, worker: int) -> MetricsEndpoint:
+    """Worker `worker` of a process serving with several workers serves its metrics on the port + its index (each
+    process has its own instruments, so each needs its own endpoint); port 0 still picks a free port."""
+    if worker == 0 or endpoint.port == 0:
+        return endpoint
+    if endpoint.port + worker > 65535:
+        raise ConfigurationError(f"{endpoint.setting}: {endpoint.port} + {worker} (worker {worker}) is not a port")
+    return MetricsEndpoint(endpoint.host, endpoint.port + worker, f"{endpoint.setting} (+{worker} for worker {worker})")
+
+
 def resource_for(default_service_name: str, environment: str) -> Resource:
-    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES first; then the process's name, version and environment."""
+    """OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES first; then the process's name, version and environment.
+
+    The SDK adds a random service.instance.id per process, so the workers of one process push apart over OTLP."""
     from opentelemetry.sdk.resources import OTELResourceDetector
 
     from_environment = OTELResourceDetector().detect().attributes
@@ -193,6 +205,7 @@ def configure_telemetry(
     metrics_endpoint: MetricsEndpoint | None = None,
     trace_store_clients: bool = True,
     instrument_libraries: bool = True,
+    worker: int | None = None,
 ) -> Telemetry:
     """Install the global tracer and meter providers and the instrumentations a loanbook process uses.
 
@@ -201,6 +214,7 @@ def configure_telemetry(
     `trace_store_clients=False` leaves asyncpg and botocore uninstrumented, for services whose stores trace
     every call themselves (the hybrid stores of migration.hybrid).
     Call before creating asyncpg pools or aiobotocore clients: the instrumentations patch their factories.
+    `worker`: the index of this worker process when the process serves with several (chassis.workers).
     """
     if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         # The specification's off switch: no provider is installed, so every span and instrument is the API's
@@ -210,6 +224,8 @@ def configure_telemetry(
     span_exporters = span_exporters_from_environment()
     metric_exporters = metric_exporters_from_environment()
     endpoint = prometheus_endpoint(metrics_endpoint, "prometheus" in metric_exporters)
+    if endpoint is not None and worker is not None:
+        endpoint = worker_endpoint(endpoint, worker)
     # The HTTP instrumentations emit the stable semantic conventions (http.server.request.duration in seconds,
     # url.path without the query) only when asked; an operator's own choice stays.
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")

@@ -5,7 +5,7 @@ from typing import Self
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from chassis.config import Environment, ProcessSettings, TlsSettings
+from chassis.config import Environment, ProcessSettings, TlsSettings, WorkerSettings
 
 # Values people paste from examples; refused (like anything shorter than 32 bytes) outside development.
 # Packed by hand (fmt: skip): the formatter would give each value a line of its own.
@@ -16,7 +16,7 @@ PLACEHOLDER_SECRETS = frozenset(
 MIN_SECRET_BYTES = 32
 
 
-class GatewaySettings(ProcessSettings, TlsSettings):
+class GatewaySettings(ProcessSettings, TlsSettings, WorkerSettings):
     model_config = SettingsConfigDict(env_prefix="LOANBOOK_GATEWAY_", extra="ignore", frozen=True)
 
     http_host: str = "127.0.0.1"
