@@ -57,6 +57,7 @@ from bench.log_ingestion import logging_env
 from bench.migration_backfill import dynamodb_client
 from bench.payment_history import throughput
 from chassis.stores import keep_session_state
+from devstack.postgres import PostgresServer
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.logging.v1 import logging_pb2, logging_pb2_grpc
@@ -329,16 +330,21 @@ async def prepare(dsn: str) -> None:
         await pool.close()
 
 
+async def increment_database(postgres: PostgresServer) -> str:
+    """A second database on the same server, owned by the services' role; its DSN."""
+    admin = await asyncpg.connect(postgres.admin_dsn)
+    try:
+        served = postgres.dsn.rsplit("/", 1)[1]
+        owner = await admin.fetchval("SELECT datdba::regrole::text FROM pg_database WHERE datname = $1", served)
+        await admin.execute(f'CREATE DATABASE {INCREMENT_DATABASE} OWNER "{owner}"')
+    finally:
+        await admin.close()
+    return f"{postgres.dsn.rsplit('/', 1)[0]}/{INCREMENT_DATABASE}"
+
+
 async def run(args: Options) -> str:
     async with local_stores() as (postgres, dynamodb):
-        admin = await asyncpg.connect(postgres.admin_dsn)
-        served_database = postgres.dsn.rsplit("/", 1)[1]
-        owner = await admin.fetchval(
-            "SELECT datdba::regrole::text FROM pg_database WHERE datname = $1", served_database
-        )
-        await admin.execute(f'CREATE DATABASE {INCREMENT_DATABASE} OWNER "{owner}"')
-        await admin.close()
-        increment_dsn = f"{postgres.dsn.rsplit('/', 1)[0]}/{INCREMENT_DATABASE}"
+        increment_dsn = await increment_database(postgres)
         for dsn in (postgres.dsn, increment_dsn):
             await prepare(dsn)
         served = await asyncpg.create_pool(postgres.dsn, min_size=1, max_size=12, reset=keep_session_state)
