@@ -249,7 +249,7 @@ async def verify_table(stores: Stores, table: str, size: int) -> JobRate:
 
 
 async def measure(calls: dict[str, Callable[[int], Awaitable[object]]], size: int, iterations: int) -> list[Point]:
-    latencies = await interleaved(calls, iterations, warmup=min(100, iterations))
+    latencies = await interleaved(calls, iterations, warmup=min(200, iterations))  # services just started are slower
     points = []
     for name, call in calls.items():
         rate = await throughput(call, iterations, 32)
