@@ -83,8 +83,8 @@ compose-check: install ## deploy/compose.yaml against the Compose Specification,
 	@command -v promtool >/dev/null 2>&1 || { echo "compose-check: 'promtool' not found — install the Debian package 'prometheus'" >&2; exit 1; }
 	@promtool check config deploy/prometheus/compose.yml
 
-bench: install ## run the benchmarks (side-by-side ratios), results into bench/results/
-	@$(PY) -m bench.customer_reads
+bench: install ## run every benchmark (BENCH_SIZE=quick, the default, or full); reports into bench/results/
+	@BENCH_SIZE="$(BENCH_SIZE)" $(PY) -m bench
 
 clean-state: ## remove local PostgreSQL/DynamoDB state (.devstack)
 	@rm -rf .devstack

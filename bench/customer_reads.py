@@ -1,7 +1,8 @@
 """GetCustomer and ListLoanApplications(customer) through gRPC vs the same query on asyncpg, side by side.
 
-Run: `.venv/bin/python -m bench.customer_reads [--iterations N]`. Loads 10k customers and 50k applications,
-starts the customer service as its own process (as deployed), and times both paths interleaved in one run.
+Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.customer_reads [--iterations N]`. Loads 10k customers and 50k
+applications, starts the customer service as its own process (as deployed), and times both paths interleaved in one
+run.
 Target (issue 3): gRPC p50 within 1.0 ms of the direct query's p50.
 """
 
@@ -17,9 +18,8 @@ from typing import Annotated
 
 import asyncpg
 import grpc
-import typer
 
-from bench.harness import command_line, interleaved, postgres_for_bench, run_and_report, wait_for
+from bench.harness import command_line, interleaved, postgres_for_bench, run_and_report, sized_option, wait_for
 from chassis.ids import new_id
 from chassis.stores import keep_session_state
 from devstack.processes import free_port
@@ -183,7 +183,7 @@ app = command_line()
 
 
 @app.command(help=__doc__.splitlines()[0])
-def main(iterations: Annotated[int, typer.Option(help="calls timed on each path")] = 2000) -> None:
+def main(iterations: Annotated[int, sized_option("calls timed on each path", 500, 2000)]) -> None:
     run_and_report("customer_reads", run(iterations))
 
 

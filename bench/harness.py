@@ -9,12 +9,12 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar, get_args
 
 import aioboto3
 import typer
@@ -23,6 +23,49 @@ from devstack.dynamodb import DynamoDBLocal
 from devstack.postgres import PostgresServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
+Size = Literal["quick", "full"]
+SIZES: tuple[Size, ...] = get_args(Size)
+T = TypeVar("T")
+
+
+class BenchSizeError(ValueError):
+    """BENCH_SIZE holds something other than a known size."""
+
+
+def bench_size(environ: Mapping[str, str] = os.environ) -> Size:
+    """The size BENCH_SIZE asks for: quick (the default, a few minutes for all benchmarks) or full."""
+    value = environ.get("BENCH_SIZE", "").strip().lower() or "quick"
+    if value not in SIZES:
+        raise BenchSizeError(
+            f"BENCH_SIZE={environ['BENCH_SIZE']!r} is not a benchmark size: use one of {', '.join(SIZES)} "
+            "(unset means quick)"
+        )
+    return value
+
+
+def sized(quick: T, full: T) -> T:
+    """The value for the size BENCH_SIZE asks for."""
+    return full if bench_size() == "full" else quick
+
+
+def sized_option(description: str, quick: T, full: T, **checks: Any) -> Any:
+    """A Typer option whose default follows BENCH_SIZE (read when the command line is parsed); given, it wins.
+    `checks` go to typer.Option as they are (min=, max=)."""
+
+    def shown(value: object) -> str:
+        return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+    return typer.Option(
+        default_factory=lambda: sized(quick, full),
+        show_default=f"{shown(quick)} quick, {shown(full)} full (BENCH_SIZE)",
+        help=description,
+        **checks,
+    )
+
+
+def results_dir(size: Size | None = None) -> Path:
+    """Where reports of a size go: full-size reports in bench/results/, quick ones in bench/results/quick/."""
+    return RESULTS if (size or bench_size()) == "full" else RESULTS / "quick"
 
 
 @dataclass(frozen=True)
@@ -110,15 +153,17 @@ def machine() -> str:
 
 
 def write_report(name: str, body: str) -> Path:
-    RESULTS.mkdir(exist_ok=True)
-    path = RESULTS / f"{name}.md"
+    """`body` as results_dir()/`name`.md, headed by the time, the machine and the size."""
+    folder = results_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    path.write_text(f"# {name}\n\nMeasured {stamp} on {machine()}.\n\n{body}\n")
+    path.write_text(f"# {name}\n\nMeasured {stamp} on {machine()}, BENCH_SIZE={bench_size()}.\n\n{body}\n")
     return path
 
 
 def run_and_report(name: str, work: Coroutine[Any, Any, str]) -> None:
-    """Runs a benchmark to its report, prints it and writes it as bench/results/`name`.md (saying where)."""
+    """Runs a benchmark to its report, prints it and writes it as `name`.md in results_dir() (saying where)."""
     report = asyncio.run(work)
     print(report)
     print(f"written to {write_report(name, report)}")

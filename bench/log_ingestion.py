@@ -1,7 +1,8 @@
 """Log ingestion through WriteLogs (batches of 500) against raw BatchWriteItem on the same DynamoDB Local, and
 QueryLogs for one service over one hour with a million entries stored, on each back end.
 
-Run: `.venv/bin/python -m bench.log_ingestion [--entries 1000000 --ingest-batches 200 --concurrency 4]`.
+Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.log_ingestion [--entries 1000000 --ingest-batches 200
+--concurrency 4]`.
 Targets (issue 5): WriteLogs throughput into DynamoDB at least 0.8x the raw BatchWriteItem throughput measured
 in the same run with the same concurrency; QueryLogs p50 reported for both back ends.
 """
@@ -24,7 +25,15 @@ import grpc
 import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import command_line, interleaved, local_dynamodb_session, local_stores, run_and_report, wait_for
+from bench.harness import (
+    command_line,
+    interleaved,
+    local_dynamodb_session,
+    local_stores,
+    run_and_report,
+    sized_option,
+    wait_for,
+)
 from chassis.dynamodb_batches import BATCH_WRITE_LIMIT
 from chassis.stores import keep_session_state
 from devstack.processes import free_port
@@ -112,6 +121,26 @@ async def load_stores(
     return pg_seconds, time.perf_counter() - started
 
 
+def logging_env(dsn: str, dynamodb_endpoint: str, port: int) -> dict[str, str]:
+    """The logging service on `port` against the bench table (8 shards), at WARNING, following stage changes
+    within a second."""
+    return {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "LOANBOOK_LOGGING_GRPC_PORT": str(port),
+        "LOANBOOK_LOGGING_POSTGRES_DSN": dsn,
+        "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": dynamodb_endpoint,
+        "LOANBOOK_LOGGING_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
+        "LOANBOOK_LOGGING_DYNAMODB_SHARDS": "8",
+        "LOANBOOK_LOGGING_LOG_LEVEL": "WARNING",
+        "LOANBOOK_LOGGING_POSTGRES_POOL_MAX_SIZE": "16",
+        "LOANBOOK_LOGGING_MODE_POLL_SECONDS": "1",
+        "OTEL_TRACES_EXPORTER": "none",
+    }
+
+
 async def run(args: Options) -> str:
     rng = random.Random(7)  # noqa: S311 - benchmark data
     services = [f"svc-{n:02d}" for n in range(args.services)]
@@ -137,21 +166,7 @@ async def run(args: Options) -> str:
             control = ControlPlane(pool, guards=())
             await control.seed({"logs": TableMode("logs", Stage.DUAL_WRITE, True)}, who="bench")
             port = free_port()
-            env = {
-                **os.environ,
-                "AWS_ACCESS_KEY_ID": "local",
-                "AWS_SECRET_ACCESS_KEY": "local",
-                "AWS_DEFAULT_REGION": "us-east-1",
-                "LOANBOOK_LOGGING_GRPC_PORT": str(port),
-                "LOANBOOK_LOGGING_POSTGRES_DSN": dsn,
-                "LOANBOOK_LOGGING_DYNAMODB_ENDPOINT": dynamodb.endpoint,
-                "LOANBOOK_LOGGING_DYNAMODB_TABLE_PREFIX": TABLE_PREFIX,
-                "LOANBOOK_LOGGING_DYNAMODB_SHARDS": "8",
-                "LOANBOOK_LOGGING_LOG_LEVEL": "WARNING",
-                "LOANBOOK_LOGGING_POSTGRES_POOL_MAX_SIZE": "16",
-                "LOANBOOK_LOGGING_MODE_POLL_SECONDS": "1",
-                "OTEL_TRACES_EXPORTER": "none",
-            }
+            env = logging_env(dsn, dynamodb.endpoint, port)
             service = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.logging", env=env)
             try:
                 await wait_for(grpc_health(f"127.0.0.1:{port}"), 60, "logging service")
@@ -315,13 +330,13 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(
-    entries: Annotated[int, typer.Option(help="log entries stored in both back ends")] = 1_000_000,
+    entries: Annotated[int, sized_option("log entries stored in both back ends", 50_000, 1_000_000)],
+    ingest_batches: Annotated[int, sized_option(f"batches of {BATCH} entries per ingestion round", 8, 40)],
+    rounds: Annotated[int, sized_option("ingestion rounds of each contender per stage", 2, 3)],
+    iterations: Annotated[int, sized_option("QueryLogs calls timed per back end", 300, 1000)],
     services: Annotated[int, typer.Option(help="services the stored entries come from")] = 20,
     hours: Annotated[int, typer.Option(help="hours before the run the stored entries span")] = 48,
-    ingest_batches: Annotated[int, typer.Option(help=f"batches of {BATCH} entries per ingestion round")] = 40,
     concurrency: Annotated[int, typer.Option(help="WriteLogs callers, and raw writers, in flight")] = 4,
-    rounds: Annotated[int, typer.Option(help="ingestion rounds of each contender per stage")] = 3,
-    iterations: Annotated[int, typer.Option(help="QueryLogs calls timed per back end")] = 1000,
 ) -> None:
     args = Options(entries, services, hours, ingest_batches, concurrency, rounds, iterations)
     run_and_report("log_ingestion", run(args))

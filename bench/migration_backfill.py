@@ -1,10 +1,11 @@
 """Backfill of seeded history into DynamoDB Local next to the endpoint's raw BatchWriteItem ceiling; verify speed.
 
-Run: `.venv/bin/python -m bench.migration_backfill [--payments 500000 --logs 1000000]` (quick: `--payments 50000
---logs 100000`). Targets (issue 7): backfill items/s at least 0.85x the raw BatchWriteItem ceiling measured on the
-same endpoint at the same concurrency in the same run; verify at least 20k rows/s; backfill peak RSS under 500 MB.
-The verify rate is reported next to the endpoint's raw Scan ceiling (the same tables scanned with the same
-segments in flight, items counted and nothing else), since DynamoDB Local caps what any verify can read.
+Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.migration_backfill [--payments 500000 --logs 1000000]` (the quick
+size: 20k payments and 40k log entries). Targets (issue 7): backfill items/s at least 0.85x the raw BatchWriteItem
+ceiling measured on the same endpoint at the same concurrency in the same run; verify at least 20k rows/s; backfill
+peak RSS under 500 MB. The verify rate is reported next to the endpoint's raw Scan ceiling (the same tables scanned
+with the same segments in flight, items counted and nothing else), since DynamoDB Local caps what any verify can
+read.
 
 The backfill and the verify each run in a child process (`--child backfill|verify`), so their peak memory is
 their own: the child reports its VmHWM (the peak RSS of its own image since exec; not ru_maxrss, which Linux
@@ -30,7 +31,7 @@ import asyncpg
 import typer
 from aiobotocore.config import AioConfig
 
-from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report
+from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report, sized, sized_option
 from chassis.dynamodb_wire import scan_page
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
@@ -51,6 +52,7 @@ TABLES = ("payments", "logs")
 LOG_SHARDS = 8
 RETENTION = timedelta(days=30)
 WRITE_BATCH = 25
+QUICK_PAYMENTS, FULL_PAYMENTS = 20_000, 500_000
 Batch = tuple[str, list[Item]]  # (DynamoDB table, up to 25 items)
 ChildKind = Literal["backfill", "verify"]
 
@@ -389,9 +391,9 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(
-    payments: Annotated[int, typer.Option(help="payments seeded into PostgreSQL")] = 500_000,
-    logs: Annotated[int, typer.Option(help="log entries seeded into PostgreSQL")] = 1_000_000,
-    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 10_000,
+    payments: Annotated[int, sized_option("payments seeded into PostgreSQL", QUICK_PAYMENTS, FULL_PAYMENTS)],
+    logs: Annotated[int, sized_option("log entries seeded into PostgreSQL", 40_000, 1_000_000)],
+    customers: Annotated[int, sized_option("customers the payments belong to", 2_000, 10_000)],
     ceiling_items: Annotated[int, typer.Option(show_default=False, help="items per ceiling round (default: 10 %)")] = 0,
     workers: Annotated[int, typer.Option(help="backfill and verify workers per table")] = BackfillOptions.workers,
     write_concurrency: Annotated[
@@ -406,9 +408,9 @@ def main(
         print(json.dumps(asyncio.run(child(args))))
         return
     args = replace(args, ceiling_items=args.ceiling_items or max(10_000, (2 * args.payments + args.logs) // 10))
-    name = {500_000: "migration_backfill", 50_000: "migration_backfill_quick"}.get(
-        args.payments, f"migration_backfill_{args.payments // 1000}k"
-    )
+    # Another size than the default keeps its own file, so it does not pass for the default size's figures.
+    default = sized(QUICK_PAYMENTS, FULL_PAYMENTS)
+    name = "migration_backfill" if args.payments == default else f"migration_backfill_{args.payments // 1000}k"
     run_and_report(name, run(args))
 
 

@@ -1,7 +1,7 @@
 """Customer payment history (50 newest) through the payment service on each back end, next to the raw store
 query in the same run; the shadow stage against the single-store stage; p99 while DynamoDB is frozen.
 
-Run: `.venv/bin/python -m bench.payment_history [--payments 1000000 --customers 20000]`.
+Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.payment_history [--payments 1000000 --customers 20000]`.
 Targets (issue 4): gRPC p50 within 1.0 ms of the raw query on each back end; shadow p50 at most 1.3x the
 single-store stage; p99 during a DynamoDB outage (fallback on) under 250 ms.
 
@@ -28,7 +28,6 @@ from typing import Annotated, Any
 
 import asyncpg
 import grpc
-import typer
 from aiobotocore.config import AioConfig
 
 from bench.grpc_floor import customer_history_query
@@ -39,6 +38,7 @@ from bench.harness import (
     local_dynamodb_session,
     local_stores,
     run_and_report,
+    sized_option,
     wait_for,
 )
 from chassis.dynamodb_wire import query_page
@@ -368,10 +368,10 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(
-    payments: Annotated[int, typer.Option(help="payments loaded into both stores")] = 1_000_000,
-    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 20_000,
-    iterations: Annotated[int, typer.Option(help="calls timed on each path per stage")] = 2000,
-    rounds: Annotated[int, typer.Option(help="alternating blocks of the shadow and the single-store stage")] = 4,
+    payments: Annotated[int, sized_option("payments loaded into both stores", 20_000, 1_000_000)],
+    customers: Annotated[int, sized_option("customers the payments belong to", 400, 20_000)],
+    iterations: Annotated[int, sized_option("calls timed on each path per stage", 300, 2000)],
+    rounds: Annotated[int, sized_option("alternating blocks of the shadow and the single-store stage", 2, 4)],
 ) -> None:
     options = Options(payments=payments, customers=customers, iterations=iterations, rounds=rounds)
     run_and_report("payment_history", run(options))

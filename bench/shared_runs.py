@@ -1,12 +1,11 @@
 """Backfill and full verify of one run by one process and by two processes sharing it, side by side in one run.
 
-Run: `.venv/bin/python -m bench.shared_runs [--payments 200000 --rounds 2]`. Each round backfills the seeded payments
-into an empty DynamoDB table with one `loanbook migrate backfill` process, then again (table emptied) with two
-processes started together on the same run, and verifies with one and with two `loanbook migrate verify` processes.
-Wall-clock time from the processes' start to the last one's exit (each pays its interpreter start, as an operator's
-pods would). On a 2-core machine DynamoDB Local's JVM shares the cores with the processes: what a second process
-adds here is a lower bound of what a second node adds.
-"""
+Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.shared_runs [--payments 200000 --rounds 2]`. Each round backfills
+the seeded payments into an empty DynamoDB table with one `loanbook migrate backfill` process, then again (table
+emptied) with two processes started together on the same run, and verifies with one and with two `loanbook migrate
+verify` processes. Wall-clock time from the processes' start to the last one's exit (each pays its interpreter
+start, as an operator's pods would). On a 2-core machine DynamoDB Local's JVM shares the cores with the processes:
+what a second process adds here is a lower bound of what a second node adds."""
 
 from __future__ import annotations
 
@@ -21,7 +20,7 @@ from typing import Annotated
 import asyncpg
 import typer
 
-from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report
+from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report, sized_option
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
@@ -115,8 +114,8 @@ app = command_line()
 
 @app.command()
 def main(
-    payments: Annotated[int, typer.Option(min=1000, help="payments seeded")] = 200_000,
-    rounds: Annotated[int, typer.Option(min=1, help="rounds, alternating which count goes first")] = 2,
+    payments: Annotated[int, sized_option("payments seeded", 5_000, 200_000, min=1000)],
+    rounds: Annotated[int, sized_option("rounds, alternating which count goes first", 1, 2, min=1)],
     workers: Annotated[int, typer.Option(min=1, help="--workers of each process")] = 4,
 ) -> None:
     """One process vs two sharing a backfill run and a verify run."""

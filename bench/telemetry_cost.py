@@ -1,6 +1,6 @@
 """What telemetry costs: the same stack with traces and metrics on, and with the SDK off, side by side.
 
-Run: `.venv/bin/python -m bench.telemetry_cost [--payments 20000 --customers 400]`.
+Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.telemetry_cost [--payments 20000 --customers 400]`.
 Target: with traces (every request sampled, exported over OTLP) and metrics (a Prometheus endpoint, scraped) on,
 throughput at concurrency 32 at most 10 % below the same stack with OTEL_SDK_DISABLED=true. Each side is a payment
 service and a gateway of its own, over the same PostgreSQL; calls go through the gateway (the whole path traced).
@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_serv
 
 from bench import gateway_overhead
 from bench.gateway_overhead import PAGE_SIZE, http_ready, process
-from bench.harness import command_line, interleaved, local_stores, run_and_report, wait_for
+from bench.harness import command_line, interleaved, local_stores, run_and_report, sized_option, wait_for
 from bench.payment_history import payments_for, throughput
 from chassis.identity import Role
 from devstack.processes import free_port
@@ -252,9 +252,9 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(
-    payments: Annotated[int, typer.Option(help="payments loaded into PostgreSQL")] = 20_000,
-    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 400,
-    iterations: Annotated[int, typer.Option(help="calls timed on each side at concurrency 1")] = 2000,
+    payments: Annotated[int, sized_option("payments loaded into PostgreSQL", 5_000, 20_000)],
+    customers: Annotated[int, sized_option("customers the payments belong to", 100, 400)],
+    iterations: Annotated[int, sized_option("calls timed on each side at concurrency 1", 300, 2000)],
     sampler: Annotated[str, typer.Option(help="OTEL_TRACES_SAMPLER of the side with telemetry on")] = (
         "parentbased_always_on"
     ),

@@ -1,4 +1,5 @@
-"""The benchmarks' command lines keep the options, names and defaults they had before Typer, parsed without running."""
+"""The benchmarks' command lines keep the options, names and full-size defaults they had before Typer, and take their
+defaults from BENCH_SIZE; parsed without running."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from bench import customer_reads, gateway_overhead, grpc_floor, log_ingestion, migration_backfill, payment_history
+from bench import (
+    customer_reads,
+    gateway_overhead,
+    grpc_floor,
+    log_ingestion,
+    migration_backfill,
+    payment_history,
+    scale_curve,
+    shared_runs,
+    telemetry_cost,
+)
 
 runner = CliRunner()
 
@@ -18,6 +29,12 @@ def parsed(app: typer.Typer, argv: list[str]) -> dict[str, Any]:
     command = typer.main.get_command(app)
     with command.make_context("bench", argv) as context:
         return dict(context.params)
+
+
+@pytest.fixture(autouse=True)
+def full_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The former defaults are the full size's."""
+    monkeypatch.setenv("BENCH_SIZE", "full")
 
 
 # What the former parsers produced from no arguments (their `dsn`/`endpoint` were None where these are "", and
@@ -164,6 +181,62 @@ GIVEN = {
         {"port": 2, "postgres": None, "dynamodb": "http://x", "table": "t"},
     ),
 }
+
+
+# The options whose default follows BENCH_SIZE: (quick, full).
+SIZED = {
+    "customer_reads": (customer_reads.app, {"iterations": (500, 2000)}),
+    "payment_history": (
+        payment_history.app,
+        {"payments": (20_000, 1_000_000), "customers": (400, 20_000), "iterations": (300, 2000), "rounds": (2, 4)},
+    ),
+    "gateway_overhead": (
+        gateway_overhead.app,
+        {"payments": (5_000, 20_000), "customers": (100, 400), "iterations": (300, 2000)},
+    ),
+    "telemetry_cost": (
+        telemetry_cost.app,
+        {"payments": (5_000, 20_000), "customers": (100, 400), "iterations": (300, 2000)},
+    ),
+    "log_ingestion": (
+        log_ingestion.app,
+        {"entries": (50_000, 1_000_000), "ingest_batches": (8, 40), "rounds": (2, 3), "iterations": (300, 1000)},
+    ),
+    "migration_backfill": (
+        migration_backfill.app,
+        {"payments": (20_000, 500_000), "logs": (40_000, 1_000_000), "customers": (2_000, 10_000)},
+    ),
+    "shared_runs": (shared_runs.app, {"payments": (5_000, 200_000), "rounds": (1, 2)}),
+    "scale_curve": (
+        scale_curve.app,
+        {
+            "payments": ([10_000, 40_000], [100_000, 1_000_000, 3_000_000]),
+            "dynamodb_max_payments": (40_000, 1_000_000),
+            "logs": ([20_000, 80_000], [1_000_000, 10_000_000]),
+            "dynamodb_max_logs": (80_000, 1_000_000),
+            "iterations": (200, 1000),
+            "per_service_hour": (50, 1000),
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("size", ["quick", "full"])
+@pytest.mark.parametrize(("app", "sized"), SIZED.values(), ids=SIZED.keys())
+def test_defaults_follow_bench_size(
+    app: typer.Typer, sized: dict[str, tuple[Any, Any]], size: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BENCH_SIZE", size)
+    params = parsed(app, [])
+
+    assert {name: params[name] for name in sized} == {name: pair[size == "full"] for name, pair in sized.items()}
+
+
+def test_an_option_given_wins_over_bench_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BENCH_SIZE", "quick")
+
+    assert parsed(payment_history.app, ["--payments", "7"])["payments"] == 7
+    assert parsed(scale_curve.app, ["--payments", "5", "--payments", "9"])["payments"] == [5, 9]
 
 
 @pytest.mark.parametrize(("app", "expected"), DEFAULTS.values(), ids=DEFAULTS.keys())
