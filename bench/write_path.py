@@ -1,7 +1,7 @@
 """RecordPayment and ReversePayment through the payment service in each stage, next to the store writes they are
 made of: does dual writing cost the acknowledgement a DynamoDB round trip?
 
-Run: `.venv/bin/python -m bench.write_path [--calls 2000 --rounds 4]`.
+Run: `.venv/bin/python -m bench.write_path [--calls 2000 --rounds 4]` (BENCH_SIZE=quick|full sets the defaults).
 Target: in the dual-writing stages (dual_write, dynamo_live) RecordPayment p50 at most 1.3x postgres_only's.
 
 Two payment services run over the same stores and follow the same stage: one as shipped (the DynamoDB copy runs
@@ -30,7 +30,6 @@ from typing import Annotated
 
 import asyncpg
 import grpc
-import typer
 from aiobotocore.config import AioConfig
 from google.type import money_pb2
 
@@ -41,6 +40,7 @@ from bench.harness import (
     local_dynamodb_session,
     local_stores,
     run_and_report,
+    sized_option,
     wait_for,
 )
 from bench.payment_history import load_dynamo, load_postgres
@@ -400,11 +400,11 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(
-    payments: Annotated[int, typer.Option(help="payments already in both stores")] = 100_000,
-    customers: Annotated[int, typer.Option(help="customers with a funded loan")] = 2_000,
-    calls: Annotated[int, typer.Option(help="calls timed per path and stage at concurrency 1")] = 2000,
-    rounds: Annotated[int, typer.Option(help="alternating blocks of postgres_only, dual_write, dynamo_live")] = 4,
-    concurrent_calls: Annotated[int, typer.Option(help="calls per service and stage at concurrency 32")] = 4000,
+    payments: Annotated[int, sized_option("payments already in both stores", 10_000, 100_000)],
+    customers: Annotated[int, sized_option("customers with a funded loan", 400, 2_000)],
+    calls: Annotated[int, sized_option("calls timed per path and stage at concurrency 1", 300, 2000)],
+    rounds: Annotated[int, sized_option("alternating blocks of postgres_only, dual_write, dynamo_live", 2, 4)],
+    concurrent_calls: Annotated[int, sized_option("calls per service and stage at concurrency 32", 640, 4000)],
 ) -> None:
     options = Options(payments, customers, calls, rounds, concurrent_calls)
     run_and_report("write_path", run(options))
