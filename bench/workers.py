@@ -1,6 +1,6 @@
 """Throughput at concurrency 32 by worker count: a payment history through the gateway and on the gRPC stub directly.
 
-Run: `.venv/bin/python -m bench.workers [--workers 1,2 --payments 20000 --customers 400]` (`--quick` for a smoke run).
+Run: `.venv/bin/python -m bench.workers [--workers 1,2 --payments 20000]` (BENCH_SIZE=quick|full: the defaults).
 Target: at every worker count, the gateway at c=32 passes at least 0.8x the direct gRPC throughput of the same
 payment service. Each worker count is a payment service and a gateway of its own, both with that many workers
 (LOANBOOK_PAYMENT_WORKERS, LOANBOOK_GATEWAY_WORKERS), over the same PostgreSQL (stage postgres_only).
@@ -30,7 +30,7 @@ import typer
 
 from bench import gateway_overhead
 from bench.gateway_overhead import PAGE_SIZE, http_ready
-from bench.harness import command_line, local_stores, run_and_report, wait_for
+from bench.harness import command_line, local_stores, run_and_report, sized_option, wait_for
 from bench.payment_history import payments_for, throughput
 from chassis.config import MAX_WORKERS
 from chassis.identity import Role
@@ -224,16 +224,13 @@ app = command_line()
 
 @app.command(help=__doc__.splitlines()[0])
 def main(
+    payments: Annotated[int, sized_option("payments loaded into PostgreSQL", 5_000, 20_000)],
+    customers: Annotated[int, sized_option("customers the payments belong to", 100, 400)],
+    calls: Annotated[int, sized_option("calls a round, on each path", 1000, 4000)],
+    rounds: Annotated[int, sized_option("rounds on each path, alternating", 2, 3)],
     workers: Annotated[str, typer.Option(help="worker counts to measure, comma-separated")] = "1,2",
-    payments: Annotated[int, typer.Option(help="payments loaded into PostgreSQL")] = 20_000,
-    customers: Annotated[int, typer.Option(help="customers the payments belong to")] = 400,
-    calls: Annotated[int, typer.Option(help="calls a round, on each path")] = 4000,
-    rounds: Annotated[int, typer.Option(help="rounds on each path, alternating")] = 3,
-    quick: Annotated[bool, typer.Option(help="a smoke run: 500 payments, 20 customers, one short round")] = False,
-    output: Annotated[str, typer.Option(help="results file name under bench/results")] = "workers",
+    output: Annotated[str, typer.Option(help="results file name under the results folder")] = "workers",
 ) -> None:
-    if quick:
-        payments, customers, calls, rounds = 500, 20, 200, 1
     run_and_report(output, run(Options(worker_counts(workers), payments, customers, calls, rounds, output)))
 
 

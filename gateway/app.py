@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast
 
 import grpc
 from fastapi import Depends, FastAPI, Request
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-from chassis.grpc_client import create_channel
+from chassis.grpc_client import Rotating, create_channels
 from chassis.log_shipping import grpc_sink, ship_logs
 from gateway.auth import TokenVerifier
 from gateway.config import GatewaySettings
@@ -39,18 +39,29 @@ from loanbook.logging.v1 import logging_pb2_grpc
 from loanbook.migration.v1 import migration_pb2_grpc
 from loanbook.payment.v1 import payment_pb2_grpc
 
+Stub = TypeVar("Stub")
+
 # Anchored on the whole URL (scheme://host/path, no query string) so no other route can match them.
 PROBE_URLS = ",".join(f"^[a-z]+://[^/]+/{path}$" for path in ("livez", "healthz", "readyz", "metrics"))
 
 
 @dataclass
 class Downstreams:
-    """The gateway's gRPC channels, by service name."""
+    """The gateway's gRPC channels, by service name: `channels` one per service (health checks, log shipping),
+    `pools` all of each service's (see GatewaySettings.upstream_connections)."""
 
-    channels: dict[str, grpc.aio.Channel]
+    pools: dict[str, list[grpc.aio.Channel]]
+
+    @property
+    def channels(self) -> dict[str, grpc.aio.Channel]:
+        return {name: pool[0] for name, pool in self.pools.items()}
+
+    def stubs(self, name: str, stub: Callable[[grpc.aio.Channel], Stub]) -> Stub:
+        """One stub that puts each call on the next of the service's connections."""
+        return cast(Stub, Rotating([stub(channel) for channel in self.pools[name]]))
 
     async def close(self) -> None:
-        await asyncio.gather(*(channel.close() for channel in self.channels.values()))
+        await asyncio.gather(*(channel.close() for pool in self.pools.values() for channel in pool))
 
 
 async def downstreams(request: Request) -> Downstreams:
@@ -72,22 +83,27 @@ def create_app(settings: GatewaySettings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.downstreams = Downstreams(
+        connections = settings.upstream_connections
+        app.state.downstreams = services = Downstreams(
             {
-                "customer": create_channel(settings.customer_addr, settings),
-                "payment": create_channel(settings.payment_addr, settings),
-                "logging": create_channel(settings.logging_addr, settings),
+                "customer": create_channels(settings.customer_addr, settings, connections),
+                "payment": create_channels(settings.payment_addr, settings, connections),
+                "logging": create_channels(settings.logging_addr, settings, connections),
             }
         )
-        channels, deadline = app.state.downstreams.channels, settings.grpc_deadline_seconds
+        deadline = settings.grpc_deadline_seconds
         app.state.customer_service = CustomerService(
-            customer_pb2_grpc.CustomerServiceStub(channels["customer"]), deadline
+            services.stubs("customer", customer_pb2_grpc.CustomerServiceStub), deadline
         )
-        app.state.payment_service = PaymentService(payment_pb2_grpc.PaymentServiceStub(channels["payment"]), deadline)
-        app.state.logging_service = LoggingService(logging_pb2_grpc.LoggingServiceStub(channels["logging"]), deadline)
+        app.state.payment_service = PaymentService(
+            services.stubs("payment", payment_pb2_grpc.PaymentServiceStub), deadline
+        )
+        app.state.logging_service = LoggingService(
+            services.stubs("logging", logging_pb2_grpc.LoggingServiceStub), deadline
+        )
         # The payment service serves the migration control plane (it holds the control plane's connection).
         app.state.migration_service = MigrationService(
-            migration_pb2_grpc.MigrationServiceStub(channels["payment"]), deadline
+            services.stubs("payment", migration_pb2_grpc.MigrationServiceStub), deadline
         )
         async with AsyncExitStack() as stack:
             stack.push_async_callback(app.state.downstreams.close)
@@ -95,7 +111,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
                 # Pushed after the channels, so it stops (flushing its queue) while the logging channel is open.
                 await ship_logs(
                     "loanbook-gateway",
-                    grpc_sink(app.state.downstreams.channels["logging"], "loanbook-gateway"),
+                    grpc_sink(services.channels["logging"], "loanbook-gateway"),
                     stack,
                     level=logging.getLevelName(settings.log_level),
                 )

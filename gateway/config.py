@@ -30,6 +30,9 @@ class GatewaySettings(ProcessSettings, TlsSettings, WorkerSettings):
     payment_addr: str = Field(min_length=3)
     logging_addr: str = Field(min_length=3)
     grpc_deadline_seconds: float = Field(default=5.0, gt=0, le=60)
+    # Connections to each service, calls taking turns: one connection's calls all reach the one server process that
+    # accepted it, so a service with several workers (or replicas behind one address) needs several to share out.
+    upstream_connections: int = Field(default=4, ge=1, le=32)
     readiness_timeout_seconds: float = Field(default=1.0, gt=0, le=10)
     # Ship the gateway's own log records (its access lines among them) to the logging service at logging_addr,
     # so GET /v1/logs?traceId= shows the gateway's part of a request next to the services'.

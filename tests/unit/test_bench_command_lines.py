@@ -19,6 +19,8 @@ from bench import (
     scale_curve,
     shared_runs,
     telemetry_cost,
+    workers,
+    write_path,
 )
 
 runner = CliRunner()
@@ -207,6 +209,20 @@ SIZED = {
         {"payments": (20_000, 500_000), "logs": (40_000, 1_000_000), "customers": (2_000, 10_000)},
     ),
     "shared_runs": (shared_runs.app, {"payments": (5_000, 200_000), "rounds": (1, 2)}),
+    "write_path": (
+        write_path.app,
+        {
+            "payments": (10_000, 100_000),
+            "customers": (400, 2_000),
+            "calls": (300, 2000),
+            "rounds": (2, 4),
+            "concurrent_calls": (640, 4000),
+        },
+    ),
+    "workers": (
+        workers.app,
+        {"payments": (5_000, 20_000), "customers": (100, 400), "calls": (1000, 4000), "rounds": (2, 3)},
+    ),
     "scale_curve": (
         scale_curve.app,
         {
