@@ -288,7 +288,9 @@ async def run(options: Options) -> str:
     header = (
         f"Data: {len(history):,} payments already in both stores over {len({loan.customer_id for loan in loans}):,} "
         f"customers' funded loans (COPY into PostgreSQL in {pg_seconds:.1f} s, BatchWriteItem into DynamoDB Local "
-        f"in {ddb_seconds:.1f} s). Each RecordPayment looks up its idempotency key, asks the customer service about "
+        f"in {ddb_seconds:.1f} s). At concurrency 1, {options.calls:,} calls a path and stage ({options.rounds} blocks "
+        f"of each PostgreSQL-writing stage, one of dynamo_only); at concurrency 32, {options.concurrent_calls:,} "
+        "calls a service and stage. Each RecordPayment looks up its idempotency key, asks the customer service about "
         "the loan (CheckLoanStanding, a gRPC call to its own process) and writes; each ReversePayment reads the "
         "payment and writes its next version. Services traced (exporter none), relays on, journal settling 0 s "
         "(DynamoDB Local is consistent at once). DynamoDB Local is functionally faithful but not a latency "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
 import pytest
@@ -11,14 +12,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from chassis.grpc_client import Rotating, create_channels
 
 
-class PeerRecordingHealth(health_pb2_grpc.HealthServicer):
+class PeerRecordingHealth(health_pb2_grpc.HealthServicer):  # type: ignore[misc]  # grpcio-health ships no hints
     """Answers SERVING and remembers the client address (host:port, one per TCP connection) of every call."""
 
     def __init__(self) -> None:
         self.peers: list[str] = []
 
     async def Check(  # the generated servicer's method name
-        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+        self, request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> health_pb2.HealthCheckResponse:
         self.peers.append(context.peer())
         return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
