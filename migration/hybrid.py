@@ -69,8 +69,10 @@ class HybridSettings:
     shadow_budget_seconds: float = 0.5
     # Whether a write's acknowledgement waits for its DynamoDB copy. It need not: the journal entry commits with the
     # row, so the copy is durable either way, and reads of a key route to PostgreSQL until its copy lands. Waiting
-    # adds a DynamoDB round trip (and its tail) to every write; not waiting only leaves the copy a moment later.
-    await_dynamodb_copy: bool = False
+    # adds a DynamoDB round trip (and its tail) to every write; not waiting leaves the copy a moment later, and lets
+    # writers outrun DynamoDB (the relay takes the rest). On by default until the toolkit's tests under live writes
+    # (backfill, verify, reverse sync, rollback under load) have been run with it off.
+    await_dynamodb_copy: bool = True
     # Copies in flight in the background at most; a write beyond it leaves its copy to the relay, so a slow
     # DynamoDB cannot pile up tasks (and memory) in the service under a burst of writes.
     background_copy_limit: int = 16

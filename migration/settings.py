@@ -37,7 +37,7 @@ class MigratingTableSettings(BaseSettings):
     relay_enabled: bool = True
     # Whether a write's acknowledgement waits for its DynamoDB copy (see migration.hybrid.HybridSettings): off, the
     # copy runs after the answer, durable through the journal; on, every dual-written write pays DynamoDB's latency.
-    await_dynamodb_copy: bool = False
+    await_dynamodb_copy: bool = True
     background_copy_limit: int = Field(default=16, ge=0, le=10_000)
 
     def hybrid_settings(self) -> HybridSettings:
