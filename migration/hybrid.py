@@ -379,16 +379,14 @@ class HybridTable:
         result, entry = await self._postgres(operation, in_transaction)
         if entry is None:
             return result
-        copy = self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout)
         if self._settings.await_dynamodb_copy:
-            await copy
+            await self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout)
         elif len(self._copies) < self._settings.background_copy_limit:
             # Started inside the write's span context: the copy's spans stay in the write's trace, after its answer.
-            task = asyncio.create_task(copy)
+            task = asyncio.create_task(self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout))
             self._copies.add(task)
             task.add_done_callback(self._copies.discard)
-        else:
-            copy.close()  # never started: the relay copies this entry, as it does every failed copy
+        # Past the limit nothing is started: the relay copies this entry, as it does every failed copy.
         return result
 
     async def _copy(

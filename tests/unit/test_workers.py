@@ -141,3 +141,18 @@ def test_the_workers_benchmark_takes_a_list_of_worker_counts() -> None:
     for bad in ("", "0,1", "1,65", "one"):
         with pytest.raises(typer.BadParameter, match=r"each 1\.\.64"):
             worker_counts(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"), [("0", "greater than or equal to 1"), ("33", "less than or equal to 32")]
+)
+def test_upstream_connections_out_of_bounds_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, problem: str
+) -> None:
+    for name in ("CUSTOMER", "PAYMENT", "LOGGING"):
+        monkeypatch.setenv(f"LOANBOOK_GATEWAY_{name}_ADDR", "127.0.0.1:1")
+    monkeypatch.setenv("LOANBOOK_GATEWAY_JWT_SECRET", "s" * 48)
+    monkeypatch.setenv("LOANBOOK_GATEWAY_UPSTREAM_CONNECTIONS", value)
+
+    with pytest.raises(ConfigurationError, match=f"LOANBOOK_GATEWAY_UPSTREAM_CONNECTIONS: Input should be {problem}"):
+        load_settings(GatewaySettings)
