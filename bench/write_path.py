@@ -4,14 +4,13 @@ made of: does dual writing cost the acknowledgement a DynamoDB round trip?
 Run: `.venv/bin/python -m bench.write_path [--calls 2000 --rounds 4]` (BENCH_SIZE=quick|full sets the defaults).
 Target: in the dual-writing stages (dual_write, dynamo_live) RecordPayment p50 at most 1.3x postgres_only's.
 
-Two payment services run over the same stores and follow the same stage: one with
-`LOANBOOK_PAYMENT_AWAIT_DYNAMODB_COPY=false` (the DynamoDB copy runs after the answer; the journal entry committed
-with the row makes it durable either way) and one as shipped (the answer waits for the copy), each with its relay,
-beside the
-customer service every RecordPayment asks about the loan. At concurrency 1 the two services and the raw writes are
-timed in turn, call by call; the stages postgres_only, dual_write and dynamo_live alternate in blocks over several
-rounds so the machine's drift hits each alike; dynamo_only comes last (the way back from it needs a reverse sync).
-At concurrency 32 each service records (then reverses) flat out in each block.
+Two payment services run over the same stores and follow the same stage: one as shipped
+(`LOANBOOK_PAYMENT_AWAIT_DYNAMODB_COPY=false`: the DynamoDB copy runs after the answer; the journal entry committed
+with the row makes it durable either way) and one with `=true` (the answer waits for the copy), each with its relay,
+beside the customer service every RecordPayment asks about the loan. At concurrency 1 the two services and the raw
+writes are timed in turn, call by call; the stages postgres_only, dual_write and dynamo_live alternate in blocks
+over several rounds so the machine's drift hits each alike; dynamo_only comes last (the way back from it needs a
+reverse sync). At concurrency 32 each service records (then reverses) flat out in each block.
 """
 
 from __future__ import annotations

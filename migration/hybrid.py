@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any, Final, TypeVar
 
 import asyncpg
@@ -70,12 +71,16 @@ class HybridSettings:
     # Whether a write's acknowledgement waits for its DynamoDB copy. It need not: the journal entry commits with the
     # row, so the copy is durable either way, and reads of a key route to PostgreSQL until its copy lands. Waiting
     # adds a DynamoDB round trip (and its tail) to every write; not waiting leaves the copy a moment later, and lets
-    # writers outrun DynamoDB (the relay takes the rest). On by default until the toolkit's tests under live writes
-    # (backfill, verify, reverse sync, rollback under load) have been run with it off.
-    await_dynamodb_copy: bool = True
+    # writers outrun DynamoDB (the relay takes the rest). Waiting is for a DynamoDB that must hold each write the
+    # moment it is acknowledged (nothing in loanbook reads it that way).
+    await_dynamodb_copy: bool = False
     # Copies in flight in the background at most; a write beyond it leaves its copy to the relay, so a slow
     # DynamoDB cannot pile up tasks (and memory) in the service under a burst of writes.
     background_copy_limit: int = 16
+    # How long the relay leaves a journal entry to the write's own copy before copying it too: without it the relay
+    # races every copy in flight and DynamoDB takes each write twice. Far above a copy's own timeout; a failed copy
+    # hands its entry over at once, so only a replica that dies mid-copy makes the relay wait this long.
+    relay_head_start_seconds: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -219,6 +224,8 @@ class HybridTable:
         self.shadow = ShadowCounters()
         self._background: set[asyncio.Task[None]] = set()
         self._copies: set[asyncio.Task[None]] = set()
+        self._background_slots = 0  # copies running in the background, or about to once their write commits
+        self._relay_head_start = timedelta(seconds=settings.relay_head_start_seconds)
 
     @property
     def mode(self) -> TableMode:
@@ -366,6 +373,16 @@ class HybridTable:
         if not policy.writes_postgres:
             return await self._dynamo(operation, dynamo_only, dynamo_timeout)
 
+        # A write that will copy its own entry takes a copy slot before its transaction, and gives the relay a
+        # head start to wait; past the limit (or not writing DynamoDB) the relay takes the entry at once.
+        background = not self._settings.await_dynamodb_copy
+        copies_itself = policy.writes_dynamo and (
+            not background or self._background_slots < self._settings.background_copy_limit
+        )
+        if copies_itself and background:
+            self._background_slots += 1
+        due_in = self._relay_head_start if copies_itself else timedelta(0)
+
         async def in_transaction() -> tuple[T, int | None]:
             async with self._pool.acquire() as connection, connection.transaction():
                 result = await postgres(connection)
@@ -373,21 +390,31 @@ class HybridTable:
                 entry = None
                 if item is not None:
                     # Inside the PostgreSQL span: the entry carries its trace context for the relay's link.
-                    entry = await self.journal.append(connection, item.key, item.version, item.routing_keys)
+                    entry = await self.journal.append(connection, item.key, item.version, item.routing_keys, due_in)
                 return result, entry
 
-        result, entry = await self._postgres(operation, in_transaction)
-        if entry is None:
+        try:
+            result, entry = await self._postgres(operation, in_transaction)
+        except BaseException:
+            if copies_itself and background:
+                self._background_slots -= 1
+            raise
+        if entry is None or not copies_itself:
+            if copies_itself and background:
+                self._background_slots -= 1
             return result
-        if self._settings.await_dynamodb_copy:
+        if not background:
             await self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout)
-        elif len(self._copies) < self._settings.background_copy_limit:
-            # Started inside the write's span context: the copy's spans stay in the write's trace, after its answer.
-            task = asyncio.create_task(self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout))
-            self._copies.add(task)
-            task.add_done_callback(self._copies.discard)
-        # Past the limit nothing is started: the relay copies this entry, as it does every failed copy.
+            return result
+        # Started inside the write's span context: the copy's spans stay in the write's trace, after its answer.
+        task = asyncio.create_task(self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout))
+        self._copies.add(task)
+        task.add_done_callback(self._copy_done)
         return result
+
+    def _copy_done(self, task: asyncio.Task[None]) -> None:
+        self._copies.discard(task)
+        self._background_slots -= 1
 
     async def _copy(
         self, operation: str, entry: int, copy_to_dynamo: Callable[[], Awaitable[object]], timeout: float | None
@@ -402,18 +429,23 @@ class HybridTable:
                 1, {ATTR_COLLECTION: self.name, ATTR_OPERATION: copy, ATTR_ERROR_TYPE: error.error_type}
             )
             logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": str(error)})
-            return
         except Exception as error:  # a refused conditional write or a bug: the relay's copy re-reads PostgreSQL
             inline_copy_failures.add(
                 1, {ATTR_COLLECTION: self.name, ATTR_OPERATION: copy, ATTR_ERROR_TYPE: error_type(error)}
             )
             logger.warning("inline DynamoDB copy failed; the relay will copy it", extra={"error": type(error).__name__})
+        else:
+            await self._journal_quietly(f"{operation}.complete", self.journal.complete([entry]))
             return
+        await self._journal_quietly(f"{operation}.hand_over", self.journal.due_now(entry))
+
+    async def _journal_quietly(self, operation: str, change: Coroutine[Any, Any, None]) -> None:
+        """A journal change after a copy; if PostgreSQL refuses it, the entry's head start runs out and the relay
+        copies it (again: a no-op for a copy that landed) and completes it."""
         try:
-            await self._postgres(f"{operation}.complete", lambda: self.journal.complete([entry]))
+            await self._postgres(operation, lambda: change)
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
-            # The copy landed; the relay will find the entry, copy again (a no-op: same version) and complete it.
-            logger.warning("could not complete a journal entry; the relay will", extra={"error": type(error).__name__})
+            logger.warning("could not update a journal entry; the relay will", extra={"error": type(error).__name__})
 
     async def wait_for_copies(self) -> None:
         """For tests and shutdown: let the copies in flight land (or fail over to the relay)."""

@@ -96,18 +96,32 @@ class Journal:
         self.settle = settle
         self._settling_kinds = None if settling_kinds is None else list(settling_kinds)
 
-    async def append(self, connection: Executor, item_key: str, item_version: int, routing_keys: Sequence[str]) -> int:
-        """Journals a write; the entry carries the current trace context, so the relay's copy links to the write."""
+    async def append(
+        self,
+        connection: Executor,
+        item_key: str,
+        item_version: int,
+        routing_keys: Sequence[str],
+        due_in: timedelta = timedelta(0),
+    ) -> int:
+        """Journals a write; the entry carries the current trace context, so the relay's copy links to the write.
+        `due_in`: how long the relay leaves the entry to the write's own copy (see `due_now`)."""
         entry_id: int = await connection.fetchval(
-            """INSERT INTO migration.journal (table_name, item_key, item_version, routing_keys, trace_context)
-               VALUES ($1, $2, $3, $4, $5) RETURNING id""",
+            """INSERT INTO migration.journal
+                   (table_name, item_key, item_version, routing_keys, trace_context, next_attempt_at)
+               VALUES ($1, $2, $3, $4, $5, now() + $6::interval) RETURNING id""",
             self.table,
             item_key,
             item_version,
             list(routing_keys),
             current_traceparent(),
+            due_in,
         )
         return entry_id
+
+    async def due_now(self, entry_id: int) -> None:
+        """The write's own copy failed: the relay takes the entry at once instead of after its head start."""
+        await self._pool.execute("UPDATE migration.journal SET next_attempt_at = now() WHERE id = $1", entry_id)
 
     async def complete(self, entry_ids: Sequence[int]) -> None:
         """The entries' copies are in DynamoDB: they leave the journal, and their index-read keys settle a moment."""

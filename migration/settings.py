@@ -37,8 +37,9 @@ class MigratingTableSettings(BaseSettings):
     relay_enabled: bool = True
     # Whether a write's acknowledgement waits for its DynamoDB copy (see migration.hybrid.HybridSettings): off, the
     # copy runs after the answer, durable through the journal; on, every dual-written write pays DynamoDB's latency.
-    await_dynamodb_copy: bool = True
+    await_dynamodb_copy: bool = False
     background_copy_limit: int = Field(default=16, ge=0, le=10_000)
+    relay_head_start_seconds: float = Field(default=2.0, ge=0, le=60)
 
     def hybrid_settings(self) -> HybridSettings:
         return HybridSettings(
@@ -50,4 +51,5 @@ class MigratingTableSettings(BaseSettings):
             shadow_budget_seconds=self.shadow_budget_seconds,
             await_dynamodb_copy=self.await_dynamodb_copy,
             background_copy_limit=self.background_copy_limit,
+            relay_head_start_seconds=self.relay_head_start_seconds,
         )

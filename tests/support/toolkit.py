@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -14,6 +16,7 @@ from chassis.ids import new_id
 from migration.control import ControlPlane
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
+from migration.relay import Relay
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
 from migration.table_spec import TableSpec
@@ -129,14 +132,26 @@ class Stores:
             request["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
 
-def payment_store(
+@contextlib.asynccontextmanager
+async def payment_service_store(
     stores: Stores, mode: TableMode, dynamo: DynamoPaymentRepository, settings: HybridSettings | None = None
-) -> HybridPaymentStore:
-    """The payment service's hybrid store over these stores, held in `mode` (no watcher: the test sets the mode)."""
+) -> AsyncIterator[HybridPaymentStore]:
+    """The payment service's hybrid store over these stores, held in `mode` (no watcher: the test sets the mode),
+    with its relay running as in the service; on leaving, every write's DynamoDB copy has landed."""
     hybrid = HybridTable(
         "payments", lambda: mode, stores.pool, Journal(stores.pool, "payments"), settings or HybridSettings()
     )
-    return HybridPaymentStore(hybrid, PostgresPaymentRepository(stores.pool), PostgresPaymentRepository, dynamo)
+    store = HybridPaymentStore(hybrid, PostgresPaymentRepository(stores.pool), PostgresPaymentRepository, dynamo)
+    relay = Relay(hybrid.journal, store.replicate, idle_seconds=0.05)
+    relaying = asyncio.create_task(relay.run())
+    try:
+        yield store
+    finally:
+        await hybrid.wait_for_copies()
+        relaying.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relaying
+        await relay.drain()  # what the relay had not reached yet
 
 
 def toolkit_environment(dsn: str, endpoint: str, prefix: str) -> dict[str, str]:

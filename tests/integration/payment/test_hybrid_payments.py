@@ -221,6 +221,39 @@ async def journaled_during_an_outage(harness: Harness, dynamo: OwnDynamo, count:
     return replica, payments
 
 
+async def test_the_relay_leaves_a_write_to_its_own_copy_so_dynamodb_takes_it_once(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    replica = await harness.replica(dynamo_timeout_seconds=5.0, relay_head_start_seconds=30.0)
+    await harness.set_stage(Stage.DUAL_WRITE)
+    dynamo.freeze()  # the copy is in flight, slow
+    payment = await replica.store.create(a_payment())
+
+    assert await replica.hybrid.journal.claim_due(10) == []  # the relay would find nothing to copy twice
+    dynamo.thaw()
+    await replica.hybrid.wait_for_copies()
+    assert (await replica.hybrid.journal.backlog()).pending == 0
+    assert await harness.in_dynamo(payment) == payment
+
+
+async def test_a_failed_copy_and_a_write_past_the_copy_limit_are_the_relays_at_once(
+    outage_harness: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = outage_harness
+    await harness.set_stage(Stage.DUAL_WRITE)
+    failing = await harness.replica(dynamo_timeout_seconds=0.2, relay_head_start_seconds=30.0)
+    unstarted = await harness.replica(relay_head_start_seconds=30.0, background_copy_limit=0)
+    dynamo.freeze()
+    failed = await failing.store.create(a_payment())
+    await failing.hybrid.wait_for_copies()
+    dynamo.thaw()
+    left = await unstarted.store.create(a_payment())
+
+    claimed = await failing.hybrid.journal.claim_due(10)
+    assert sorted(entry.item_key for entry in claimed) == sorted([str(failed.id), str(left.id)])
+
+
 async def test_a_relay_that_dies_mid_drain_loses_nothing_and_never_writes_back_an_old_version(
     outage_harness: tuple[Harness, OwnDynamo],
 ) -> None:

@@ -17,13 +17,25 @@ from services.logging.adapters.dynamodb import LogTableLayout
 from services.logging.domain import LogEntry, LogLevel
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.domain import Payment, PaymentStatus
+from services.payment.store import HybridPaymentStore
 from tests.support.payments import a_payment
-from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, insert_logs, insert_payments, payment_store, set_stage
+from tests.support.toolkit import (
+    LOG_SHARDS,
+    RETENTION,
+    Stores,
+    insert_logs,
+    insert_payments,
+    payment_service_store,
+    set_stage,
+)
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.verify import VerifyOptions, run_verify
 
 PAYMENTS = 3000
 LOGS = 4000
+# Each writer's pause between writes: about what writers waiting for their DynamoDB copies managed, 80 writes/s in
+# all, which DynamoDB Local absorbs beside the backfill (a flood would only measure its JVM on 2 cores).
+WRITE_PACE_SECONDS = 0.05
 
 
 async def test_a_backfill_copies_every_row_of_both_tables_and_verifies_clean(stores: Stores) -> None:
@@ -90,11 +102,10 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
     await set_stage(stores.pool, "payments", Stage.DUAL_WRITE)
     dual_write = TableMode("payments", Stage.DUAL_WRITE, fallback=True)
     dynamo = DynamoPaymentRepository(stores.dynamodb, stores.table_name("payments"))
-    store = payment_store(stores, dual_write, dynamo, HybridSettings(dynamo_timeout_seconds=2))
     latest: dict[object, Payment] = {payment.id: payment for payment in history}
     backfill_done = asyncio.Event()
 
-    async def traffic(seed: int) -> int:
+    async def traffic(store: HybridPaymentStore, seed: int) -> int:
         """Status changes of historical payments (newer versions) and new payments, as the service makes them."""
         rng, writes = random.Random(seed), 0
         while not backfill_done.is_set() or writes < 50:
@@ -112,6 +123,8 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
                 if await store.update(changed, expected_version=current.version):
                     latest[changed.id] = changed
             writes += 1
+            # A steady stream, not a flood: acknowledged before their copies, unpaced writers would outrun DynamoDB.
+            await asyncio.sleep(WRITE_PACE_SECONDS)
         return writes
 
     async def backfill() -> None:
@@ -126,9 +139,11 @@ async def test_live_inserts_and_status_changes_during_a_backfill_are_never_overw
         finally:
             backfill_done.set()
 
-    backfilling = asyncio.create_task(backfill())
-    writes = await asyncio.gather(*(traffic(seed) for seed in range(4)))
-    await backfilling
+    settings = HybridSettings(dynamo_timeout_seconds=2)
+    async with payment_service_store(stores, dual_write, dynamo, settings) as store:
+        backfilling = asyncio.create_task(backfill())
+        writes = await asyncio.gather(*(traffic(store, seed) for seed in range(4)))
+        await backfilling
     [verified] = await run_verify(stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name)
 
     changed = {pid: p for pid, p in latest.items() if p.version > 1}

@@ -19,7 +19,7 @@ from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import PaymentStatus
 from tests.support.payments import a_payment
-from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, migrated_to_dynamo_only, payment_store
+from tests.support.toolkit import LOG_SHARDS, RETENTION, Stores, migrated_to_dynamo_only, payment_service_store
 from toolkit.reverse_sync import ReverseSyncOptions, rollback_out_of_dynamo_only, run_reverse_sync
 from toolkit.verify import VerifyOptions, run_verify
 
@@ -166,11 +166,11 @@ async def test_on_the_way_back_an_update_of_a_payment_only_dynamodb_holds_succee
     payment = await dynamo.create(a_payment(paid_at=NOW))
     await control.change("payments", stage=Stage.DYNAMO_PRIMARY, fallback=False, who="test")
     mode = await control.mode("payments")
-    store = payment_store(stores, mode, dynamo)
     reversed_payment = dataclasses.replace(payment, status=PaymentStatus.REVERSED, version=2)
 
-    assert await store.update(reversed_payment, expected_version=1)
-    assert not await store.update(dataclasses.replace(reversed_payment, version=3), expected_version=1)  # stale
+    async with payment_service_store(stores, mode, dynamo) as store:
+        assert await store.update(reversed_payment, expected_version=1)
+        assert not await store.update(dataclasses.replace(reversed_payment, version=3), expected_version=1)  # stale
 
     assert await postgres.get(payment.id) == reversed_payment
     assert await dynamo.get(payment.id) == reversed_payment

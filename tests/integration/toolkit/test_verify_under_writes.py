@@ -15,9 +15,9 @@ from migration.stages import Stage, TableMode
 from services.payment.adapters.dynamodb import DynamoPaymentRepository
 from services.payment.adapters.postgres import PostgresPaymentRepository
 from services.payment.domain import Payment, PaymentStatus
-from services.payment.store import routing_keys
+from services.payment.store import HybridPaymentStore, routing_keys
 from tests.support.payments import a_payment
-from tests.support.toolkit import Stores, insert_payments, payment_store, set_stage
+from tests.support.toolkit import Stores, insert_payments, payment_service_store, set_stage
 from toolkit import verify
 from toolkit.backfill import BackfillOptions, run_backfill
 from toolkit.dynamo_io import batch_get
@@ -25,6 +25,9 @@ from toolkit.verify import VerifyOptions, run_verify
 
 # Slower than the old fixed 0.2 s recheck, as inline copies were under the tester's load (up to ~425 ms at p99).
 COPY_SECONDS = 0.6
+# Each writer's pause after a payment and its reversal: 8 writers make about 30 writes/s, within what copies taking
+# COPY_SECONDS each land (16 in the background, 8 through the relay), as when each writer waited for its copies.
+WRITE_PACE_SECONDS = 0.5
 
 
 class LoadedDynamo(DynamoPaymentRepository):
@@ -52,27 +55,28 @@ async def test_repeated_verifies_under_writes_and_reversals_report_no_difference
     await backfilled(stores, 300)
     mode = TableMode("payments", Stage.DUAL_WRITE, fallback=True)
     dynamo = LoadedDynamo(stores.dynamodb, stores.table_name("payments"))
-    store = payment_store(stores, mode, dynamo, HybridSettings(dynamo_timeout_seconds=5))
     stop = asyncio.Event()
 
-    async def writer() -> int:
+    async def writer(store: HybridPaymentStore) -> int:
         writes = 0
         while not stop.is_set():
             created = await store.create(a_payment())
             writes += 1 + await store.update(reversed_(created), expected_version=1)
+            await asyncio.sleep(WRITE_PACE_SECONDS)
         return writes
 
-    writers = [asyncio.create_task(writer()) for _ in range(8)]
     options = VerifyOptions(workers=2)
-    try:
-        verified = []
-        for _ in range(4):
-            verified += await run_verify(
-                stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, options
-            )
-    finally:
-        stop.set()
-        writes = await asyncio.gather(*writers)
+    async with payment_service_store(stores, mode, dynamo, HybridSettings(dynamo_timeout_seconds=5)) as store:
+        writers = [asyncio.create_task(writer(store)) for _ in range(8)]
+        try:
+            verified = []
+            for _ in range(4):
+                verified += await run_verify(
+                    stores.pool, stores.dynamodb, stores.specs("payments"), stores.table_name, options
+                )
+        finally:
+            stop.set()
+            writes = await asyncio.gather(*writers)
 
     assert sum(writes) >= 16
     assert [(v.missing, v.extra, v.differing) for v in verified] == [(0, 0, 0)] * 4, [v.differences for v in verified]
