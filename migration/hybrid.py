@@ -379,8 +379,8 @@ class HybridTable:
         copies_itself = policy.writes_dynamo and (
             not background or self._background_slots < self._settings.background_copy_limit
         )
-        if copies_itself and background:
-            self._background_slots += 1
+        holds_slot = copies_itself and background
+        self._background_slots += holds_slot
         due_in = self._relay_head_start if copies_itself else timedelta(0)
 
         async def in_transaction() -> tuple[T, int | None]:
@@ -396,12 +396,10 @@ class HybridTable:
         try:
             result, entry = await self._postgres(operation, in_transaction)
         except BaseException:
-            if copies_itself and background:
-                self._background_slots -= 1
+            self._background_slots -= holds_slot
             raise
         if entry is None or not copies_itself:
-            if copies_itself and background:
-                self._background_slots -= 1
+            self._background_slots -= holds_slot
             return result
         if not background:
             await self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout)

@@ -83,3 +83,22 @@ def test_tls_certificate_without_key_is_refused(tmp_path: Path) -> None:
 def test_tls_file_that_does_not_exist_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="does not exist"):
         TlsSettings(tls_ca_file=tmp_path / "missing.pem")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LOANBOOK_PAYMENT_RELAY_HEAD_START_SECONDS", "-1"),
+        ("LOANBOOK_PAYMENT_RELAY_HEAD_START_SECONDS", "61"),
+        ("LOANBOOK_PAYMENT_BACKGROUND_COPY_LIMIT", "10001"),
+        ("LOANBOOK_PAYMENT_AWAIT_DYNAMODB_COPY", "sometimes"),
+    ],
+)
+def test_copy_settings_out_of_bounds_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    monkeypatch.setenv("LOANBOOK_PAYMENT_POSTGRES_DSN", "postgresql://u:p@127.0.0.1:1/db")
+    monkeypatch.setenv(variable, value)
+
+    with pytest.raises(ConfigurationError, match=f"{variable}: "):
+        load_settings(PaymentSettings)
