@@ -379,8 +379,8 @@ class HybridTable:
         copies_itself = policy.writes_dynamo and (
             not background or self._background_slots < self._settings.background_copy_limit
         )
-        holds_slot = copies_itself and background
-        self._background_slots += holds_slot
+        if copies_itself and background:
+            self._background_slots += 1
         due_in = self._relay_head_start if copies_itself else timedelta(0)
 
         async def in_transaction() -> tuple[T, int | None]:
@@ -396,10 +396,12 @@ class HybridTable:
         try:
             result, entry = await self._postgres(operation, in_transaction)
         except BaseException:
-            self._background_slots -= holds_slot
+            if copies_itself and background:
+                self._background_slots -= 1
             raise
         if entry is None or not copies_itself:
-            self._background_slots -= holds_slot
+            if copies_itself and background:
+                self._background_slots -= 1
             return result
         if not background:
             await self._copy(operation, entry, lambda: copy_to_dynamo(result), dynamo_timeout)
