@@ -35,7 +35,7 @@ from bench.harness import (
     wait_for,
 )
 from chassis.dynamodb_batches import BATCH_WRITE_LIMIT
-from chassis.stores import keep_session_state
+from chassis.stores import SDK_USER_AGENT, keep_session_state
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.logging.v1 import logging_pb2 as pb
@@ -153,7 +153,7 @@ async def run(args: Options) -> str:
         await upgrade_logging_schema(dsn)
         await upgrade_migration_schema(dsn)
         session = local_dynamodb_session()
-        config = AioConfig(max_pool_connections=128, retries={"max_attempts": 2})
+        config = AioConfig(max_pool_connections=128, retries={"max_attempts": 2}, user_agent=SDK_USER_AGENT)
         async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
             table = f"{TABLE_PREFIX}-logs"
             await ensure_log_table(client, table)

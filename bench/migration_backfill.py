@@ -33,6 +33,7 @@ from aiobotocore.config import AioConfig
 
 from bench.harness import command_line, local_dynamodb_session, local_stores, run_and_report, sized, sized_option
 from chassis.dynamodb_wire import scan_page
+from chassis.stores import SDK_USER_AGENT
 from migration.control import ControlPlane
 from migration.schema import upgrade_to_head as upgrade_migration_schema
 from migration.stages import Stage, TableMode
@@ -75,7 +76,11 @@ class Options:
 def dynamodb_client(endpoint: str, concurrency: int) -> Any:
     """The same client settings for the raw writers and the engine, so neither gets more connections."""
     session = local_dynamodb_session()
-    config = AioConfig(max_pool_connections=max(10, concurrency * 2), retries={"max_attempts": 3, "mode": "standard"})
+    config = AioConfig(
+        max_pool_connections=max(10, concurrency * 2),
+        retries={"max_attempts": 3, "mode": "standard"},
+        user_agent=SDK_USER_AGENT,
+    )
     return session.client("dynamodb", endpoint_url=endpoint, config=config)
 
 

@@ -42,7 +42,7 @@ from bench.harness import (
     wait_for,
 )
 from chassis.dynamodb_wire import query_page
-from chassis.stores import keep_session_state
+from chassis.stores import SDK_USER_AGENT, keep_session_state
 from devstack.dynamodb import DynamoDBLocal
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
@@ -133,7 +133,7 @@ async def run(args: Options) -> str:
         await upgrade_payment_schema(dsn)
         await upgrade_migration_schema(dsn)
         session = local_dynamodb_session()
-        config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2})
+        config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2}, user_agent=SDK_USER_AGENT)
         async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
             table = f"{TABLE_PREFIX}-payments"
             await ensure_payment_table(client, table)
@@ -189,8 +189,9 @@ async def run(args: Options) -> str:
         f"with BatchWriteItem (16 writers) into DynamoDB Local in {ddb_seconds:.1f} s "
         f"({len(history) / ddb_seconds:,.0f} items/s).\n"
         "The payment service runs as its own process (tracing on, exporter none); the raw queries are the same\n"
-        "SQL and the same DynamoDB Query the adapters issue, from this process; the Query both with the SDK's\n"
-        "parsing and with the items as wire JSON (as the service reads them). Concurrency 1 unless stated.\n"
+        "SQL and the same DynamoDB Query the adapters issue (same client settings, fixed User-Agent included),\n"
+        "from this process; the Query both with the SDK's parsing and with the items as wire JSON (as the service\n"
+        "reads them). Concurrency 1 unless stated.\n"
         "DynamoDB Local is functionally faithful but not a latency reference for DynamoDB.\n\n"
     )
     return header + report

@@ -44,7 +44,7 @@ from bench.harness import (
     wait_for,
 )
 from bench.payment_history import load_dynamo, load_postgres
-from chassis.stores import keep_session_state
+from chassis.stores import SDK_USER_AGENT, keep_session_state
 from devstack.processes import free_port
 from devstack.supervisor import grpc_health
 from loanbook.customer.v1 import customer_pb2, customer_pb2_grpc
@@ -235,7 +235,7 @@ async def run(options: Options) -> str:
         history = list(payments(loans, options.payments, rng, ids, T0, T0 + timedelta(days=365)))
         # Each block's raw inserts (PostgreSQL and DynamoDB) and warm-ups, with room to spare.
         raw_payments = list(payments(loans, options.calls * 10 + 2000, rng, ids, T0, T0 + timedelta(days=365)))
-        config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2})
+        config = AioConfig(max_pool_connections=64, retries={"max_attempts": 2}, user_agent=SDK_USER_AGENT)
         session = local_dynamodb_session()
         async with session.client("dynamodb", endpoint_url=dynamodb.endpoint, config=config) as client:
             table = f"{TABLE_PREFIX}-payments"

@@ -184,14 +184,15 @@ def resource_for(default_service_name: str, environment: str) -> Resource:
     from_environment = OTELResourceDetector().detect().attributes
     ours: dict[str, Any] = {
         SERVICE_NAME: default_service_name,
-        SERVICE_VERSION: _version(),
+        SERVICE_VERSION: package_version(),
         DEPLOYMENT_ENVIRONMENT: environment,
     }
     # Resource.create() gives its own attributes the last word; ours step aside where the operator set one.
     return Resource.create({key: value for key, value in ours.items() if key not in from_environment})
 
 
-def _version() -> str:
+def package_version() -> str:
+    """The installed loanbook's version, or `0+unknown` in a source tree that was never installed."""
     try:
         return metadata.version("loanbook")
     except metadata.PackageNotFoundError:  # running from a source tree that was never installed

@@ -1,11 +1,15 @@
-"""The shared PostgreSQL pool: a released connection skips asyncpg's reset query but never keeps a transaction."""
+"""The shared store clients: the PostgreSQL pool skips asyncpg's reset query but never keeps a transaction; the
+DynamoDB client names itself with a fixed User-Agent."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from botocore.awsrequest import AWSPreparedRequest
 from pydantic import SecretStr
 
-from chassis.config import PostgresSettings
-from chassis.stores import postgres_pool
+from chassis.config import DynamoSettings, PostgresSettings
+from chassis.stores import SDK_USER_AGENT, dynamodb_client, postgres_pool
 
 
 def one_connection(dsn: str) -> PostgresSettings:
@@ -31,3 +35,20 @@ async def test_the_service_pool_sends_no_reset_query_and_the_toolkit_pool_does(p
                 await connection.execute("SET application_name = 'survives'")
             async with pool.acquire() as connection:
                 assert await connection.fetchval("SHOW application_name") == expected, f"{reset_sessions=}"
+
+
+async def test_every_dynamodb_request_carries_the_fixed_user_agent(dynamodb_endpoint: str) -> None:
+    # A fixed User-Agent spares botocore rebuilding its standard one twice per request (see chassis.stores).
+    sent: list[str] = []
+
+    def record(request: AWSPreparedRequest, **_: Any) -> None:
+        agent = request.headers["User-Agent"]
+        sent.append(agent.decode() if isinstance(agent, bytes) else agent)
+
+    async with dynamodb_client(DynamoSettings(dynamodb_endpoint=dynamodb_endpoint)) as client:
+        client.meta.events.register("before-send.dynamodb", record)
+        await client.list_tables(Limit=1)
+        await client.list_tables(Limit=2)
+    assert SDK_USER_AGENT.startswith("loanbook/")
+    assert len(sent) == 2
+    assert all(agent.startswith(SDK_USER_AGENT) and "ua/2" not in agent for agent in sent), sent
