@@ -9,6 +9,7 @@ import typer
 
 from toolkit.cost.command import cost_command
 from toolkit.migrate_commands import migrate
+from toolkit.promote_command import promote
 from toolkit.schema_command import schema
 from toolkit.seed_command import seed_command
 from toolkit.telemetry import command_path, configure_cli_telemetry, traced_command
@@ -19,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,  # locals may hold DSNs with passwords
 )
+migrate.command()(promote)
 app.add_typer(migrate, name="migrate")
 app.add_typer(schema, name="schema")
 app.command("seed")(seed_command)

@@ -1,4 +1,5 @@
-"""`loanbook migrate plan|status|backfill|verify|switch|rollback|history` over the toolkit's engine."""
+"""`loanbook migrate plan|status|backfill|verify|switch|rollback|history` over the toolkit's engine (`promote`:
+toolkit.promote_command)."""
 
 from __future__ import annotations
 

@@ -53,7 +53,8 @@ async def prepare_postgres(dsn: str) -> None:
         await connection.execute(
             """TRUNCATE payment.payments, logging.entries, migration.journal, migration.journal_settling,
                         migration.backfill_runs,
-                        migration.verifications, migration.mode_changes, migration.table_modes
+                        migration.verifications, migration.mode_changes, migration.table_modes,
+                        migration.promotion_decisions, migration.promotions
                RESTART IDENTITY CASCADE"""
         )
     finally:

@@ -1,0 +1,74 @@
+"""The promoter on the real stores: one promoter per table, and an interrupted promotion resumed where it was."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from migration.stages import Stage
+from tests.support.prometheus import Prometheus, running_prometheus
+from tests.support.toolkit import Stores
+from toolkit.guards import GuardReading
+from toolkit.promotion import Promoter, PromotionOptions, PromotionRunning
+
+
+class Seen:
+    """What a promotion showed: its decisions in order."""
+
+    def __init__(self) -> None:
+        self.decisions: list[tuple[str, str]] = []
+
+    def watching(self, table: str, stage: Stage, held: float, window: float, readings: Sequence[GuardReading]) -> None:
+        pass
+
+    def decided(self, table: str, stage: Stage, decision: str, detail: str) -> None:
+        self.decisions.append((stage.value, decision))
+
+
+@pytest.fixture
+async def prometheus(tmp_path: Path) -> AsyncIterator[Prometheus]:
+    """A real Prometheus scraping nothing: every guard reads "no data", which postgres_only does not need."""
+    async with running_prometheus({}, tmp_path) as server:
+        yield server
+
+
+def promoter(stores: Stores, prometheus: Prometheus, window: float, view: Seen) -> Promoter:
+    [spec] = stores.specs("payments")
+    options = PromotionOptions(target=Stage.DUAL_WRITE, window_seconds=window, poll_seconds=0.2, who="test")
+    return Promoter(stores.pool, stores.dynamodb, spec, stores.table_name, prometheus.url, options, view)
+
+
+async def test_a_second_promoter_is_refused_and_a_later_one_resumes_the_interrupted_promotion(
+    stores: Stores, prometheus: Prometheus
+) -> None:
+    first = asyncio.create_task(promoter(stores, prometheus, 600, Seen()).run())
+    async with asyncio.timeout(30):
+        while not await stores.pool.fetchval("SELECT count(*) FROM migration.promotion_decisions"):
+            await asyncio.sleep(0.05)
+    running = await stores.pool.fetchval("SELECT id FROM migration.promotions WHERE status = 'running'")
+
+    with pytest.raises(PromotionRunning, match=rf"payments: another process is promoting it \(promotion {running},"):
+        await promoter(stores, prometheus, 1, Seen()).run()
+
+    first.cancel()  # as a killed process: the row stays running, the lock goes with its connection
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    seen = Seen()
+    result = await promoter(stores, prometheus, 1, seen).run()
+
+    assert (result.promotion_id, result.resumed, result.status, result.stage) == (
+        running,
+        True,
+        "finished",
+        Stage.DUAL_WRITE,
+    )
+    assert seen.decisions == [
+        ("postgres_only", "resume"),
+        ("postgres_only", "advance"),
+        ("dual_write", "finish"),
+    ]
+    rows = await stores.pool.fetch("SELECT id, status FROM migration.promotions")
+    assert [(row["id"], row["status"]) for row in rows] == [(running, "finished")]

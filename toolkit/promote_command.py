@@ -1,0 +1,131 @@
+"""`loanbook migrate promote`: walk a table's stages on evidence, with a live view of every guard against its limit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated
+
+import typer
+from rich.live import Live
+from rich.table import Table as RichTable
+
+from migration.control import check_table, parse_stage
+from migration.stages import Stage
+from toolkit.backfill import BackfillOptions
+from toolkit.guards import GuardLimits, GuardReading
+from toolkit.migrate_commands import (
+    DEFAULT_READ_RATE,
+    DynamoEndpoint,
+    PostgresDsn,
+    PrometheusUrl,
+    Region,
+    Table,
+    TablePrefix,
+    Who,
+    _pacing,
+    _run_or_exit_1,
+    _specs,
+    _stores,
+    _who,
+    err,
+    out,
+    settings_or_exit,
+)
+from toolkit.promotion import Promoter, PromotionOptions
+from toolkit.verify import VerifyOptions
+
+
+class LiveGuards:
+    """The guards of the stage being held, refreshed in place on a terminal (stderr); decisions go to stdout."""
+
+    def __init__(self) -> None:
+        self.live = Live(console=err, auto_refresh=False, transient=False)
+
+    def watching(self, table: str, stage: Stage, held: float, window: float, readings: Sequence[GuardReading]) -> None:
+        grid = RichTable(
+            title=f"{table}: {stage.value}, held {min(held, window):.0f} / {window:g} s", title_justify="left"
+        )
+        for column in ("guard", "value", "limit", "state", "evidence"):
+            grid.add_column(column)
+        for r in readings:
+            state = {True: "[green]holds[/green]", False: "[red]breached[/red]", None: "[yellow]no data[/yellow]"}
+            value = "-" if r.value is None else f"{r.value:.4g}"
+            grid.add_row(r.guard, value, f"{r.limit:g}", state[r.holds], r.evidence)
+        self.live.update(grid, refresh=True)
+
+    def decided(self, table: str, stage: Stage, decision: str, detail: str) -> None:
+        out.print(f"{table}: {decision}: {detail}", markup=False)
+
+
+def promote(
+    table: Table,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to", help="the stage to reach (dynamo_only only when asked: PostgreSQL stops receiving writes)"
+        ),
+    ] = Stage.DYNAMO_PRIMARY.value,
+    window: Annotated[float, typer.Option(min=1, help="seconds each stage is held with every guard holding")] = 300.0,
+    poll: Annotated[float, typer.Option(min=0.2, help="seconds between two readings of the guards")] = 5.0,
+    evidence_timeout: Annotated[
+        float, typer.Option(min=0, help="seconds past the window to wait for evidence a guard lacks (quiet tables)")
+    ] = 1800.0,
+    max_mismatch_ratio: Annotated[float, typer.Option(min=0, max=1, help="shadow mismatches / comparisons")] = 0.0,
+    min_comparisons: Annotated[int, typer.Option(min=1, help="shadow comparisons needed in the window")] = 20,
+    max_fallback_ratio: Annotated[float, typer.Option(min=0, max=1, help="fallback reads / store calls")] = 0.01,
+    max_error_ratio: Annotated[float, typer.Option(min=0, max=1, help="failed store calls / store calls")] = 0.01,
+    max_latency_ratio: Annotated[float, typer.Option(min=1, help="DynamoDB p99 / PostgreSQL p99")] = 3.0,
+    min_calls: Annotated[int, typer.Option(min=1, help="successful calls per backend behind a p99")] = 50,
+    max_journal_age: Annotated[float, typer.Option(min=0, help="seconds the oldest journal entry may wait")] = 30.0,
+    rate_limit: Annotated[
+        float, typer.Option("--rate-limit", min=0, help="DynamoDB items read per second by verifications (0: none)")
+    ] = DEFAULT_READ_RATE,
+    who: Who = None,
+    postgres_dsn: PostgresDsn = None,
+    dynamodb_endpoint: DynamoEndpoint = None,
+    region: Region = None,
+    table_prefix: TablePrefix = None,
+    prometheus_url: PrometheusUrl = None,
+) -> None:
+    """Walk TABLE to --to one stage at a time: hold each for --window while the guards (shadow mismatches, fallbacks,
+    errors, DynamoDB p99 against PostgreSQL's, journal age) hold, backfill and verify where the next stage needs it,
+    and stop on the first breach; exit 1 when stopped. Resumes an interrupted promotion of TABLE."""
+    settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
+    name = check_table(table)
+    target = parse_stage(to, "--to")
+    if prometheus_url is None:
+        err.print("the guards read the services' metrics: set LOANBOOK_MIGRATION_PROMETHEUS_URL or --prometheus-url")
+        raise typer.Exit(2)
+    operator = _who(who)
+    options = PromotionOptions(
+        target=target,
+        window_seconds=window,
+        poll_seconds=poll,
+        evidence_timeout_seconds=evidence_timeout,
+        limits=GuardLimits(
+            max_mismatch_ratio=max_mismatch_ratio,
+            min_comparisons=min_comparisons,
+            max_fallback_ratio=max_fallback_ratio,
+            max_error_ratio=max_error_ratio,
+            max_latency_ratio=max_latency_ratio,
+            min_calls_per_backend=min_calls,
+            max_journal_age_seconds=max_journal_age,
+        ),
+        who=operator,
+        backfill=BackfillOptions(who=operator),
+        verify=VerifyOptions(who=operator, pacing=_pacing(rate_limit, True, 2.0)),
+    )
+
+    async def work() -> bool:
+        view = LiveGuards()
+        async with _stores(settings, 16) as (pool, client):
+            [spec] = _specs(settings, [name])
+            with view.live:  # one live display: the backfill and verify report as decisions, without bars
+                result = await Promoter(pool, client, spec, settings.table_name, prometheus_url, options, view).run()
+        out.print(
+            f"{result.table}: promotion {result.promotion_id} {result.status} in {result.stage.value}: {result.detail}",
+            markup=False,
+        )
+        return result.status == "finished"
+
+    _run_or_exit_1(work)
