@@ -43,6 +43,9 @@ class TableMode(ProtoJson):
     updated_by: str = ""
     journal_backlog: Int64String = Field(default="0", description="journal entries DynamoDB does not hold yet")
     oldest_pending_seconds: float = Field(default=0.0, description="age of the oldest of them; 0 when none")
+    watchdog_enabled: bool = Field(
+        default=False, description="whether the watchdog may move the table back to shadow when DynamoDB reads go bad"
+    )
 
 
 class ListTableModesResponse(ProtoJson):

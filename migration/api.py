@@ -48,7 +48,9 @@ def _admin(context: Context) -> Caller:
     return caller
 
 
-def fill_table_mode(message: pb.TableMode, record: ModeRecord, backlog: Backlog) -> pb.TableMode:
+def fill_table_mode(
+    message: pb.TableMode, record: ModeRecord, backlog: Backlog, watchdog_enabled: bool
+) -> pb.TableMode:
     mode = record.mode
     message.table = mode.table
     message.stage = STAGES[mode.stage]
@@ -58,6 +60,7 @@ def fill_table_mode(message: pb.TableMode, record: ModeRecord, backlog: Backlog)
     message.updated_by = record.updated_by
     message.journal_backlog = backlog.pending
     message.oldest_pending_seconds = backlog.oldest_age_seconds
+    message.watchdog_enabled = watchdog_enabled
     return message
 
 
@@ -71,7 +74,8 @@ class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
         response = pb.ListTableModesResponse()
         for record in await self._control.records():
             backlog = await self._journal(record.mode.table).backlog()
-            fill_table_mode(response.table_modes.add(), record, backlog)
+            watchdog = await self._control.watchdog_enabled(record.mode.table)
+            fill_table_mode(response.table_modes.add(), record, backlog, watchdog)
         return response
 
     async def UpdateTableMode(self, request: pb.UpdateTableModeRequest, context: Context) -> pb.UpdateTableModeResponse:
@@ -89,5 +93,6 @@ class MigrationServicer(migration_pb2_grpc.MigrationServiceServicer):
         )
         record = await self._control.record(table)
         response = pb.UpdateTableModeResponse()
-        fill_table_mode(response.table_mode, record, await self._journal(table).backlog())
+        backlog, watchdog = await self._journal(table).backlog(), await self._control.watchdog_enabled(table)
+        fill_table_mode(response.table_mode, record, backlog, watchdog)
         return response

@@ -526,6 +526,22 @@ class ControlPlane:
         )
         return _mode(updated)
 
+    async def watchdog_enabled(self, table: str) -> bool:
+        """Whether the table's watchdog may move it back (migration.watchdog): on unless turned off."""
+        enabled = await self._pool.fetchval(
+            "SELECT enabled FROM migration.watchdogs WHERE table_name = $1", check_table(table)
+        )
+        return enabled is not False
+
+    async def set_watchdog(self, table: str, enabled: bool, who: str) -> None:
+        await self._pool.execute(
+            """INSERT INTO migration.watchdogs (table_name, enabled, updated_by) VALUES ($1, $2, $3)
+               ON CONFLICT (table_name) DO UPDATE SET enabled = $2, updated_by = $3, updated_at = now()""",
+            check_table(table),
+            enabled,
+            who,
+        )
+
     async def history(self, table: str, limit: int = 50) -> list[ModeChange]:
         rows = await self._pool.fetch(
             "SELECT * FROM migration.mode_changes WHERE table_name = $1 ORDER BY id DESC LIMIT $2",

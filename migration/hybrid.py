@@ -102,6 +102,16 @@ class ShadowCounters:
     mismatches: deque[tuple[str, list[str]]] = field(default_factory=lambda: deque(maxlen=100))
 
 
+@dataclass
+class DynamoReadCounters:
+    """Reads this replica asked DynamoDB to serve, and how many PostgreSQL answered instead or none could: what the
+    watchdog (migration.watchdog) judges, as loanbook_store_fallbacks_total does for the dashboards."""
+
+    served: int = 0
+    fell_back: int = 0
+    failed: int = 0
+
+
 class DynamoBreaker(CircuitBreaker):  # type: ignore[misc]  # circuitbreaker ships no type hints
     """The library's breaker, except that a call given up on (cancelled) counts neither way: the library would count
     it as a success and reset the failures, so reads discarded for a pending write kept an ailing DynamoDB's breaker
@@ -222,6 +232,7 @@ class HybridTable:
         )
         watch_breaker(name, self.breaker)
         self.shadow = ShadowCounters()
+        self.dynamo_reads = DynamoReadCounters()
         self._background: set[asyncio.Task[None]] = set()
         self._copies: set[asyncio.Task[None]] = set()
         self._background_slots = 0  # copies running in the background, or about to once their write commits
@@ -479,6 +490,7 @@ class HybridTable:
             return result
 
         falls_back = mode.fallback and policy.fallback_possible and mode.postgres_complete
+        self.dynamo_reads.served += 1
         if falls_back and self.breaker.opened:
             # PostgreSQL holds every write and answers at once: neither a DynamoDB call nor a journal check.
             self._breaker_refused(operation)
@@ -512,6 +524,7 @@ class HybridTable:
                 result = await self._dynamo(operation, dynamo, dynamo_timeout)
         except DynamoUnavailable as error:
             if not falls_back:
+                self.dynamo_reads.failed += 1
                 raise
             self._fell_back(operation, error.error_type)
             route = Route.BREAKER_OPEN if error.error_type == BREAKER_OPEN else Route.FALLBACK
@@ -523,6 +536,7 @@ class HybridTable:
         return result
 
     def _fell_back(self, operation: str, why: str) -> None:
+        self.dynamo_reads.fell_back += 1
         store_fallbacks.add(
             1,
             {

@@ -1,4 +1,4 @@
-"""Wiring a migrating table into a service: its seeded mode, the watcher that follows it, the relay task."""
+"""Wiring a migrating table into a service: its seeded mode, the watcher that follows it, the relay and watchdog."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from migration.journal import DEFAULT_LEASE, Journal
 from migration.relay import Relay, Replicate
 from migration.settings import MigratingTableSettings
 from migration.stages import TableMode
+from migration.watchdog import Watchdog
 from migration.watcher import ModeWatcher
 
 logger = logging.getLogger(__name__)
@@ -60,6 +61,8 @@ async def open_hybrid_table(
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
     stack.push_async_callback(hybrid.wait_for_copies)  # before the pool closes: each is bounded by its timeouts
     _in_background(sample_backlog(hybrid.journal, BACKLOG_SAMPLE_SECONDS), f"{table}-backlog-sampler", stack)
+    watchdog = Watchdog(hybrid, control, pool, dsn, settings.watchdog_settings())
+    _in_background(watchdog.run(), f"{table}-watchdog", stack)
     return hybrid, control
 
 

@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from migration.hybrid import HybridSettings
 from migration.journal import DEFAULT_SETTLE
+from migration.watchdog import WatchdogSettings
+
+WATCHDOG_DEFAULTS = WatchdogSettings()
 
 
 class MigratingTableSettings(BaseSettings):
@@ -40,6 +43,21 @@ class MigratingTableSettings(BaseSettings):
     await_dynamodb_copy: bool = False
     background_copy_limit: int = Field(default=16, ge=0, le=10_000)
     relay_head_start_seconds: float = Field(default=2.0, ge=0, le=60)
+    # The watchdog (migration.watchdog): the reasons for its defaults are in WatchdogSettings.
+    watchdog_check_seconds: float = Field(default=WATCHDOG_DEFAULTS.check_seconds, gt=0, le=300)
+    watchdog_sustain_seconds: float = Field(default=WATCHDOG_DEFAULTS.sustain_seconds, ge=0, le=3600)
+    watchdog_cool_down_seconds: float = Field(default=WATCHDOG_DEFAULTS.cool_down_seconds, ge=0, le=86_400)
+    watchdog_max_fallback_ratio: float = Field(default=WATCHDOG_DEFAULTS.max_fallback_ratio, ge=0, le=1)
+    watchdog_max_failed_ratio: float = Field(default=WATCHDOG_DEFAULTS.max_failed_ratio, ge=0, le=1)
+
+    def watchdog_settings(self) -> WatchdogSettings:
+        return WatchdogSettings(
+            check_seconds=self.watchdog_check_seconds,
+            sustain_seconds=self.watchdog_sustain_seconds,
+            cool_down_seconds=self.watchdog_cool_down_seconds,
+            max_fallback_ratio=self.watchdog_max_fallback_ratio,
+            max_failed_ratio=self.watchdog_max_failed_ratio,
+        )
 
     def hybrid_settings(self) -> HybridSettings:
         return HybridSettings(

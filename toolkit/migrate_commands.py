@@ -1,5 +1,5 @@
-"""`loanbook migrate plan|status|backfill|verify|switch|rollback|history` over the toolkit's engine (`promote`:
-toolkit.promote_command)."""
+"""`loanbook migrate plan|status|backfill|verify|switch|watchdog|rollback|history` over the toolkit's engine
+(`promote`: toolkit.promote_command)."""
 
 from __future__ import annotations
 
@@ -35,6 +35,7 @@ from migration.control import ControlPlane, check_table, parse_stage, reverse_sy
 from migration.schema import upgrade_to_head
 from migration.stages import TABLES, Stage
 from migration.table_spec import TableSpec
+from migration.watchdog import last_automatic_rollback
 from toolkit.backfill import BackfillOptions, rows_done_text, run_backfill
 from toolkit.config import ToolkitSettings
 from toolkit.dynamo_io import PaceReport, Pacing
@@ -281,6 +282,14 @@ async def _latency_line(prometheus_url: str | None, table: str) -> str:
         return str(error)
 
 
+async def _watchdog_line(pool: asyncpg.Pool, table: str) -> str:
+    state = "on" if await ControlPlane(pool).watchdog_enabled(table) else "off"
+    last = await last_automatic_rollback(pool, table)
+    if last is None:
+        return f"{state}; no automatic rollback yet"
+    return f"{state}; last automatic rollback {last['changed_at']:%Y-%m-%d %H:%M:%S %Z} ({last['changed_by']})"
+
+
 # --- commands ------------------------------------------------------------------------------------------------
 
 
@@ -341,6 +350,7 @@ def plan(
                         f"finished {check.finished_at:%Y-%m-%d %H:%M:%S %Z}",
                     )
                 )
+                lines.append(("watchdog", await _watchdog_line(pool, spec.name)))
                 lines.append(("latency", await _latency_line(prometheus_url, spec.name)))
                 lines.append(("next step", status.next_step))
                 out.print(f"[bold]{spec.name}[/bold]")
@@ -512,6 +522,29 @@ def switch(
             f"(revision {mode.revision}); every replica follows within a second",
             markup=False,
         )
+
+    _run(work)
+
+
+@migrate.command()
+def watchdog(
+    table: Table,
+    state: Annotated[str | None, typer.Argument(help="on|off (none: show it)", show_default=False)] = None,
+    who: Who = None,
+    postgres_dsn: PostgresDsn = None,
+) -> None:
+    """Turn a table's watchdog on or off: while DynamoDB serves the table's reads, it moves the table back to shadow
+    when they fall back, fail or mismatch for a sustained window. On unless turned off."""
+    if state not in (None, "on", "off"):
+        raise typer.BadParameter("on or off", param_hint="STATE")
+    settings = settings_or_exit(postgres_dsn, None, None, None)
+    name = check_table(table)
+
+    async def work() -> None:
+        async with _postgres(settings) as pool:
+            if state is not None:
+                await ControlPlane(pool).set_watchdog(name, state == "on", _who(who))
+            out.print(f"{name}: watchdog {await _watchdog_line(pool, name)}", markup=False)
 
     _run(work)
 

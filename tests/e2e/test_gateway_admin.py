@@ -55,8 +55,10 @@ async def test_an_admin_lists_every_migrated_table_with_its_backlog(
         "updatedBy",
         "journalBacklog",
         "oldestPendingSeconds",
+        "watchdogEnabled",
     }
     assert int(payments["journalBacklog"]) >= 0
+    assert payments["watchdogEnabled"] is True  # on unless `loanbook migrate watchdog payments off`
     assert payments["updatedBy"]
 
 

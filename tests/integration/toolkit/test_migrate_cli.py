@@ -104,6 +104,27 @@ def test_switch_changes_the_stage_and_history_shows_who_did_it(environment: dict
     assert "ops@bank: dual_write -> shadow, fallback True -> True try" in history.output
 
 
+def test_the_watchdog_is_on_until_turned_off_and_status_says_so(environment: dict[str, str]) -> None:
+    shown = runner.invoke(app, ["migrate", "watchdog", "payments"])
+    off = runner.invoke(app, ["migrate", "watchdog", "payments", "off", "--who", "ops@bank"])
+    status = runner.invoke(app, ["migrate", "status", "payments"])
+    wrong = runner.invoke(app, ["migrate", "watchdog", "payments", "sometimes"])
+
+    assert shown.exit_code == 0, shown.output
+    assert "payments: watchdog on; no automatic rollback yet" in shown.output
+    assert "payments: watchdog off; no automatic rollback yet" in off.output
+    assert "watchdog           off; no automatic rollback yet" in status.output
+    assert wrong.exit_code == 2
+    assert "on or off" in wrong.output
+    assert (
+        on_postgres(
+            environment["LOANBOOK_MIGRATION_POSTGRES_DSN"],
+            "SELECT updated_by FROM migration.watchdogs WHERE table_name = 'payments'",
+        )
+        == "ops@bank"
+    )
+
+
 def test_status_shows_each_table_and_the_next_safe_step(environment: dict[str, str], postgres_dsn: str) -> None:
     seed(postgres_dsn, payments=40, logs=30)
     on_postgres(postgres_dsn, "UPDATE migration.table_modes SET stage = 'postgres_only' WHERE table_name = 'logs'")

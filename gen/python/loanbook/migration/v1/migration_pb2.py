@@ -25,25 +25,25 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%loanbook/migration/v1/migration.proto\x12\x15loanbook.migration.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x01\n\tTableMode\x12\r\n\x05table\x18\x01 \x01(\t\x12\x34\n\x05stage\x18\x02 \x01(\x0e\x32%.loanbook.migration.v1.MigrationStage\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\x12\x17\n\x0fjournal_backlog\x18\x07 \x01(\x03\x12\x1e\n\x16oldest_pending_seconds\x18\x08 \x01(\x01\"\x17\n\x15ListTableModesRequest\"O\n\x16ListTableModesResponse\x12\x35\n\x0btable_modes\x18\x01 \x03(\x0b\x32 .loanbook.migration.v1.TableMode\"\xa0\x01\n\x16UpdateTableModeRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x39\n\x05stage\x18\x02 \x01(\x0e\x32%.loanbook.migration.v1.MigrationStageH\x00\x88\x01\x01\x12\x15\n\x08\x66\x61llback\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06_stageB\x0b\n\t_fallback\"O\n\x17UpdateTableModeResponse\x12\x34\n\ntable_mode\x18\x01 \x01(\x0b\x32 .loanbook.migration.v1.TableMode*\xf6\x01\n\x0eMigrationStage\x12\x1f\n\x1bMIGRATION_STAGE_UNSPECIFIED\x10\x00\x12!\n\x1dMIGRATION_STAGE_POSTGRES_ONLY\x10\x01\x12\x1e\n\x1aMIGRATION_STAGE_DUAL_WRITE\x10\x02\x12\x1a\n\x16MIGRATION_STAGE_SHADOW\x10\x03\x12\x1f\n\x1bMIGRATION_STAGE_DYNAMO_LIVE\x10\x04\x12\"\n\x1eMIGRATION_STAGE_DYNAMO_PRIMARY\x10\x05\x12\x1f\n\x1bMIGRATION_STAGE_DYNAMO_ONLY\x10\x06\x32\xf3\x01\n\x10MigrationService\x12m\n\x0eListTableModes\x12,.loanbook.migration.v1.ListTableModesRequest\x1a-.loanbook.migration.v1.ListTableModesResponse\x12p\n\x0fUpdateTableMode\x12-.loanbook.migration.v1.UpdateTableModeRequest\x1a..loanbook.migration.v1.UpdateTableModeResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%loanbook/migration/v1/migration.proto\x12\x15loanbook.migration.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x02\n\tTableMode\x12\r\n\x05table\x18\x01 \x01(\t\x12\x34\n\x05stage\x18\x02 \x01(\x0e\x32%.loanbook.migration.v1.MigrationStage\x12\x10\n\x08\x66\x61llback\x18\x03 \x01(\x08\x12\x10\n\x08revision\x18\x04 \x01(\x03\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nupdated_by\x18\x06 \x01(\t\x12\x17\n\x0fjournal_backlog\x18\x07 \x01(\x03\x12\x1e\n\x16oldest_pending_seconds\x18\x08 \x01(\x01\x12\x18\n\x10watchdog_enabled\x18\t \x01(\x08\"\x17\n\x15ListTableModesRequest\"O\n\x16ListTableModesResponse\x12\x35\n\x0btable_modes\x18\x01 \x03(\x0b\x32 .loanbook.migration.v1.TableMode\"\xa0\x01\n\x16UpdateTableModeRequest\x12\r\n\x05table\x18\x01 \x01(\t\x12\x39\n\x05stage\x18\x02 \x01(\x0e\x32%.loanbook.migration.v1.MigrationStageH\x00\x88\x01\x01\x12\x15\n\x08\x66\x61llback\x18\x03 \x01(\x08H\x01\x88\x01\x01\x12\x0e\n\x06reason\x18\x04 \x01(\tB\x08\n\x06_stageB\x0b\n\t_fallback\"O\n\x17UpdateTableModeResponse\x12\x34\n\ntable_mode\x18\x01 \x01(\x0b\x32 .loanbook.migration.v1.TableMode*\xf6\x01\n\x0eMigrationStage\x12\x1f\n\x1bMIGRATION_STAGE_UNSPECIFIED\x10\x00\x12!\n\x1dMIGRATION_STAGE_POSTGRES_ONLY\x10\x01\x12\x1e\n\x1aMIGRATION_STAGE_DUAL_WRITE\x10\x02\x12\x1a\n\x16MIGRATION_STAGE_SHADOW\x10\x03\x12\x1f\n\x1bMIGRATION_STAGE_DYNAMO_LIVE\x10\x04\x12\"\n\x1eMIGRATION_STAGE_DYNAMO_PRIMARY\x10\x05\x12\x1f\n\x1bMIGRATION_STAGE_DYNAMO_ONLY\x10\x06\x32\xf3\x01\n\x10MigrationService\x12m\n\x0eListTableModes\x12,.loanbook.migration.v1.ListTableModesRequest\x1a-.loanbook.migration.v1.ListTableModesResponse\x12p\n\x0fUpdateTableMode\x12-.loanbook.migration.v1.UpdateTableModeRequest\x1a..loanbook.migration.v1.UpdateTableModeResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'loanbook.migration.v1.migration_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_MIGRATIONSTAGE']._serialized_start=693
-  _globals['_MIGRATIONSTAGE']._serialized_end=939
+  _globals['_MIGRATIONSTAGE']._serialized_start=719
+  _globals['_MIGRATIONSTAGE']._serialized_end=965
   _globals['_TABLEMODE']._serialized_start=98
-  _globals['_TABLEMODE']._serialized_end=340
-  _globals['_LISTTABLEMODESREQUEST']._serialized_start=342
-  _globals['_LISTTABLEMODESREQUEST']._serialized_end=365
-  _globals['_LISTTABLEMODESRESPONSE']._serialized_start=367
-  _globals['_LISTTABLEMODESRESPONSE']._serialized_end=446
-  _globals['_UPDATETABLEMODEREQUEST']._serialized_start=449
-  _globals['_UPDATETABLEMODEREQUEST']._serialized_end=609
-  _globals['_UPDATETABLEMODERESPONSE']._serialized_start=611
-  _globals['_UPDATETABLEMODERESPONSE']._serialized_end=690
-  _globals['_MIGRATIONSERVICE']._serialized_start=942
-  _globals['_MIGRATIONSERVICE']._serialized_end=1185
+  _globals['_TABLEMODE']._serialized_end=366
+  _globals['_LISTTABLEMODESREQUEST']._serialized_start=368
+  _globals['_LISTTABLEMODESREQUEST']._serialized_end=391
+  _globals['_LISTTABLEMODESRESPONSE']._serialized_start=393
+  _globals['_LISTTABLEMODESRESPONSE']._serialized_end=472
+  _globals['_UPDATETABLEMODEREQUEST']._serialized_start=475
+  _globals['_UPDATETABLEMODEREQUEST']._serialized_end=635
+  _globals['_UPDATETABLEMODERESPONSE']._serialized_start=637
+  _globals['_UPDATETABLEMODERESPONSE']._serialized_end=716
+  _globals['_MIGRATIONSERVICE']._serialized_start=968
+  _globals['_MIGRATIONSERVICE']._serialized_end=1211
 # @@protoc_insertion_point(module_scope)

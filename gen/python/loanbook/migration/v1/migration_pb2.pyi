@@ -57,6 +57,7 @@ class TableMode(_message.Message):
     UPDATED_BY_FIELD_NUMBER: _builtins.int
     JOURNAL_BACKLOG_FIELD_NUMBER: _builtins.int
     OLDEST_PENDING_SECONDS_FIELD_NUMBER: _builtins.int
+    WATCHDOG_ENABLED_FIELD_NUMBER: _builtins.int
     table: _builtins.str
     stage: Global___MigrationStage.ValueType
     fallback: _builtins.bool
@@ -68,6 +69,8 @@ class TableMode(_message.Message):
     """Write-journal entries DynamoDB does not hold yet."""
     oldest_pending_seconds: _builtins.float
     """Age of the oldest of them; 0 when there are none."""
+    watchdog_enabled: _builtins.bool
+    """Whether the watchdog may move the table back to shadow when DynamoDB-served reads go bad."""
     @_builtins.property
     def update_time(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -81,10 +84,11 @@ class TableMode(_message.Message):
         updated_by: _builtins.str = ...,
         journal_backlog: _builtins.int = ...,
         oldest_pending_seconds: _builtins.float = ...,
+        watchdog_enabled: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "journal_backlog", b"journal_backlog", "oldest_pending_seconds", b"oldest_pending_seconds", "revision", b"revision", "stage", b"stage", "table", b"table", "update_time", b"update_time", "updated_by", b"updated_by"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fallback", b"fallback", "journal_backlog", b"journal_backlog", "oldest_pending_seconds", b"oldest_pending_seconds", "revision", b"revision", "stage", b"stage", "table", b"table", "update_time", b"update_time", "updated_by", b"updated_by", "watchdog_enabled", b"watchdog_enabled"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
