@@ -41,6 +41,7 @@ from toolkit.config import ToolkitSettings
 from toolkit.dynamo_io import PaceReport, Pacing
 from toolkit.latency import PrometheusUnavailable, latency_by_backend, latency_text
 from toolkit.plan import reverse_sync_guarantee, rollback_guarantee, rollback_target, table_status
+from toolkit.promotion import promoter_active
 from toolkit.reverse_sync import (
     ReverseSyncOptions,
     ReverseSyncSummary,
@@ -282,6 +283,23 @@ async def _latency_line(prometheus_url: str | None, table: str) -> str:
         return str(error)
 
 
+async def _promotion_line(pool: asyncpg.Pool, table: str) -> str:
+    last = await pool.fetchrow(
+        """SELECT p.id, p.target_stage, p.status, p.outcome, d.decision, d.detail, d.decided_at
+           FROM migration.promotions p
+           LEFT JOIN LATERAL (SELECT decision, detail, decided_at FROM migration.promotion_decisions
+                              WHERE promotion_id = p.id ORDER BY id DESC LIMIT 1) d ON true
+           WHERE p.table_name = $1 ORDER BY p.id DESC LIMIT 1""",
+        table,
+    )
+    if last is None:
+        return "none (`loanbook migrate promote` walks the stages on evidence)"
+    latest = "" if last["decision"] is None else f"; last decision {last['decision']}: {last['detail']}"
+    interrupted = last["status"] == "running" and not await promoter_active(pool, table)
+    resume = " (interrupted: `loanbook migrate promote` resumes it)" if interrupted else ""
+    return f"{last['id']} to {last['target_stage']}, {last['status']}{resume}{latest}"
+
+
 async def _watchdog_line(pool: asyncpg.Pool, table: str) -> str:
     state = "on" if await ControlPlane(pool).watchdog_enabled(table) else "off"
     last = await last_automatic_rollback(pool, table)
@@ -350,6 +368,7 @@ def plan(
                         f"finished {check.finished_at:%Y-%m-%d %H:%M:%S %Z}",
                     )
                 )
+                lines.append(("promotion", await _promotion_line(pool, spec.name)))
                 lines.append(("watchdog", await _watchdog_line(pool, spec.name)))
                 lines.append(("latency", await _latency_line(prometheus_url, spec.name)))
                 lines.append(("next step", status.next_step))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table as RichTable
 
+from chassis.errors import InvalidArgument
 from migration.control import check_table, parse_stage
 from migration.stages import Stage
 from toolkit.backfill import BackfillOptions
@@ -19,7 +23,6 @@ from toolkit.migrate_commands import (
     PostgresDsn,
     PrometheusUrl,
     Region,
-    Table,
     TablePrefix,
     Who,
     _pacing,
@@ -31,7 +34,8 @@ from toolkit.migrate_commands import (
     out,
     settings_or_exit,
 )
-from toolkit.promotion import Promoter, PromotionOptions
+from toolkit.promotion import PlanHold, Promoter, PromotionOptions
+from toolkit.promotion_plan import load_plan
 from toolkit.verify import VerifyOptions
 
 
@@ -40,6 +44,7 @@ class LiveGuards:
 
     def __init__(self) -> None:
         self.live = Live(console=err, auto_refresh=False, transient=False)
+        self._grids: dict[str, RichTable] = {}  # by table: a plan promotes several side by side
 
     def watching(self, table: str, stage: Stage, held: float, window: float, readings: Sequence[GuardReading]) -> None:
         grid = RichTable(
@@ -51,14 +56,25 @@ class LiveGuards:
             state = {True: "[green]holds[/green]", False: "[red]breached[/red]", None: "[yellow]no data[/yellow]"}
             value = "-" if r.value is None else f"{r.value:.4g}"
             grid.add_row(r.guard, value, f"{r.limit:g}", state[r.holds], r.evidence)
-        self.live.update(grid, refresh=True)
+        self._grids[table] = grid
+        self.live.update(Group(*self._grids.values()), refresh=True)
 
     def decided(self, table: str, stage: Stage, decision: str, detail: str) -> None:
         out.print(f"{table}: {decision}: {detail}", markup=False)
 
 
+def _exit_invalid(what: str, error: InvalidArgument) -> NoReturn:
+    problems = "; ".join(f"{v.field}: {v.description}" for v in error.violations)
+    err.print(f"invalid {what}: {problems}", markup=False)
+    raise typer.Exit(2)
+
+
 def promote(
-    table: Table,
+    table: Annotated[str | None, typer.Argument(help="payments or logs (or --plan)", show_default=False)] = None,
+    plan: Annotated[
+        Path | None,
+        typer.Option(help="a TOML plan promoting several tables, each with its own target and guards", dir_okay=False),
+    ] = None,
     to: Annotated[
         str,
         typer.Option(
@@ -89,10 +105,15 @@ def promote(
 ) -> None:
     """Walk TABLE to --to one stage at a time: hold each for --window while the guards (shadow mismatches, fallbacks,
     errors, DynamoDB p99 against PostgreSQL's, journal age) hold, backfill and verify where the next stage needs it,
-    and stop on the first breach; exit 1 when stopped. Resumes an interrupted promotion of TABLE."""
+    and stop on the first breach; exit 1 when stopped. Resumes an interrupted promotion of TABLE. With --plan, the
+    plan's tables side by side (the options are their defaults); the first table that stops holds the others."""
+    if (table is None) == (plan is None):
+        raise typer.BadParameter("give a TABLE or --plan, not both")
     settings = settings_or_exit(postgres_dsn, dynamodb_endpoint, region, table_prefix)
-    name = check_table(table)
-    target = parse_stage(to, "--to")
+    try:
+        target = parse_stage(to, "--to")
+    except InvalidArgument as error:
+        _exit_invalid("option", error)
     if prometheus_url is None:
         err.print("the guards read the services' metrics: set LOANBOOK_MIGRATION_PROMETHEUS_URL or --prometheus-url")
         raise typer.Exit(2)
@@ -116,16 +137,37 @@ def promote(
         verify=VerifyOptions(who=operator, pacing=_pacing(rate_limit, True, 2.0)),
     )
 
+    try:
+        per_table = {check_table(table): options} if table is not None else load_plan(Path(str(plan)), options)
+    except InvalidArgument as error:
+        _exit_invalid(f"plan {plan}" if plan else "table", error)
+
     async def work() -> bool:
-        view = LiveGuards()
-        async with _stores(settings, 16) as (pool, client):
-            [spec] = _specs(settings, [name])
+        view, held = LiveGuards(), PlanHold()
+        async with _stores(settings, 16 * len(per_table)) as (pool, client):
+            specs = _specs(settings, list(per_table))
             with view.live:  # one live display: the backfill and verify report as decisions, without bars
-                result = await Promoter(pool, client, spec, settings.table_name, prometheus_url, options, view).run()
-        out.print(
-            f"{result.table}: promotion {result.promotion_id} {result.status} in {result.stage.value}: {result.detail}",
-            markup=False,
-        )
-        return result.status == "finished"
+                results = await asyncio.gather(
+                    *(
+                        Promoter(
+                            pool,
+                            client,
+                            spec,
+                            settings.table_name,
+                            prometheus_url,
+                            per_table[spec.name],
+                            view,
+                            plan=held,
+                        ).run()
+                        for spec in specs
+                    )
+                )
+        for result in results:
+            out.print(
+                f"{result.table}: promotion {result.promotion_id} {result.status} in {result.stage.value}: "
+                f"{result.detail}",
+                markup=False,
+            )
+        return all(result.status == "finished" for result in results)
 
     _run_or_exit_1(work)

@@ -81,16 +81,46 @@ class PromotionRunning(FailedPrecondition):
     """Another process is promoting the table."""
 
 
+class PlanHold:
+    """Tables promoted in one plan: the first to stop holds the others where they are, saying why."""
+
+    def __init__(self) -> None:
+        self._stopped: dict[str, str] = {}
+
+    def stop(self, table: str, detail: str) -> None:
+        self._stopped.setdefault(table, detail)
+
+    def held_by(self, table: str) -> str | None:
+        """Why `table` may not advance: another table of the plan stopped (None: it may)."""
+        others = [f"{other}: {detail}" for other, detail in self._stopped.items() if other != table]
+        return "; ".join(others) or None
+
+
 class _Stopped(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
 
 
+def _lock_key(table: str) -> int:
+    return zlib.crc32(table.encode()) & 0x7FFFFFFF
+
+
+async def promoter_active(pool: asyncpg.Pool, table: str) -> bool:
+    """Whether a process holds the table's promoter lock (a `running` promotion without one was interrupted)."""
+    active = await pool.fetchval(
+        """SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                          AND classid = $1::bigint::oid AND objid = $2::bigint::oid AND objsubid = 2)""",
+        LOCK_CLASS,
+        _lock_key(table),
+    )
+    return bool(active)
+
+
 @asynccontextmanager
 async def _promoter_lock(pool: asyncpg.Pool, table: str) -> AsyncIterator[None]:
     """Holds the table's promoter lock on a connection of its own for the whole promotion (released with it)."""
-    key = zlib.crc32(table.encode()) & 0x7FFFFFFF
+    key = _lock_key(table)
     async with pool.acquire() as connection:
         if not await connection.fetchval("SELECT pg_try_advisory_lock($1, $2)", LOCK_CLASS, key):
             running = await connection.fetchrow(
@@ -195,6 +225,7 @@ class Promoter:
         options: PromotionOptions,
         view: PromotionView,
         progress: Progress | None = None,
+        plan: PlanHold | None = None,
     ) -> None:
         self._pool, self._dynamodb, self._spec = pool, dynamodb, spec
         self._table_names, self._prometheus_url = table_names, prometheus_url
@@ -202,6 +233,7 @@ class Promoter:
         self._table = spec.name
         self._control = ControlPlane(pool)
         self._audit = _Audit(pool, self._table, view)
+        self._plan = plan or PlanHold()
 
     async def run(self) -> PromotionResult:
         async with _promoter_lock(self._pool, self._table):
@@ -211,6 +243,7 @@ class Promoter:
             try:
                 detail = await self._walk()
             except _Stopped as stopped:
+                self._plan.stop(self._table, stopped.detail)
                 stage = (await self._control.mode(self._table)).stage
                 await self._audit.decide(stage, "stop", stopped.detail, {})
                 await self._audit.end("stopped", stopped.detail)
@@ -236,6 +269,7 @@ class Promoter:
             evidence, readings = await self._hold(mode.stage, following)
             if following in (Stage.DYNAMO_LIVE, Stage.DYNAMO_ONLY):
                 await self._verify(mode.stage, following)
+            self._check_plan(mode.stage)
             reason = (
                 f"promotion {self._audit.promotion_id}: guards held for {self._options.window_seconds:g} s in "
                 f"{mode.stage.value}: {_summary(readings)}"
@@ -254,6 +288,10 @@ class Promoter:
                 mode.stage, "advance", f"{mode.stage.value} -> {following.value}", _figures(evidence, readings)
             )
 
+    def _check_plan(self, stage: Stage) -> None:
+        if (held := self._plan.held_by(self._table)) is not None:
+            raise _Stopped(f"{self._table} held in {stage.value}: the plan stopped ({held})")
+
     async def _hold(self, stage: Stage, following: Stage) -> tuple[Evidence, list[GuardReading]]:
         """Watches the guards in `stage` for the window; returns the last evidence once the table may move on."""
         options = self._options
@@ -266,6 +304,7 @@ class Promoter:
             since_hold = min(options.window_seconds, max(held, options.poll_seconds, 2.0))
             evidence = await gather_evidence(self._pool, self._prometheus_url, self._table, since_hold, since)
             readings = read_guards(evidence, options.limits)
+            self._check_plan(stage)
             self._view.watching(self._table, stage, held, options.window_seconds, readings)
             if failed := breached(readings, stage):
                 guards = ", ".join(

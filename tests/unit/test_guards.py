@@ -1,11 +1,16 @@
-"""The promotion guards' reading of evidence: limits, missing evidence, and where each guard counts."""
+"""The promotion guards' reading of evidence (limits, missing evidence, where each guard counts) and plan files."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from chassis.errors import InvalidArgument
 from migration.stages import Stage
 from toolkit.guards import Evidence, GuardLimits, breached, prometheus_queries, read_guards, unknown_required
+from toolkit.promotion import PromotionOptions
+from toolkit.promotion_plan import load_plan
 
 LIMITS = GuardLimits()
 
@@ -87,3 +92,61 @@ def test_the_queries_select_the_table_with_its_name_escaped_and_the_window_in_se
     queries = prometheus_queries('pay"ments', 90.4)
     assert all('db_collection_name="pay\\"ments"' in query for query in queries.values())
     assert all("[90s]" in query or "offset 90s" in query for query in queries.values())
+
+
+# --- plans -----------------------------------------------------------------------------------------------------
+
+
+def write_plan(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "plan.toml"
+    path.write_text(text)
+    return path
+
+
+BASE = PromotionOptions(target=Stage.DYNAMO_PRIMARY, window_seconds=300, limits=GuardLimits(max_latency_ratio=3))
+
+
+def test_a_plan_gives_each_table_its_target_its_timing_and_its_guards_over_the_commands(tmp_path: Path) -> None:
+    plan = write_plan(
+        tmp_path,
+        """
+        window_seconds = 120
+        [tables.payments]
+        to = "dynamo_live"
+        [tables.logs]
+        window_seconds = 600
+        guards = { max_latency_ratio = 5, min_comparisons = 50 }
+        """,
+    )
+    options = load_plan(plan, BASE)
+
+    assert (options["payments"].target, options["payments"].window_seconds) == (Stage.DYNAMO_LIVE, 120)
+    assert options["payments"].limits == BASE.limits
+    assert (options["logs"].target, options["logs"].window_seconds) == (Stage.DYNAMO_PRIMARY, 600)
+    assert (options["logs"].limits.max_latency_ratio, options["logs"].limits.min_comparisons) == (5, 50)
+    assert options["logs"].limits.max_fallback_ratio == BASE.limits.max_fallback_ratio
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "reason"),
+    [
+        ('[tables.orders]\nto = "shadow"', "tables.orders", "Input should be 'payments' or 'logs'"),
+        ('[tables.logs]\nto = "sideways"', "tables.logs.to", "Input should be"),
+        ("[tables.logs.guards]\nmax_error_ratio = 2", "tables.logs.guards.max_error_ratio", "less than or equal to 1"),
+        ("[tables.logs]\nwindow = 5", "tables.logs.window", "Extra inputs are not permitted"),
+        ("tables = {}", "tables", "at least 1 item"),
+    ],
+)
+def test_a_wrong_plan_is_refused_naming_the_field_and_why(tmp_path: Path, text: str, field: str, reason: str) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        load_plan(write_plan(tmp_path, text), BASE)
+    [violation] = refused.value.violations
+    assert violation.field == field
+    assert reason in violation.description
+
+
+def test_a_plan_that_is_not_toml_is_refused_with_the_parsers_reason(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgument) as refused:
+        load_plan(write_plan(tmp_path, "tables = ["), BASE)
+    [violation] = refused.value.violations
+    assert violation.description.startswith("cannot read the plan: ")

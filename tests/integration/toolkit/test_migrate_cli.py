@@ -125,6 +125,25 @@ def test_the_watchdog_is_on_until_turned_off_and_status_says_so(environment: dic
     )
 
 
+def test_promote_refuses_what_it_cannot_run_before_touching_anything(
+    environment: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plan = tmp_path / "plan.toml"
+    plan.write_text("[tables.logs.guards]\nmax_error_ratio = 2\n")
+    neither = runner.invoke(app, ["migrate", "promote"])
+    wrong_plan = runner.invoke(app, ["migrate", "promote", "--plan", str(plan), "--prometheus-url", "http://x"])
+    wrong_stage = runner.invoke(app, ["migrate", "promote", "payments", "--to", "sideways", "--prometheus-url", "x"])
+    monkeypatch.delenv("LOANBOOK_MIGRATION_PROMETHEUS_URL", raising=False)
+    no_metrics = runner.invoke(app, ["migrate", "promote", "payments"])
+
+    assert (neither.exit_code, wrong_plan.exit_code, wrong_stage.exit_code, no_metrics.exit_code) == (2, 2, 2, 2)
+    assert "give a TABLE or --plan, not both" in " ".join(neither.output.split())
+    assert "tables.logs.guards.max_error_ratio: Input should be less than or equal to 1" in wrong_plan.output
+    assert "--to: unknown stage 'sideways'" in wrong_stage.output
+    assert "set LOANBOOK_MIGRATION_PROMETHEUS_URL or --prometheus-url" in no_metrics.output
+    assert on_postgres(environment["LOANBOOK_MIGRATION_POSTGRES_DSN"], "SELECT count(*) FROM migration.promotions") == 0
+
+
 def test_status_shows_each_table_and_the_next_safe_step(environment: dict[str, str], postgres_dsn: str) -> None:
     seed(postgres_dsn, payments=40, logs=30)
     on_postgres(postgres_dsn, "UPDATE migration.table_modes SET stage = 'postgres_only' WHERE table_name = 'logs'")

@@ -1,4 +1,5 @@
-"""The promoter on the real stores: one promoter per table, and an interrupted promotion resumed where it was."""
+"""The promoter on the real stores: one promoter per table, an interrupted promotion resumed where it was, and a
+plan held by the table that stopped."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from migration.stages import Stage
 from tests.support.prometheus import Prometheus, running_prometheus
-from tests.support.toolkit import Stores
+from tests.support.toolkit import Stores, set_stage
 from toolkit.guards import GuardReading
-from toolkit.promotion import Promoter, PromotionOptions, PromotionRunning
+from toolkit.promotion import PlanHold, Promoter, PromotionOptions, PromotionRunning, promoter_active
 
 
 class Seen:
@@ -53,9 +54,11 @@ async def test_a_second_promoter_is_refused_and_a_later_one_resumes_the_interrup
     with pytest.raises(PromotionRunning, match=rf"payments: another process is promoting it \(promotion {running},"):
         await promoter(stores, prometheus, 1, Seen()).run()
 
+    assert await promoter_active(stores.pool, "payments")
     first.cancel()  # as a killed process: the row stays running, the lock goes with its connection
     with pytest.raises(asyncio.CancelledError):
         await first
+    assert not await promoter_active(stores.pool, "payments")  # `migrate status` calls it interrupted
     seen = Seen()
     result = await promoter(stores, prometheus, 1, seen).run()
 
@@ -72,3 +75,43 @@ async def test_a_second_promoter_is_refused_and_a_later_one_resumes_the_interrup
     ]
     rows = await stores.pool.fetch("SELECT id, status FROM migration.promotions")
     assert [(row["id"], row["status"]) for row in rows] == [(running, "finished")]
+
+
+async def test_in_a_plan_the_table_that_stops_holds_the_others_and_each_says_why(
+    stores: Stores, prometheus: Prometheus
+) -> None:
+    # logs waits in shadow for shadow comparisons that never come (no traffic, no patience): it stops, and
+    # payments, still holding postgres_only, stops there instead of advancing.
+    await set_stage(stores.pool, "logs", Stage.SHADOW)
+    held, seen = PlanHold(), Seen()
+    payments, logs = stores.specs("payments", "logs")
+    options = {
+        "payments": PromotionOptions(target=Stage.DUAL_WRITE, window_seconds=600, poll_seconds=0.2, who="test"),
+        "logs": PromotionOptions(
+            target=Stage.DYNAMO_LIVE, window_seconds=1, poll_seconds=0.2, evidence_timeout_seconds=0, who="test"
+        ),
+    }
+
+    results = await asyncio.gather(
+        *(
+            Promoter(
+                stores.pool,
+                stores.dynamodb,
+                spec,
+                stores.table_name,
+                prometheus.url,
+                options[spec.name],
+                seen,
+                plan=held,
+            ).run()
+            for spec in (payments, logs)
+        )
+    )
+
+    by_table = {result.table: result for result in results}
+    assert (by_table["logs"].status, by_table["logs"].stage) == ("stopped", Stage.SHADOW)
+    assert "not enough evidence to move to dynamo_live" in by_table["logs"].detail
+    assert (by_table["payments"].status, by_table["payments"].stage) == ("stopped", Stage.POSTGRES_ONLY)
+    assert by_table["payments"].detail.startswith("payments held in postgres_only: the plan stopped (logs: logs stays")
+    modes = await stores.pool.fetch("SELECT table_name, stage FROM migration.table_modes ORDER BY table_name")
+    assert [(row["table_name"], row["stage"]) for row in modes] == [("logs", "shadow"), ("payments", "postgres_only")]
