@@ -1,10 +1,12 @@
-"""The watchdog on the real stores: DynamoDB frozen under reads in dynamo_live moves payments back to shadow once,
-whichever of two replicas sees it, with every read answered and every write kept; off, or cooling down, it waits."""
+"""The watchdog on the real stores: DynamoDB frozen (or slowed) under reads in dynamo_live moves payments back to
+shadow once, whichever of two replicas sees it, with every read answered and every write kept; off, or cooling down,
+it waits."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -51,8 +53,11 @@ async def fresh_audit(outage_harness: tuple[Harness, OwnDynamo]) -> tuple[Harnes
     return harness, dynamo
 
 
-async def readers_and_writes(replicas: list[Replica], customer: uuid.UUID, seconds: float) -> tuple[int, list[Payment]]:
-    """Every replica reading the customer's history and one writing, for `seconds`: failed reads, payments written."""
+async def readers_and_writes(
+    replicas: list[Replica], customer: uuid.UUID, seconds: float, reading: uuid.UUID | None = None
+) -> tuple[int, list[Payment]]:
+    """Every replica reading a customer's history (`reading`, else the writer's) and one writing the customer's
+    payments, for `seconds`: failed reads, payments written."""
     failures, written = 0, []
     deadline = asyncio.get_running_loop().time() + seconds
     i = 0
@@ -61,7 +66,7 @@ async def readers_and_writes(replicas: list[Replica], customer: uuid.UUID, secon
         written.append(await replicas[0].store.create(a_payment(customer, paid_at=T0 + timedelta(minutes=i))))
         for replica in replicas:
             try:
-                await replica.store.list_for_customer(customer, None, None, None, 100)
+                await replica.store.list_for_customer(reading or customer, None, None, None, 100)
             except Unavailable:
                 failures += 1
         await asyncio.sleep(0.02)
@@ -93,6 +98,58 @@ async def test_a_sustained_outage_moves_the_table_back_to_shadow_once_with_no_fa
         "SELECT reason FROM migration.mode_changes WHERE changed_by LIKE 'auto:%' ORDER BY id DESC LIMIT 1"
     )
     assert reason.startswith("watchdog: breached for 0.5 s: fallback_ratio ")
+
+
+@contextlib.asynccontextmanager
+async def slowed(dynamo: OwnDynamo, stopped: float, running: float) -> AsyncIterator[None]:
+    """DynamoDB Local answering, but late: frozen `stopped` s out of every `stopped + running`, so some calls outlast
+    their timeout and some do not."""
+
+    async def duty_cycle() -> None:
+        while True:
+            dynamo.freeze()
+            await asyncio.sleep(stopped)
+            dynamo.thaw()
+            await asyncio.sleep(running)
+
+    task = asyncio.create_task(duty_cycle())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        dynamo.thaw()
+
+
+async def test_a_slowed_dynamodb_moves_the_table_back_too_with_no_failed_read(
+    fresh_audit: tuple[Harness, OwnDynamo],
+) -> None:
+    harness, dynamo = fresh_audit
+    # A breaker that never opens: every read tries DynamoDB, and only the slow ones fall back.
+    replica = await harness.replica(dynamo_timeout_seconds=0.2, breaker_failure_threshold=1000)
+    await harness.set_stage(Stage.DYNAMO_LIVE, fallback=True)
+    customer, reader = a_payment().customer_id, a_payment().customer_id
+    # The reader has a history wholly in DynamoDB (the relay finishes any copy a cold DynamoDB Local timed out), so
+    # DynamoDB serves her reads: a key with a write in flight is read from PostgreSQL, which is no fallback.
+    for i in range(3):
+        await replica.store.create(a_payment(reader, paid_at=T0 + timedelta(days=1, minutes=i)))
+    await replica.hybrid.wait_for_copies()
+    await harness.pool.execute("UPDATE migration.journal SET next_attempt_at = now() WHERE table_name = 'payments'")
+    await replica.relay.drain()
+    assert (await replica.hybrid.journal.backlog()).pending == 0
+
+    # Checks long enough to span both phases of the cycle: each one judges a mix of slow and timely reads.
+    settings = dataclasses.replace(FAST, check_seconds=0.5, sustain_seconds=1.0)
+    async with watching(harness, replica, settings) as watchdog, slowed(dynamo, stopped=0.3, running=0.2):
+        failures, written = await readers_and_writes([replica], customer, 4.0, reading=reader)
+
+    assert await automatic_changes(harness) == [("dynamo_live", "shadow", "auto:fallback_ratio")]
+    assert watchdog.decisions == 1
+    assert 0 < replica.hybrid.dynamo_reads.fell_back < replica.hybrid.dynamo_reads.served  # slow, not dead
+    assert failures == 0
+    for payment in written:
+        assert await harness.in_postgres(payment) == payment
 
 
 async def test_turned_off_or_cooling_down_it_leaves_the_table_where_it_is(
