@@ -38,6 +38,9 @@ from toolkit.promotion import PlanHold, Promoter, PromotionOptions
 from toolkit.promotion_plan import load_plan
 from toolkit.verify import VerifyOptions
 
+# The defaults of the guard options: one source, toolkit.guards.GuardLimits (whose comments give the reasons).
+LIMITS = GuardLimits()
+
 
 class LiveGuards:
     """The guards of the stage being held, refreshed in place on a terminal (stderr); decisions go to stdout."""
@@ -86,13 +89,27 @@ def promote(
     evidence_timeout: Annotated[
         float, typer.Option(min=0, help="seconds past the window to wait for evidence a guard lacks (quiet tables)")
     ] = 1800.0,
-    max_mismatch_ratio: Annotated[float, typer.Option(min=0, max=1, help="shadow mismatches / comparisons")] = 0.0,
-    min_comparisons: Annotated[int, typer.Option(min=1, help="shadow comparisons needed in the window")] = 20,
-    max_fallback_ratio: Annotated[float, typer.Option(min=0, max=1, help="fallback reads / store calls")] = 0.01,
-    max_error_ratio: Annotated[float, typer.Option(min=0, max=1, help="failed store calls / store calls")] = 0.01,
-    max_latency_ratio: Annotated[float, typer.Option(min=1, help="DynamoDB p99 / PostgreSQL p99")] = 3.0,
-    min_calls: Annotated[int, typer.Option(min=1, help="successful calls per backend behind a p99")] = 50,
-    max_journal_age: Annotated[float, typer.Option(min=0, help="seconds the oldest journal entry may wait")] = 30.0,
+    max_mismatch_ratio: Annotated[
+        float, typer.Option(min=0, max=1, help="shadow mismatches / comparisons")
+    ] = LIMITS.max_mismatch_ratio,
+    min_comparisons: Annotated[
+        int, typer.Option(min=1, help="shadow comparisons needed in the window")
+    ] = LIMITS.min_comparisons,
+    max_fallback_ratio: Annotated[
+        float, typer.Option(min=0, max=1, help="fallback reads / store calls")
+    ] = LIMITS.max_fallback_ratio,
+    max_error_ratio: Annotated[
+        float, typer.Option(min=0, max=1, help="failed store calls / store calls")
+    ] = LIMITS.max_error_ratio,
+    max_latency_ratio: Annotated[
+        float, typer.Option(min=1, help="DynamoDB p99 / PostgreSQL p99")
+    ] = LIMITS.max_latency_ratio,
+    min_calls: Annotated[
+        int, typer.Option(min=1, help="successful calls per backend behind a p99")
+    ] = LIMITS.min_calls_per_backend,
+    max_journal_age: Annotated[
+        float, typer.Option(min=0, help="seconds the oldest journal entry may wait")
+    ] = LIMITS.max_journal_age_seconds,
     rate_limit: Annotated[
         float, typer.Option("--rate-limit", min=0, help="DynamoDB items read per second by verifications (0: none)")
     ] = DEFAULT_READ_RATE,
