@@ -22,6 +22,7 @@ from chassis.errors import FailedPrecondition, FieldViolation, InvalidArgument, 
 from migration.journal import current_traceparent
 from migration.observability import ATTR_COLLECTION, ATTR_FROM_STAGE, error_type, mark_failed
 from migration.stages import ORDER, TABLES, Backend, Stage, TableMode, stage_from_seed_flags
+from migration.verifications import Standing, latest_standing
 
 logger = logging.getLogger(__name__)
 tracer = trace.get_tracer("loanbook.migration")
@@ -85,16 +86,19 @@ async def require_clean_full_verification(connection: Connection, current: Table
     """Invariant 5: PostgreSQL stops receiving writes only after a clean, full verification."""
     if wanted.stage is not Stage.DYNAMO_ONLY or current.stage is Stage.DYNAMO_ONLY:
         return
-    latest = await connection.fetchrow(
-        """SELECT clean, full_scan, finished_at FROM migration.verifications
-           WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1""",
-        wanted.table,
-    )
-    if latest is None or not (latest["clean"] and latest["full_scan"]):
+    latest = await latest_standing(connection, wanted.table)
+    if latest is None or not (latest.clean and latest.full):
         raise FailedPrecondition(
-            f"{wanted.table}: moving to dynamo_only needs a clean full verification first "
-            "(run `loanbook migrate verify`); PostgreSQL would stop receiving writes"
+            f"{wanted.table}: moving to dynamo_only needs a clean full verification first, or a clean incremental "
+            f"one with an unbroken chain back to one{_broken(latest)} (run `loanbook migrate verify "
+            f"{wanted.table}`); PostgreSQL would stop receiving writes"
         )
+
+
+def _broken(latest: Standing | None) -> str:
+    if latest is None or latest.broken is None or not latest.incremental:
+        return ""
+    return f": verification {latest.id} is incremental and its chain is broken ({latest.broken})"
 
 
 async def require_verification_after_backfill(connection: Connection, current: TableMode, wanted: TableMode) -> None:
@@ -126,18 +130,17 @@ async def require_verification_after_backfill(connection: Connection, current: T
         wanted.table,
     )
     last_backfill = None if backfill is None else backfill["finished_at"]
-    latest = await connection.fetchrow(
-        """SELECT clean, started_at FROM migration.verifications
-           WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1""",
-        wanted.table,
-    )
-    if latest is None or not latest["clean"]:
+    latest = await latest_standing(connection, wanted.table)
+    if latest is None or not latest.clean or (latest.incremental and latest.broken is not None):
         found = "no verification yet" if latest is None else "the latest verification found differences"
+        if latest is not None and latest.clean:
+            found = f"verification {latest.id} is incremental and its chain is broken: {latest.broken}"
         raise FailedPrecondition(
             f"{wanted.table}: moving to {wanted.stage.value} needs a clean verification ({found}); "
             f"run `loanbook migrate verify {wanted.table}`"
         )
-    if last_backfill is not None and latest["started_at"] < last_backfill:
+    # An incremental verification vouches for what its chain's full verification did, from that one's start.
+    if last_backfill is not None and latest.started_at < last_backfill:
         raise FailedPrecondition(
             f"{wanted.table}: the latest clean verification started before the last backfill finished "
             f"({last_backfill:%Y-%m-%d %H:%M:%S %Z}); run `loanbook migrate verify {wanted.table}` again before "
@@ -148,7 +151,7 @@ async def require_verification_after_backfill(connection: Connection, current: T
     # also covers replicas still writing as in postgres_only just after the switch; a verification's does not.)
     since = await dynamo_receives_writes_since(connection, wanted.table)
     stale_backfill = backfill is not None and since is not None and backfill["started_at"] < since["changed_at"]
-    if since is not None and (stale_backfill or latest["started_at"] < since["changed_at"]):
+    if since is not None and (stale_backfill or latest.started_at < since["changed_at"]):
         raise FailedPrecondition(
             f"{wanted.table}: the last {'backfill' if stale_backfill else 'clean verification'} started before "
             "the table left postgres_only "

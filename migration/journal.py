@@ -106,10 +106,15 @@ class Journal:
     ) -> int:
         """Journals a write; the entry carries the current trace context, so the relay's copy links to the write.
         `due_in`: how long the relay leaves the entry to the write's own copy (see `due_now`)."""
+        # The key goes into the key history in the same statement: kept after the entry is gone, it tells an
+        # incremental verification which keys were written since the last one (toolkit.verify).
         entry_id: int = await connection.fetchval(
-            """INSERT INTO migration.journal
-                   (table_name, item_key, item_version, routing_keys, trace_context, next_attempt_at)
-               VALUES ($1, $2, $3, $4, $5, now() + $6::interval) RETURNING id""",
+            """WITH entry AS (
+                   INSERT INTO migration.journal
+                       (table_name, item_key, item_version, routing_keys, trace_context, next_attempt_at)
+                   VALUES ($1, $2, $3, $4, $5, now() + $6::interval) RETURNING id),
+               kept AS (INSERT INTO migration.key_history (table_name, item_key) VALUES ($1, $2))
+               SELECT id FROM entry""",
             self.table,
             item_key,
             item_version,
@@ -166,6 +171,23 @@ class Journal:
             "DELETE FROM migration.journal_settling WHERE table_name = $1 AND settles_at <= now()", self.table
         )
         return int(result.rsplit(" ", 1)[-1])
+
+    async def forget_history(self, older_than: timedelta) -> int:
+        """Drop key history older than `older_than` that no verification has covered yet (a clean one drops what it
+        covers at once), recording the gap: an incremental verification cannot build on a chain across it, and the
+        guards ask for a full one again. Returns how many rows went."""
+        dropped: int = await self._pool.fetchval(
+            """WITH gone AS (DELETE FROM migration.key_history
+                             WHERE table_name = $1 AND written_at < now() - $2::interval RETURNING written_at),
+                    gap AS (INSERT INTO migration.key_history_gaps (table_name, snapshot, rows, oldest, newest, reason)
+                            SELECT $1, pg_current_snapshot(), count(*), min(written_at), max(written_at), $3
+                            FROM gone HAVING count(*) > 0)
+               SELECT count(*) FROM gone""",
+            self.table,
+            older_than,
+            f"older than the key history's retention ({older_than.total_seconds() / 3600:g} h)",
+        )
+        return dropped
 
     async def claim_due(self, limit: int) -> list[JournalEntry]:
         """Lease up to `limit` due entries to this caller. A relay that dies holding a lease loses it when the

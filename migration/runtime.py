@@ -25,6 +25,8 @@ logger = logging.getLogger(__name__)
 # How often a replica looks at its table's journal for loanbook.journal.backlog / oldest_age: one small aggregate
 # query per table, about as often as Prometheus scrapes.
 BACKLOG_SAMPLE_SECONDS = 15.0
+# How often a replica drops key history past its retention: one indexed delete per table.
+HISTORY_PRUNE_SECONDS = 300.0
 
 
 async def open_hybrid_table(
@@ -61,6 +63,8 @@ async def open_hybrid_table(
     stack.push_async_callback(hybrid.wait_for_shadow_reads)
     stack.push_async_callback(hybrid.wait_for_copies)  # before the pool closes: each is bounded by its timeouts
     _in_background(sample_backlog(hybrid.journal, BACKLOG_SAMPLE_SECONDS), f"{table}-backlog-sampler", stack)
+    retention = timedelta(hours=settings.key_history_retention_hours)
+    _in_background(forget_old_history(hybrid.journal, retention, HISTORY_PRUNE_SECONDS), f"{table}-history", stack)
     watchdog = Watchdog(hybrid, control, pool, dsn, settings.watchdog_settings())
     _in_background(watchdog.run(), f"{table}-watchdog", stack)
     return hybrid, control
@@ -97,6 +101,21 @@ async def sample_backlog(journal: Journal, every_seconds: float) -> None:
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
             # The gauges keep the last sample a while, then report nothing (migration.observability).
             logger.warning("could not sample the journal backlog: %s", type(error).__name__)
+        await asyncio.sleep(every_seconds)
+
+
+async def forget_old_history(journal: Journal, retention: timedelta, every_seconds: float) -> None:
+    """Keeps the key history within its retention: what no verification covered by then is dropped, and the gap
+    recorded (Journal.forget_history). Every replica does it; a second delete finds nothing."""
+    while True:
+        try:
+            if dropped := await journal.forget_history(retention):
+                logger.warning(
+                    "key history past its retention dropped: the next verification must be a full one",
+                    extra={"table": journal.table, "rows": dropped},
+                )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            logger.warning("could not trim the key history: %s", type(error).__name__)
         await asyncio.sleep(every_seconds)
 
 

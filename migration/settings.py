@@ -43,6 +43,10 @@ class MigratingTableSettings(BaseSettings):
     await_dynamodb_copy: bool = False
     background_copy_limit: int = Field(default=16, ge=0, le=10_000)
     relay_head_start_seconds: float = Field(default=2.0, ge=0, le=60)
+    # How long the key of a journaled write is kept for an incremental verification (toolkit.verify) when no
+    # verification covers it sooner: a week of writes is room for a cutover's verifications; past it the key is
+    # dropped, the gap recorded, and the next verification must be a full one.
+    key_history_retention_hours: float = Field(default=168.0, gt=0, le=24 * 90)
     # The watchdog (migration.watchdog): the reasons for its defaults are in WatchdogSettings.
     watchdog_check_seconds: float = Field(default=WATCHDOG_DEFAULTS.check_seconds, gt=0, le=300)
     watchdog_sustain_seconds: float = Field(default=WATCHDOG_DEFAULTS.sustain_seconds, ge=0, le=3600)

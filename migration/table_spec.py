@@ -113,6 +113,11 @@ class TableSpec(ABC):
     async def rows_for_items(self, executor: Executor, keys: Sequence[ItemKey], *, lock: bool) -> list[asyncpg.Record]:
         """The rows that the items with these keys stand for (those that still exist)."""
 
+    @abstractmethod
+    async def rows_for_journal_keys(self, executor: Executor, journal_keys: Sequence[str]) -> list[asyncpg.Record]:
+        """The rows that journaled writes with these item keys (what Journal.append was given) wrote, those that
+        still exist and that every read keeps (`row_filter`): what an incremental verification compares."""
+
     # --- DynamoDB side ------------------------------------------------------------------------------------
 
     @abstractmethod

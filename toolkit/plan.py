@@ -14,6 +14,7 @@ from migration.control import ControlPlane, dynamo_receives_writes_since, revers
 from migration.journal import Backlog, Journal
 from migration.stages import ORDER, Stage, TableMode
 from migration.table_spec import TableSpec
+from migration.verifications import latest_standing
 from toolkit.dynamo_io import item_count
 from toolkit.runs import BackfillRun, BackfillRuns
 
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Verification:
+    """The latest verification as the guards judge it (migration.verifications.Standing): an incremental one with
+    an unbroken chain counts as full, from its full verification's start."""
+
     id: int
     clean: bool
     full: bool
@@ -31,6 +35,17 @@ class Verification:
     differences: int
     started_at: datetime
     finished_at: datetime
+    incremental: bool = False
+    full_id: int | None = None  # the full verification an incremental one's chain goes back to
+    broken: str | None = None  # why an incremental one's chain does not hold
+
+    @property
+    def scope(self) -> str:
+        if not self.incremental:
+            return "full" if self.full else f"sampled {self.sample:.0%}"
+        if self.broken is not None:
+            return f"incremental, chain broken ({self.broken})"
+        return f"incremental, unbroken chain back to full verification {self.full_id}"
 
 
 @dataclass(frozen=True)
@@ -52,15 +67,20 @@ async def last_verification(pool: asyncpg.Pool, table: str) -> Verification | No
     )
     if row is None:
         return None
+    standing = await latest_standing(pool, table)
+    assert standing is not None
     return Verification(
         row["id"],
         row["clean"],
-        row["full_scan"],
+        standing.full,
         row["sample_fraction"],
         row["rows_checked"],
         row["differences"],
-        row["started_at"],
+        standing.started_at,
         row["finished_at"],
+        standing.incremental,
+        standing.full_id,
+        standing.broken,
     )
 
 
@@ -97,6 +117,7 @@ def next_step(
     verified = (
         verification is not None
         and verification.clean
+        and verification.broken is None
         and backfill.finished_at is not None
         and verification.started_at >= backfill.finished_at
         and (since is None or verification.started_at >= since)
@@ -114,7 +135,7 @@ def next_step(
         return forward[stage]
     assert verification is not None
     if not verification.full:
-        return f"run a full verification (`loanbook migrate verify {table}` without --sample)"
+        return f"run a full verification (`loanbook migrate verify {table}` without --sample or --incremental)"
     if backlog.pending:
         return f"wait for the relay to drain the journal ({backlog.pending} pending), then switch to dynamo_only"
     return "switch to dynamo_only (PostgreSQL stops receiving writes; rollback is then no longer lossless)"

@@ -252,8 +252,9 @@ class VerifyRuns:
                 planned = await units()
                 async with connection.transaction():
                     run_id: int = await connection.fetchval(
-                        """INSERT INTO migration.verify_runs (table_name, repair, started_by, rows_total)
-                           VALUES ($1, $2, $3, $4) RETURNING id""",
+                        # `covers`: taken before any unit is read, so whatever any process compares is later.
+                        """INSERT INTO migration.verify_runs (table_name, repair, started_by, rows_total, covers)
+                           VALUES ($1, $2, $3, $4, pg_current_snapshot()) RETURNING id""",
                         table,
                         repair,
                         who,
@@ -309,7 +310,10 @@ class VerifyRuns:
             raise LeaseLost(f"unit {unit_no} of verification run {leases.run_id} was taken over by another process")
 
     async def get(self, run_id: int) -> asyncpg.Record:
-        row = await self._pool.fetchrow("SELECT * FROM migration.verify_runs WHERE id = $1", run_id)
+        # The snapshot as text: the form migration.verifications.covers is written back from.
+        row = await self._pool.fetchrow(
+            "SELECT *, covers::text AS covers_text FROM migration.verify_runs WHERE id = $1", run_id
+        )
         assert row is not None
         return row
 

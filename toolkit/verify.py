@@ -6,7 +6,9 @@ Scan of DynamoDB (items taken as the wire's JSON, see chassis.dynamodb_wire). Bo
 tables of one scratch session, and one FULL OUTER JOIN in PostgreSQL names the keys that are missing, extra or
 differing; only those are then read again from both stores for the report (and the repair). Nothing of a table is
 held in Python, whatever its size. A sampled verification compares whole key ranges at random instead, page by
-page against BatchGetItem, and scans a matching fraction of segments for extras.
+page against BatchGetItem, and scans a matching fraction of segments for extras. An incremental verification
+compares only the keys written since the verification it follows, taken from the key history that every journaled
+write leaves (migration.verifications says when a chain of them stands for a full one).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import functools
 import hashlib
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -31,6 +33,7 @@ from chassis.dynamodb_wire import scan_page
 from chassis.errors import FailedPrecondition
 from migration.stages import POLICIES
 from migration.table_spec import Item, ItemKey, Key, TableSpec
+from migration.verifications import chain_head
 from toolkit.backfill import SAMPLE_PER_RANGE, NoProgress, Progress, current_stage
 from toolkit.collector import bulk_allocation
 from toolkit.dynamo_io import (
@@ -59,6 +62,10 @@ REPORTED = 1000
 # suspect keys re-read from both stores at a time.
 SCRATCH_QUEUE = 16
 SUSPECTS_PER_RECHECK = 500
+# Journal keys per page of an incremental verification: one PostgreSQL read and one BatchGetItem round each.
+INCREMENTAL_PAGE = 500
+# Covered key history dropped per statement after a clean verification (a long delete would hold its locks).
+FORGET_PER_STATEMENT = 10_000
 Digests = list[tuple[list[str], bytes]]
 _Page = tuple[str, Digests, asyncio.Future[None]]  # (digest table, rows for it, set once they are copied in)
 
@@ -118,6 +125,8 @@ class VerifyOptions:
     # process works on is leased this long and renewed; a dead process's units are taken over after that.
     lease_seconds: float = 30.0
     restart: bool = False  # abandon the table's unfinished full verification instead of joining it
+    # Compare only the keys written since the latest verification (chain_head), from the key history.
+    incremental: bool = False
     who: str = "loanbook migrate verify"
 
 
@@ -139,6 +148,9 @@ class VerifySummary:
     in_flight: int = 0
     seconds: float = 0.0
     verification_id: int = 0
+    incremental: bool = False
+    follows: int | None = None  # the verification an incremental one follows
+    keys_checked: int = 0  # an incremental verification's written keys (journal item keys)
     differences: list[Difference] = field(default_factory=list)  # the first REPORTED
     pacing: PaceReport | None = None
     # Capacity units this process's DynamoDB calls consumed (Scans, BatchGetItems, and a repair's writes); the
@@ -207,7 +219,12 @@ class _TableVerifier:
     ) -> None:
         self.pool, self.dynamodb, self.spec, self.table_name = pool, dynamodb, spec, table_name
         self.options, self.progress = options, progress
-        self.summary = VerifySummary(spec.name, full=options.sample >= 1.0, sample=min(1.0, options.sample))
+        self.summary = VerifySummary(
+            spec.name,
+            full=options.sample >= 1.0 and not options.incremental,
+            sample=min(1.0, options.sample),
+            incremental=options.incremental,
+        )
         self.pacer = Pacer(options.pacing)
         self.consumed = Consumed()
 
@@ -530,8 +547,11 @@ class _TableVerifier:
                 self.summary.items_scanned = totals.items_scanned
                 if run["status"] == "running":
                     await self._join_digests(connection, run_id)
-                    self.summary.verification_id = await self._record(run["started_at"])
+                    covers = run["covers_text"]
+                    self.summary.verification_id = await self._record(run["started_at"], covers)
                     await runs.finish(connection, run_id, self.summary.verification_id)
+                    if self.summary.clean and covers is not None:
+                        await self._forget_covered(covers)
                     return
             finally:
                 await connection.execute("SELECT pg_advisory_unlock($1)", lock_key("verify-run", str(run_id)))
@@ -576,14 +596,14 @@ class _TableVerifier:
                 f"{self.spec.name}: in {stage.value} PostgreSQL no longer receives writes, so it is not the authority "
                 "to repair DynamoDB from; verify without --repair"
             )
+        if self.options.incremental:
+            await self.run_incremental(started_at)
+            return self._finished(started)
         total = await self.spec.count(self.pool)
         self.progress.start(self.spec.name, round(total * self.summary.sample), 0)
         if self.summary.full:
             await self.run_shared(started_at)
-            self.summary.seconds = time.monotonic() - started
-            self.summary.pacing = self.pacer.report()
-            self.summary.read_units, self.summary.write_units = self.consumed.read, self.consumed.write
-            return self.summary
+            return self._finished(started)
         ranges = await self._ranges(total)
         # Fewer scan segments than ranges: each segment is a Scan of its own, and a few per worker keep them busy.
         segment_count = max(1, 2 * self.options.workers)
@@ -593,10 +613,7 @@ class _TableVerifier:
         segments = random.sample(segments, max(1, round(segment_count * self.summary.sample)))
         await self._compare_sampled(ranges, segments, segment_count)
         self.summary.verification_id = await self._record(started_at)
-        self.summary.seconds = time.monotonic() - started
-        self.summary.pacing = self.pacer.report()
-        self.summary.read_units, self.summary.write_units = self.consumed.read, self.consumed.write
-        return self.summary
+        return self._finished(started)
 
     async def _compare_sampled(
         self, ranges: Sequence[tuple[Key | None, Key | None]], segments: Sequence[int], segment_count: int
@@ -615,14 +632,22 @@ class _TableVerifier:
             for _ in range(self.options.workers):
                 group.create_task(worker())
 
-    async def _record(self, started_at: datetime) -> int:
-        """What require_clean_full_verification and the other guards read."""
+    def _finished(self, started: float) -> VerifySummary:
+        self.summary.seconds = time.monotonic() - started
+        self.summary.pacing = self.pacer.report()
+        self.summary.read_units, self.summary.write_units = self.consumed.read, self.consumed.write
+        return self.summary
+
+    async def _record(self, started_at: datetime, covers: str | None = None) -> int:
+        """What require_clean_full_verification and the other guards read (migration.verifications).
+        `covers`: the snapshot every write it vouches for is visible in (a sampled verification has none)."""
         s = self.summary
         verification_id: int = await self.pool.fetchval(
             """INSERT INTO migration.verifications (table_name, full_scan, clean, rows_checked, differences,
                    started_at, sample_fraction, missing, extra, differing, repaired, consumed_read_units,
-                   consumed_write_units)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id""",
+                   consumed_write_units, incremental, follows, covers)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16::text::pg_snapshot)
+               RETURNING id""",
             s.table,
             s.full,
             s.clean,
@@ -637,8 +662,95 @@ class _TableVerifier:
             # This process's calls so far (all of them: it records last); others add theirs (_compare_once).
             self.consumed.read,
             self.consumed.write,
+            s.incremental,
+            s.follows,
+            covers,
         )
         return verification_id
+
+    async def _forget_covered(self, covers: str) -> None:
+        """A clean verification's key history is no longer needed: the next incremental one starts after it."""
+        while True:
+            result: str = await self.pool.execute(
+                """DELETE FROM migration.key_history WHERE ctid IN (
+                       SELECT ctid FROM migration.key_history
+                       WHERE table_name = $1 AND pg_visible_in_snapshot(xid, $2::text::pg_snapshot) LIMIT $3)""",
+                self.spec.name,
+                covers,
+                FORGET_PER_STATEMENT,
+            )
+            if int(result.rsplit(" ", 1)[-1]) < FORGET_PER_STATEMENT:
+                return
+
+    # --- incremental verification: the keys written since the latest verification -----------------------------
+
+    async def run_incremental(self, started_at: datetime) -> None:
+        """Compares only the keys written since the verification it follows (chain_head): each key's rows read from
+        PostgreSQL and their items from DynamoDB, page by page, a difference re-read from both stores before it
+        counts as in any verification. The keys come from the key history in one repeatable-read transaction; its
+        snapshot is what this verification covers, and the next one starts after it."""
+        lock = lock_key("verify-incremental", self.spec.name)
+        async with self.pool.acquire() as connection:
+            # One at a time per table: each follows the one before, and drops the key history it covered.
+            await connection.execute("SELECT pg_advisory_lock($1)", lock)
+            try:
+                head = await chain_head(connection, self.spec.name)
+                self.summary.follows = head["id"]
+                async with connection.transaction(isolation="repeatable_read", readonly=True):
+                    covers: str = await connection.fetchval("SELECT pg_current_snapshot()::text")
+                    written = """FROM migration.key_history
+                                 WHERE table_name = $1 AND NOT pg_visible_in_snapshot(
+                                     xid, (SELECT covers FROM migration.verifications WHERE id = $2))"""
+                    keys = await connection.fetchval(
+                        f"SELECT count(DISTINCT item_key) {written}", self.spec.name, head["id"]
+                    )
+                    self.progress.start(self.spec.name, keys, 0)
+                    await self._check_written(
+                        connection.cursor(
+                            f"SELECT DISTINCT item_key {written}",
+                            self.spec.name,
+                            head["id"],
+                            prefetch=INCREMENTAL_PAGE,
+                        )
+                    )
+                self.summary.verification_id = await self._record(started_at, covers)
+                if self.summary.clean:
+                    await self._forget_covered(covers)
+            finally:
+                await connection.execute("SELECT pg_advisory_unlock($1)", lock)
+
+    async def _check_written(self, written: AsyncIterable[asyncpg.Record]) -> None:
+        pages: asyncio.Queue[list[str] | None] = asyncio.Queue(maxsize=2 * self.options.workers)
+
+        async def worker() -> None:
+            while (page := await pages.get()) is not None:
+                await self._check_journal_keys(page)
+
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.options.workers):
+                group.create_task(worker())
+            page: list[str] = []
+            async for record in written:
+                page.append(record[0])
+                if len(page) == INCREMENTAL_PAGE:
+                    await pages.put(page)
+                    page = []
+            if page:
+                await pages.put(page)
+            for _ in range(self.options.workers):
+                await pages.put(None)
+
+    async def _check_journal_keys(self, journal_keys: Sequence[str]) -> None:
+        rows = await self.spec.rows_for_journal_keys(self.pool, journal_keys)
+        expected = [item for row in rows for item in self.spec.items(row)]
+        if expected:
+            keys = [self.spec.key_item(self.spec.item_key(item)) for item in expected]
+            actual = await batch_get(self.dynamodb, self.table_name, keys, pacer=self.pacer, consumed=self.consumed)
+            await self._settle([d.key for d in compare(self.spec, expected, actual)])
+        self.summary.keys_checked += len(journal_keys)
+        self.summary.rows_checked += len(rows)
+        self.summary.items_checked += len(expected)
+        self.progress.advance(self.spec.name, len(journal_keys))
 
 
 async def run_verify(
@@ -659,6 +771,9 @@ async def run_verify(
         with traced_job("verify", spec.name):
             return await _TableVerifier(pool, dynamodb, spec, table_names(spec.name), options, sink).run()
 
+    if options.incremental:
+        for spec in specs:  # refused before any table is read (and as itself, not inside a task group)
+            await chain_head(pool, spec.name)
     with bulk_allocation():
         async with asyncio.TaskGroup() as group:
             tasks = [group.create_task(verify_traced(spec)) for spec in specs]

@@ -57,6 +57,17 @@ class LogSpec(TableSpec):
         )
         return list(rows)
 
+    async def rows_for_journal_keys(self, executor: Executor, journal_keys: Sequence[str]) -> list[asyncpg.Record]:
+        # A batch is journaled as one entry naming it: its entries, those still within the retention.
+        batches = [key.removeprefix(BATCH_KEY_PREFIX) for key in journal_keys if key.startswith(BATCH_KEY_PREFIX)]
+        rows = await executor.fetch(
+            """SELECT * FROM logging.entries WHERE batch_id = ANY($1::text[]::uuid[]) AND time >= $2
+               ORDER BY service, time, id""",
+            batches,
+            self.cutoff,
+        )
+        return list(rows)
+
     def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:
         # A batch is journaled as one entry naming it (services.logging.store); an entry PostgreSQL lacks was never
         # journaled (log writes reach PostgreSQL first).

@@ -55,6 +55,13 @@ class PaymentSpec(TableSpec):
         )
         return list(rows)
 
+    async def rows_for_journal_keys(self, executor: Executor, journal_keys: Sequence[str]) -> list[asyncpg.Record]:
+        # A payment is journaled under its id (services.payment.store).
+        rows = await executor.fetch(
+            "SELECT * FROM payment.payments WHERE id = ANY($1::text[]::uuid[]) ORDER BY id", list(journal_keys)
+        )
+        return list(rows)
+
     def journal_refs(self, key: ItemKey, row: asyncpg.Record | None) -> tuple[str, ...]:
         # The item's own read keys among those services.payment.store.routing_keys journals (the customer's and the
         # loan's lists name every payment of theirs, so they would hold back far more than this item).

@@ -54,6 +54,7 @@ async def prepare_postgres(dsn: str) -> None:
             """TRUNCATE payment.payments, logging.entries, migration.journal, migration.journal_settling,
                         migration.backfill_runs,
                         migration.verifications, migration.mode_changes, migration.table_modes,
+                        migration.key_history, migration.key_history_gaps,
                         migration.promotion_decisions, migration.promotions, migration.watchdogs
                RESTART IDENTITY CASCADE"""
         )
