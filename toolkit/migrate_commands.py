@@ -497,7 +497,7 @@ def verify(
         for s in summaries:
             scope = "full" if s.full else f"sampled {s.sample:.0%}"
             if s.incremental:
-                scope = f"incremental since verification {s.follows}: {s.keys_checked:,} written keys,"
+                scope = f"incremental since verification {s.follows}, {s.keys_checked:,} written keys"
             out.print(
                 f"{s.table}: {_verdict(s)} ({scope}: {s.rows_checked:,} rows as {s.items_checked:,} items checked, "
                 f"{s.items_scanned:,} DynamoDB items scanned, {s.seconds:.1f} s, {s.rows_per_second:,.0f} rows/s; "

@@ -190,8 +190,30 @@ async def test_a_promotion_walks_to_dynamo_live_on_clean_traffic_with_backfill_a
     guards = {guard["guard"]: guard for guard in json.loads(out_of_shadow["figures"])["guards"]}
     assert (guards["shadow_mismatch_ratio"]["value"], guards["shadow_mismatch_ratio"]["holds"]) == (0, True)
     verified = [json.loads(row["figures"]) for row in made if row["decision"] == "verify"]
-    assert [(v["missing"], v["extra"], v["differing"]) for v in verified] == [(0, 0, 0)]
+    assert [(v["missing"], v["extra"], v["differing"], v["incremental"]) for v in verified] == [(0, 0, 0, False)]
     assert (traffic.writes > 0, traffic.reads > 0, traffic.failed) == (True, True, 0), traffic
+
+    # Back to shadow by hand, and promoted again: the full verification above starts the chain, so the check before
+    # dynamo_live now compares only the payments written since.
+    await set_stage(running_system, "shadow")
+    async with customer_traffic(running_system) as again:
+        code, output = await promote(
+            prometheus, postgres_dsn, dynamodb_endpoint, "--to", "dynamo_live", *FAST, *LATENCY_UNJUDGED
+        )
+
+    assert code == 0, output
+    _, made = await decisions(postgres_dsn)
+    assert [(row["stage"], row["decision"]) for row in made] == [
+        ("shadow", "start"),
+        ("shadow", "verify"),
+        ("shadow", "advance"),
+        ("dynamo_live", "finish"),
+    ]
+    [incremental] = [json.loads(row["figures"]) for row in made if row["decision"] == "verify"]
+    assert (incremental["incremental"], incremental["missing"], incremental["differing"]) == (True, 0, 0)
+    # Every payment recorded since the full verification, and no more than were recorded in all.
+    assert 0 < incremental["keys_checked"] <= traffic.writes + again.writes + 5, incremental
+    assert again.failed == 0, again
 
 
 @contextlib.asynccontextmanager

@@ -218,6 +218,32 @@ def test_after_a_spell_in_postgres_only_the_plan_and_the_guards_ask_for_a_new_ba
     assert switched.exit_code == 0, switched.output
 
 
+def test_an_incremental_verify_builds_on_a_full_one_and_status_shows_its_chain(
+    environment: dict[str, str], postgres_dsn: str
+) -> None:
+    seed(postgres_dsn, payments=30, logs=0)
+    assert runner.invoke(app, ["migrate", "backfill", "payments"]).exit_code == 0
+
+    too_early = runner.invoke(app, ["migrate", "verify", "payments", "--incremental"])
+    full = runner.invoke(app, ["migrate", "verify", "payments"])
+    incremental = runner.invoke(app, ["migrate", "verify", "payments", "--incremental"])
+    status = runner.invoke(app, ["migrate", "status", "payments"])
+    mixed = runner.invoke(app, ["migrate", "verify", "payments", "--incremental", "--sample", "0.5"])
+
+    assert too_early.exit_code == 1
+    assert "refused: payments: an incremental verification builds on a clean full one: none yet" in " ".join(
+        too_early.output.split()
+    )
+    assert full.exit_code == 0, full.output
+    assert incremental.exit_code == 0, incremental.output
+    assert "payments: clean (incremental since verification 1, 0 written keys: 0 rows" in " ".join(
+        incremental.output.split()
+    )
+    assert "incremental, unbroken chain back to full verification 1" in " ".join(status.output.split())
+    assert mixed.exit_code == 2
+    assert "not with --sample or --restart" in " ".join(mixed.output.split())
+
+
 def test_verify_exits_non_zero_listing_the_differences(environment: dict[str, str], postgres_dsn: str) -> None:
     seed(postgres_dsn, payments=50, logs=0)
 
