@@ -21,6 +21,7 @@ BENCHMARKS = (
     "bench.workers",
     "bench.migration_backfill",
     "bench.shared_runs",
+    "bench.incremental_verify",
     "bench.scale_curve",
 )
 # Modules with a command line that are not benchmarks of their own.
