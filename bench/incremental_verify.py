@@ -1,12 +1,11 @@
 """An incremental verification against a full one, side by side in one run, after writes to a seeded table.
 
 Run: `[BENCH_SIZE=full] .venv/bin/python -m bench.incremental_verify [--payments 500000 --writes 10000]`. Seeds
-payments as `loanbook seed` does (PostgreSQL only), backfills them into DynamoDB Local, and verifies in full: the
+payments as `loanbook seed` does (PostgreSQL only), backfills them into DynamoDB Local and verifies in full: the
 chain's start. Then, each round: `--writes` writes through the payment service's own hybrid store in dual_write (half
-new payments, half reversals of seeded ones, each key written once; the relay running), then an incremental
-verification (the keys written since the last verification) and a full one, in alternating order, same options,
-unpaced. A full one is a new chain's start, so the round's incremental verification runs first in every round and
-the full one second (the order is fixed by what each one covers, not chosen)."""
+new payments, half reversals of seeded ones, each key written once; the relay running, the journal drained), then an
+incremental verification and a full one, same options, unpaced. Always in that order: a clean full verification
+starts a new chain, after which an incremental one would have nothing written to compare."""
 
 from __future__ import annotations
 

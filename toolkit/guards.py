@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 import httpx
 
+from migration.journal import Journal
 from migration.stages import Stage
 from toolkit.latency import HISTOGRAM, PrometheusUnavailable
 
@@ -208,17 +209,6 @@ async def prometheus_figures(
     return found
 
 
-async def journal_figures(pool: asyncpg.Pool, table: str) -> tuple[int, float]:
-    """Pending journal entries and the oldest one's age, from the journal itself (what the backlog gauges report)."""
-    row = await pool.fetchrow(
-        """SELECT count(*) AS pending, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS oldest
-           FROM migration.journal WHERE table_name = $1""",
-        table,
-    )
-    assert row is not None
-    return int(row["pending"]), float(row["oldest"])
-
-
 async def recorded_mismatches(pool: asyncpg.Pool, table: str, since: datetime) -> int:
     """Mismatches the services recorded in migration.shadow_mismatches since `since`."""
     count = await pool.fetchval(
@@ -233,7 +223,8 @@ async def gather_evidence(
     """The evidence over the trailing window: metrics from Prometheus, the journal and the recorded mismatches (since
     `since`, the start of the hold) from PostgreSQL; a mismatch counts if either source saw it."""
     figures = await prometheus_figures(prometheus_url, table, window_seconds)
-    pending, oldest = await journal_figures(pool, table)
+    backlog = await Journal(pool, table).backlog()  # what the backlog gauges report
+    pending, oldest = backlog.pending, backlog.oldest_age_seconds
     recorded = await recorded_mismatches(pool, table, since)
 
     def total(name: str) -> float:

@@ -34,7 +34,7 @@ from toolkit.migrate_commands import (
     out,
     settings_or_exit,
 )
-from toolkit.promotion import PlanHold, Promoter, PromotionOptions
+from toolkit.promotion import WATCHDOG_COOL_DOWN, PlanHold, Promoter, PromotionOptions
 from toolkit.promotion_plan import load_plan
 from toolkit.verify import VerifyOptions
 
@@ -113,6 +113,12 @@ def promote(
     rate_limit: Annotated[
         float, typer.Option("--rate-limit", min=0, help="DynamoDB items read per second by verifications (0: none)")
     ] = DEFAULT_READ_RATE,
+    cool_down: Annotated[
+        float,
+        typer.Option(
+            min=0, help="seconds after an automatic rollback before a DynamoDB-served stage (the watchdog's cool-down)"
+        ),
+    ] = WATCHDOG_COOL_DOWN,
     who: Who = None,
     postgres_dsn: PostgresDsn = None,
     dynamodb_endpoint: DynamoEndpoint = None,
@@ -149,6 +155,7 @@ def promote(
             min_calls_per_backend=min_calls,
             max_journal_age_seconds=max_journal_age,
         ),
+        cool_down_seconds=cool_down,
         who=operator,
         backfill=BackfillOptions(who=operator),
         verify=VerifyOptions(who=operator, pacing=_pacing(rate_limit, True, 2.0)),

@@ -25,9 +25,10 @@ import asyncpg
 
 from chassis.errors import FailedPrecondition
 from migration.control import ControlPlane, dynamo_receives_writes_since
-from migration.stages import ORDER, Stage
+from migration.stages import ORDER, POLICIES, Backend, Stage
 from migration.table_spec import TableSpec
 from migration.verifications import chain_head
+from migration.watchdog import WatchdogSettings, last_automatic_rollback
 from toolkit.backfill import BackfillOptions, Progress, run_backfill
 from toolkit.guards import Evidence, GuardLimits, GuardReading, breached, gather_evidence, read_guards, unknown_required
 from toolkit.settle import wait_for_replicas
@@ -42,6 +43,9 @@ if TYPE_CHECKING:
 LOCK_CLASS = 0x70726F6D  # "prom"
 
 
+WATCHDOG_COOL_DOWN = WatchdogSettings().cool_down_seconds
+
+
 @dataclass(frozen=True)
 class PromotionOptions:
     target: Stage
@@ -53,6 +57,9 @@ class PromotionOptions:
     limits: GuardLimits = field(default_factory=GuardLimits)
     drain_seconds: float = 30.0  # a move to dynamo_only waits this long for the journal to drain
     settle_seconds: float = 5.0  # every replica follows a switch within this; the backfill waits that long
+    # After the watchdog moved the table back, no move to a DynamoDB-served stage for this long: within its own
+    # cool-down the watchdog could not move it back again.
+    cool_down_seconds: float = WATCHDOG_COOL_DOWN
     who: str = "loanbook migrate promote"
     backfill: BackfillOptions = field(default_factory=BackfillOptions)
     verify: VerifyOptions = field(default_factory=VerifyOptions)
@@ -265,6 +272,7 @@ class Promoter:
                 await self._audit.decide(mode.stage, "finish", detail, {})
                 return detail
             following = ORDER[ORDER.index(mode.stage) + 1]
+            await self._check_cool_down(mode.stage, following)
             if mode.stage is Stage.DUAL_WRITE and await self._backfill_needed():
                 await self._backfill()
             evidence, readings = await self._hold(mode.stage, following)
@@ -287,6 +295,18 @@ class Promoter:
                 raise _Stopped(f"the control plane refused {following.value}: {refused}") from None
             await self._audit.decide(
                 mode.stage, "advance", f"{mode.stage.value} -> {following.value}", _figures(evidence, readings)
+            )
+
+    async def _check_cool_down(self, stage: Stage, following: Stage) -> None:
+        if POLICIES[following].serves is not Backend.DYNAMODB:
+            return
+        last = await last_automatic_rollback(self._pool, self._table)
+        cool_down = self._options.cool_down_seconds
+        if last is not None and float(last["age"]) < cool_down:
+            raise _Stopped(
+                f"{self._table} stays in {stage.value}: the watchdog moved it back {float(last['age']):.0f} s ago "
+                f"({last['changed_by']}), and for {cool_down:g} s after that it could not do so again; promote "
+                f"again in {cool_down - float(last['age']):.0f} s, once the cause is understood"
             )
 
     def _check_plan(self, stage: Stage) -> None:

@@ -50,6 +50,7 @@ class Timing(BaseModel):
     window_seconds: Annotated[float, Field(ge=1)] | None = None
     poll_seconds: Annotated[float, Field(ge=0.2)] | None = None
     evidence_timeout_seconds: Annotated[float, Field(ge=0)] | None = None
+    cool_down_seconds: Annotated[float, Field(ge=0)] | None = None
 
 
 class TablePlan(Timing):

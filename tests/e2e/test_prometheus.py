@@ -7,18 +7,16 @@ import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
 from chassis.identity import Role
 from tests.support.demo import CASEY, CASEY_FUNDED_LOAN
-from tests.support.prometheus import Prometheus, running_prometheus
-from tests.support.rest import bearer
+from tests.support.prometheus import Prometheus, scraping_the_stack
+from tests.support.rest import bearer, switch_payments
 from tests.support.system import TABLE_PREFIX, RunningSystem, run_module
 
-PROCESSES = ("customer", "payment", "logging", "gateway")
 P99 = "table_operation_backend:db_client_operation_duration_seconds:p99_5m"
 
 
@@ -26,8 +24,7 @@ P99 = "table_operation_backend:db_client_operation_duration_seconds:p99_5m"
 async def prometheus(
     running_system: RunningSystem, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Prometheus]:
-    targets = {f"loanbook-{name}": f"127.0.0.1:{running_system.ports.metrics_port(name)}" for name in PROCESSES}
-    async with running_prometheus(targets, tmp_path_factory.mktemp("prometheus")) as server:
+    async with scraping_the_stack(running_system, tmp_path_factory.mktemp("prometheus")) as server:
         yield server
 
 
@@ -61,20 +58,6 @@ async def payment_traffic(system: RunningSystem) -> AsyncIterator[None]:
                 await driver
 
 
-async def switch(system: RunningSystem, stage: str, fallback: bool = True) -> dict[str, Any]:
-    admin = bearer(system, Role.ADMIN)
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=10) as client:
-        before = await client.get("/v1/admin/migrations", headers=admin)
-        response = await client.put(
-            "/v1/admin/migrations/payments",
-            headers=admin,
-            json={"stage": stage, "fallback": fallback, "reason": "prometheus e2e"},
-        )
-    assert response.status_code == 200, response.text
-    [payments] = [mode for mode in before.json()["tableModes"] if mode["table"] == "payments"]
-    return dict(payments)
-
-
 async def test_every_process_is_scraped(prometheus: Prometheus) -> None:
     up = await prometheus.wait_for("count(up == 1) == 4")
 
@@ -85,7 +68,7 @@ async def test_latency_by_backend_reads_through_the_recording_rule_across_two_st
     running_system: RunningSystem, prometheus: Prometheus, postgres_dsn: str, dynamodb_endpoint: str
 ) -> None:
     payments = 'db_collection_name="payments"'
-    before = await switch(running_system, "postgres_only")
+    before = await switch_payments(running_system, "postgres_only", reason="prometheus e2e")
     try:
         async with payment_traffic(running_system):
             # postgres_only: PostgreSQL serves and stores everything; DynamoDB is not called.
@@ -95,7 +78,7 @@ async def test_latency_by_backend_reads_through_the_recording_rule_across_two_st
             assert await prometheus.query(f'{P99}{{{payments}, loanbook_store_backend="dynamodb"}}') == []
 
             # dual_write: each write is copied to DynamoDB on the request path; the copies' latency shows.
-            await switch(running_system, "dual_write")
+            await switch_payments(running_system, "dual_write", reason="prometheus e2e")
             copies = await prometheus.wait_for(f'{P99}{{{payments}, loanbook_store_backend="dynamodb"}} > 0')
             assert all(series["value"][1] != "NaN" for series in copies)
             # The stage change itself, as the dashboard's annotations read it.
@@ -112,7 +95,7 @@ async def test_latency_by_backend_reads_through_the_recording_rule_across_two_st
             }
             code, out, err = await run_module("toolkit", env, args=["migrate", "status", "payments"])
     finally:
-        await switch(running_system, before["stage"], before["fallback"])
+        await switch_payments(running_system, before["stage"], before["fallback"], reason="prometheus e2e")
 
     assert code == 0, err
     [latency] = [line for line in out.splitlines() if line.strip().startswith("latency")]

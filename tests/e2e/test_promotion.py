@@ -20,11 +20,10 @@ import pytest
 from chassis.identity import Role
 from services.customer.demo import APPLICATIONS, CUSTOMERS
 from tests.support.demo import CASEY, CASEY_FUNDED_LOAN
-from tests.support.prometheus import Prometheus, running_prometheus
-from tests.support.rest import bearer
+from tests.support.prometheus import Prometheus, scraping_the_stack
+from tests.support.rest import bearer, switch_payments
 from tests.support.system import TABLE_PREFIX, RunningSystem, run_module, table_name
 
-PROCESSES = ("customer", "payment", "logging", "gateway")
 DEVON, DEVON_FUNDED_LOAN = str(CUSTOMERS[1].id), str(APPLICATIONS[1][0].id)
 # Short windows: Prometheus scrapes every second here; an operator's default is 300 s.
 FAST = ["--window", "5", "--poll", "1", "--evidence-timeout", "60", "--min-comparisons", "3", "--min-calls", "5"]
@@ -36,8 +35,7 @@ LATENCY_UNJUDGED = ["--max-latency-ratio", "1000"]
 async def prometheus(
     running_system: RunningSystem, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Prometheus]:
-    targets = {f"loanbook-{name}": f"127.0.0.1:{running_system.ports.metrics_port(name)}" for name in PROCESSES}
-    async with running_prometheus(targets, tmp_path_factory.mktemp("prometheus")) as server:
+    async with scraping_the_stack(running_system, tmp_path_factory.mktemp("prometheus")) as server:
         await server.wait_for("count(up == 1) == 4")
         yield server
 
@@ -94,21 +92,6 @@ async def customer_traffic(system: RunningSystem) -> AsyncIterator[Traffic]:
                 await driver
 
 
-async def set_stage(system: RunningSystem, stage: str, fallback: bool = True) -> dict[str, Any]:
-    """Switches payments through the admin API; the mode it had before."""
-    admin = bearer(system, Role.ADMIN)
-    async with httpx.AsyncClient(base_url=system.gateway_url, timeout=30) as client:
-        before = await client.get("/v1/admin/migrations", headers=admin)
-        response = await client.put(
-            "/v1/admin/migrations/payments",
-            headers=admin,
-            json={"stage": stage, "fallback": fallback, "reason": "promotion e2e"},
-        )
-    assert response.status_code == 200, response.text
-    [payments] = [mode for mode in before.json()["tableModes"] if mode["table"] == "payments"]
-    return dict(payments)
-
-
 @pytest.fixture
 async def payments_restored(running_system: RunningSystem) -> AsyncIterator[None]:
     """The payments table's mode as the module found it, whatever a test moved it to (the stores are shared)."""
@@ -118,7 +101,7 @@ async def payments_restored(running_system: RunningSystem) -> AsyncIterator[None
     modes = [mode for mode in listed.json()["tableModes"] if mode["table"] == "payments"]
     yield
     if modes:
-        await set_stage(running_system, modes[0]["stage"], modes[0]["fallback"])
+        await switch_payments(running_system, modes[0]["stage"], modes[0]["fallback"], reason="promotion e2e")
 
 
 async def promote(prometheus: Prometheus, postgres_dsn: str, dynamodb_endpoint: str, *args: str) -> tuple[int, str]:
@@ -161,7 +144,7 @@ async def test_a_promotion_walks_to_dynamo_live_on_clean_traffic_with_backfill_a
     dynamodb_endpoint: str,
     payments_restored: None,
 ) -> None:
-    await set_stage(running_system, "postgres_only")
+    await switch_payments(running_system, "postgres_only", reason="promotion e2e")
     async with customer_traffic(running_system) as traffic:
         code, output = await promote(
             prometheus, postgres_dsn, dynamodb_endpoint, "--to", "dynamo_live", *FAST, *LATENCY_UNJUDGED
@@ -195,7 +178,7 @@ async def test_a_promotion_walks_to_dynamo_live_on_clean_traffic_with_backfill_a
 
     # Back to shadow by hand, and promoted again: the full verification above starts the chain, so the check before
     # dynamo_live now compares only the payments written since.
-    await set_stage(running_system, "shadow")
+    await switch_payments(running_system, "shadow", reason="promotion e2e")
     async with customer_traffic(running_system) as again:
         code, output = await promote(
             prometheus, postgres_dsn, dynamodb_endpoint, "--to", "dynamo_live", *FAST, *LATENCY_UNJUDGED
@@ -251,7 +234,7 @@ async def test_a_promotion_stops_in_shadow_on_tampered_items_and_records_the_bre
     dynamodb_endpoint: str,
     payments_restored: None,
 ) -> None:
-    await set_stage(running_system, "postgres_only")
+    await switch_payments(running_system, "postgres_only", reason="promotion e2e")
     async with customer_traffic(running_system) as traffic:
         code, output = await promote(
             prometheus, postgres_dsn, dynamodb_endpoint, "--to", "shadow", *FAST, *LATENCY_UNJUDGED

@@ -9,14 +9,19 @@ import shutil
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from devstack.processes import free_port
 from devstack.tools import project_root
 
+if TYPE_CHECKING:
+    from tests.support.system import RunningSystem
+
 RULES = project_root() / "deploy" / "prometheus" / "rules"
+# The stack's processes, each scraped as job loanbook-<name>.
+PROCESSES = ("customer", "payment", "logging", "gateway")
 
 
 def scrape_config(targets: Mapping[str, str], interval: str = "1s") -> dict[str, Any]:
@@ -106,3 +111,11 @@ async def running_prometheus(targets: Mapping[str, str], work_dir: Path) -> Asyn
                 process.kill()
                 await process.wait()
         log.close()
+
+
+@contextlib.asynccontextmanager
+async def scraping_the_stack(system: RunningSystem, work_dir: Path) -> AsyncIterator[Prometheus]:
+    """A Prometheus scraping every process of a running stack, with the project's rules."""
+    targets = {f"loanbook-{name}": f"127.0.0.1:{system.ports.metrics_port(name)}" for name in PROCESSES}
+    async with running_prometheus(targets, work_dir) as server:
+        yield server

@@ -4,6 +4,7 @@ guards of a cutover, and a chain broken by dropped key history (or a spell witho
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import secrets
@@ -17,6 +18,7 @@ from chassis.ids import new_id
 from migration.control import ControlPlane
 from migration.hybrid import HybridSettings, HybridTable
 from migration.journal import Journal
+from migration.runtime import forget_old_history
 from migration.stages import Stage, TableMode
 from services.logging.adapters.dynamodb import DynamoLogRepository
 from services.logging.adapters.postgres import PostgresLogRepository
@@ -161,8 +163,17 @@ async def test_dropped_key_history_breaks_the_chain_and_the_guards_demand_a_full
     async with payment_writes(stores, Stage.DYNAMO_PRIMARY) as store:
         for _ in range(6):
             await store.create(a_payment())
-    # Those six writes' key history goes before any verification covered it (as past the retention).
-    assert await Journal(stores.pool, "payments").forget_history(timedelta(0)) == 6
+    # Those six writes' key history goes before any verification covered it: a replica's trimming, as if they had
+    # outlived the retention.
+    trimming = asyncio.create_task(forget_old_history(Journal(stores.pool, "payments"), timedelta(0), 3600))
+    try:
+        async with asyncio.timeout(10):
+            while not await stores.pool.fetchval("SELECT count(*) FROM migration.key_history_gaps"):
+                await asyncio.sleep(0.05)
+    finally:
+        trimming.cancel()
+    assert await stores.pool.fetchval("SELECT rows FROM migration.key_history_gaps") == 6
+    assert await stores.pool.fetchval("SELECT count(*) FROM migration.key_history") == 0
 
     broken = r"the key history of 6 writes \(.+\) was dropped at .+ before a verification covered it"
     with pytest.raises(FailedPrecondition, match=r"payments: the incremental chain is broken: " + broken):

@@ -4,11 +4,13 @@ plan held by the table that stopped."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from migration.control import ControlPlane
 from migration.stages import Stage
 from tests.support.prometheus import Prometheus, running_prometheus
 from tests.support.toolkit import Stores, set_stage
@@ -115,3 +117,26 @@ async def test_in_a_plan_the_table_that_stops_holds_the_others_and_each_says_why
     assert by_table["payments"].detail.startswith("payments held in postgres_only: the plan stopped (logs: logs stays")
     modes = await stores.pool.fetch("SELECT table_name, stage FROM migration.table_modes ORDER BY table_name")
     assert [(row["table_name"], row["stage"]) for row in modes] == [("logs", "shadow"), ("payments", "postgres_only")]
+
+
+async def test_within_the_watchdogs_cool_down_no_dynamodb_served_stage_is_promoted_to(
+    stores: Stores, prometheus: Prometheus
+) -> None:
+    control = ControlPlane(stores.pool, guards=())
+    await control.ensure_defaults(who="test", tables=["payments"])
+    await control.change("payments", stage=Stage.DYNAMO_LIVE, who="test")
+    await control.change("payments", stage=Stage.SHADOW, who="auto:fallback_ratio", reason="fallback_ratio 0.4 > 0.05")
+    [spec] = stores.specs("payments")
+    options = PromotionOptions(target=Stage.DYNAMO_LIVE, window_seconds=1, poll_seconds=0.2, who="test")
+    seen = Seen()
+
+    result = await Promoter(stores.pool, stores.dynamodb, spec, stores.table_name, prometheus.url, options, seen).run()
+
+    assert (result.status, result.stage) == ("stopped", Stage.SHADOW)
+    assert re.fullmatch(
+        r"payments stays in shadow: the watchdog moved it back \d+ s ago \(auto:fallback_ratio\), and for 900 s after "
+        r"that it could not do so again; promote again in \d+ s, once the cause is understood",
+        result.detail,
+    ), result.detail
+    assert seen.decisions == [("shadow", "start"), ("shadow", "stop")]  # stopped before holding, nothing switched
+    assert (await control.mode("payments")).stage is Stage.SHADOW
