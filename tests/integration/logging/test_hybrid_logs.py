@@ -225,11 +225,13 @@ async def test_a_stage_change_during_ingestion_is_followed_by_both_replicas_with
                 errors.append(error)
 
     workers = [asyncio.create_task(ingest(i)) for i in range(4)]
-    for stage in (Stage.SHADOW, Stage.DYNAMO_LIVE, Stage.DYNAMO_PRIMARY, Stage.DYNAMO_LIVE, Stage.DUAL_WRITE):
-        await asyncio.sleep(0.3)
-        await log_harness.set_stage(stage)  # fails unless both replicas follow within 1 s
-    stop.set()
-    await asyncio.gather(*workers)
+    try:
+        for stage in (Stage.SHADOW, Stage.DYNAMO_LIVE, Stage.DYNAMO_PRIMARY, Stage.DYNAMO_LIVE, Stage.DUAL_WRITE):
+            await asyncio.sleep(0.3)
+            await log_harness.set_stage(stage)  # fails unless both replicas follow within 1 s
+    finally:
+        stop.set()  # a failed switch must not leave the writers running (and piling up entries) past the test
+        await asyncio.gather(*workers)
 
     assert errors == []
     assert len(acknowledged) > 200
