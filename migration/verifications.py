@@ -30,6 +30,7 @@ class Standing:
     started_at: datetime
     broken: str | None = None  # why an incremental verification's chain does not hold
     full_id: int | None = None  # the full verification the chain goes back to
+    record: asyncpg.Record | None = None  # its row of migration.verifications, as recorded
 
 
 async def latest_standing(executor: Executor, table: str) -> Standing | None:
@@ -41,12 +42,18 @@ async def latest_standing(executor: Executor, table: str) -> Standing | None:
         return None
     if not latest["incremental"]:
         return Standing(
-            latest["id"], latest["clean"], latest["full_scan"], False, latest["started_at"], full_id=latest["id"]
+            latest["id"],
+            latest["clean"],
+            latest["full_scan"],
+            False,
+            latest["started_at"],
+            full_id=latest["id"],
+            record=latest,
         )
     root, broken = await _chain_root(executor, table, latest["id"])
     if root is None:
-        return Standing(latest["id"], latest["clean"], False, True, latest["started_at"], broken)
-    return Standing(latest["id"], latest["clean"], broken is None, True, root["started_at"], broken, full_id=root["id"])
+        return Standing(latest["id"], latest["clean"], False, True, latest["started_at"], broken, record=latest)
+    return Standing(latest["id"], latest["clean"], broken is None, True, root["started_at"], broken, root["id"], latest)
 
 
 async def chain_head(executor: Executor, table: str) -> asyncpg.Record:

@@ -62,13 +62,11 @@ class TableStatus:
 
 
 async def last_verification(pool: asyncpg.Pool, table: str) -> Verification | None:
-    row = await pool.fetchrow(
-        "SELECT * FROM migration.verifications WHERE table_name = $1 ORDER BY finished_at DESC LIMIT 1", table
-    )
-    if row is None:
-        return None
     standing = await latest_standing(pool, table)
-    assert standing is not None
+    if standing is None:
+        return None
+    row = standing.record
+    assert row is not None
     return Verification(
         row["id"],
         row["clean"],
